@@ -1,0 +1,147 @@
+// Backend: the fixed op set the forward pass is written over. A backend (cpu, cuda) implements ops, not models.
+// Each op takes one params struct. Tensors passed to ops live in the backend's memory (see alloc/upload).
+// Activations are in the backend's compute dtype (cpu: F32; cuda: F16/BF16); logits are always F32.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+
+namespace kiln {
+
+// Per-step metadata for attention over the paged KV cache, resident in backend memory.
+// A step packs T tokens from S sequences; sequence s owns tokens [seq_offsets[s], seq_offsets[s+1]).
+struct StepMeta {
+  int32_t num_tokens = 0;      // T
+  int32_t num_seqs = 0;        // S
+  int32_t max_blocks_per_seq = 0;
+  int32_t max_new_tokens = 0;  // max over s of seq_offsets[s+1] - seq_offsets[s]
+  int32_t max_context = 0;     // max over s of num_cached[s] + new tokens
+  Tensor positions;            // I32 [T]      position of each token (num_cached + index within the chunk)
+  Tensor token_seq;            // I32 [T]      sequence index of each token
+  Tensor seq_offsets;          // I32 [S + 1]
+  Tensor num_cached;           // I32 [S]      tokens already in the cache before this step
+  Tensor block_tables;         // I32 [S, max_blocks_per_seq]
+  Tensor slot_mapping;         // I32 [T]      cache slot (block * tokens_per_block + offset) each token writes
+};
+
+// KV cache pool: [num_layers, num_blocks, 2 (k, v), num_kv_heads, tokens_per_block, head_dim].
+struct KvCacheDesc {
+  Tensor pool;
+  int64_t num_layers = 0, num_blocks = 0, num_kv_heads = 0, tokens_per_block = 0, head_dim = 0;
+  int64_t layer_stride() const { return num_blocks * 2 * num_kv_heads * tokens_per_block * head_dim; }
+};
+
+struct EmbeddingParams {
+  Tensor ids;        // I32 [T]
+  Tensor table;      // [V, H]
+  Tensor positions;  // I32 [T]; used with pos_table
+  Tensor pos_table;  // [P, H] learned positions, or empty
+  Tensor out;        // [T, H]
+};
+
+// residual += add (when add is not empty); out = norm(residual) * weight (+ bias).
+struct NormParams {
+  NormType type = NormType::RMSNorm;
+  double eps = 1e-6;
+  Tensor add;       // [T, H] or empty
+  Tensor residual;  // [T, H] in/out
+  Tensor weight;    // [H]
+  Tensor bias;      // [H] or empty
+  Tensor out;       // [T, H]
+};
+
+// out = x @ weight^T (+ bias). weight is [N, K] as stored by the engine.
+struct LinearParams {
+  Tensor x;       // [T, K]
+  Tensor weight;  // [N, K]
+  Tensor bias;    // [N] or empty
+  Tensor out;     // [T, N]
+  int gemm_algo = -1;  // tactic chosen at build time (cuda); -1: backend default
+};
+
+// In place on qkv [T, (nh + 2 nkv) * hd]: optional per-head RMSNorm of q and k (Qwen3), RoPE on q and k,
+// then k and v written into the cache at meta.slot_mapping for `layer`.
+struct RopeKvParams {
+  Tensor qkv;
+  Tensor q_norm, k_norm;  // [hd] or empty
+  double qk_norm_eps = 1e-6;
+  bool apply_rope = true;
+  RopeConfig rope;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  const StepMeta* meta = nullptr;
+  KvCacheDesc cache;
+  int64_t layer = 0;
+};
+
+// Causal attention of each new token over its sequence's cached keys (context and generation alike).
+struct AttentionParams {
+  Tensor qkv;  // [T, (nh + 2 nkv) * hd], after RopeKv (q read from here; k, v from the cache)
+  Tensor out;  // [T, nh * hd]
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int64_t sliding_window = 0;  // 0: none; else key positions p - window < k <= p
+  float scale = 1.0f;
+  const StepMeta* meta = nullptr;
+  KvCacheDesc cache;
+  int64_t layer = 0;
+};
+
+enum class ActKind { SiluGated, GeluTanh };
+// SiluGated: in [T, 2I] (gate | up) -> out [T, I] = silu(gate) * up. GeluTanh: in [T, I] -> out [T, I].
+struct ActivationParams {
+  ActKind kind = ActKind::SiluGated;
+  Tensor in, out;
+};
+
+// Mixtral-style MoE FFN: router logits -> softmax -> top-k -> renormalize -> sum_k w_k * expert_k(x).
+struct MoeParams {
+  Tensor x;        // [T, H]
+  Tensor router;   // [E, H]
+  Tensor gate_up;  // [E, 2I, H]
+  Tensor down;     // [E, H, I]
+  int64_t top_k = 2;
+  Tensor out;      // [T, H]
+};
+
+// out[r] = x[rows[r]]
+struct GatherRowsParams {
+  Tensor x;     // [T, H]
+  Tensor rows;  // I32 [R]
+  Tensor out;   // [R, H]
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual DType compute_dtype() const = 0;
+
+  // Memory. alloc returns uninitialized memory owned by the tensor.
+  virtual Tensor alloc(DType dtype, std::vector<int64_t> shape) = 0;
+  virtual void upload(Tensor& dst, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const Tensor& src, size_t bytes) = 0;
+  virtual void fill_zero(Tensor& t) = 0;
+  virtual void synchronize() = 0;
+  virtual size_t free_memory() const = 0;  // bytes available for the KV cache
+
+  // A weight from an engine file, converted to the layout and dtype this backend computes with.
+  virtual Tensor load_weight(const TensorView& v) = 0;
+
+  // Ops.
+  virtual void embedding(const EmbeddingParams& p) = 0;
+  virtual void norm(const NormParams& p) = 0;
+  virtual void linear(const LinearParams& p) = 0;
+  virtual void rope_kv(const RopeKvParams& p) = 0;
+  virtual void attention(const AttentionParams& p) = 0;
+  virtual void activation(const ActivationParams& p) = 0;
+  virtual void moe(const MoeParams& p) = 0;
+  virtual void gather_rows(const GatherRowsParams& p) = 0;
+};
+
+// target: "cpu" or "cuda".
+std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads = 0);
+
+}  // namespace kiln

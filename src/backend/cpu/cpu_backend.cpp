@@ -1,0 +1,268 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "model/rope.h"
+
+namespace kiln {
+
+CpuBackend::CpuBackend(int num_threads) : pool_(num_threads) {}
+
+Tensor CpuBackend::alloc(DType dtype, std::vector<int64_t> shape) {
+  Tensor t;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  size_t bytes = std::max<size_t>(t.nbytes(), 64);
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!p) fail("cpu backend: out of memory allocating {} bytes", bytes);
+  t.owner = std::shared_ptr<void>(p, std::free);
+  t.data = p;
+  return t;
+}
+
+void CpuBackend::upload(Tensor& dst, const void* src, size_t bytes) { std::memcpy(dst.data, src, bytes); }
+void CpuBackend::download(void* dst, const Tensor& src, size_t bytes) { std::memcpy(dst, src.data, bytes); }
+void CpuBackend::fill_zero(Tensor& t) { std::memset(t.data, 0, t.nbytes()); }
+
+size_t CpuBackend::free_memory() const {
+  long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0;
+}
+
+Tensor CpuBackend::load_weight(const TensorView& v) {
+  Tensor t = alloc(DType::F32, v.shape);
+  convert_to_f32(v.dtype, v.data, t.ptr<float>(), size_t(v.numel()));
+  return t;
+}
+
+void CpuBackend::embedding(const EmbeddingParams& p) {
+  const int64_t T = p.ids.dim(0), H = p.table.dim(1), V = p.table.dim(0);
+  const int32_t* ids = p.ids.ptr<int32_t>();
+  for (int64_t t = 0; t < T; ++t) {
+    if (ids[t] < 0 || ids[t] >= V) fail("token id {} is outside the vocabulary (size {})", ids[t], V);
+    float* o = p.out.ptr<float>() + t * H;
+    std::memcpy(o, p.table.ptr<float>() + int64_t(ids[t]) * H, size_t(H) * 4);
+    if (!p.pos_table.empty()) {
+      int32_t pos = p.positions.ptr<int32_t>()[t];
+      if (pos < 0 || pos >= p.pos_table.dim(0)) fail("position {} is past the model's {} positions", pos, p.pos_table.dim(0));
+      const float* pe = p.pos_table.ptr<float>() + int64_t(pos) * H;
+      for (int64_t h = 0; h < H; ++h) o[h] += pe[h];
+    }
+  }
+}
+
+void CpuBackend::norm(const NormParams& p) {
+  const int64_t T = p.residual.dim(0), H = p.residual.dim(1);
+  pool_.parallel_for(T, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      float* r = p.residual.ptr<float>() + t * H;
+      if (!p.add.empty()) {
+        const float* a = p.add.ptr<float>() + t * H;
+        for (int64_t h = 0; h < H; ++h) r[h] += a[h];
+      }
+      float* o = p.out.ptr<float>() + t * H;
+      const float* w = p.weight.ptr<float>();
+      if (p.type == NormType::RMSNorm) {
+        double ss = 0;
+        for (int64_t h = 0; h < H; ++h) ss += double(r[h]) * r[h];
+        float inv = float(1.0 / std::sqrt(ss / double(H) + p.eps));
+        for (int64_t h = 0; h < H; ++h) o[h] = w[h] * (r[h] * inv);
+      } else {
+        double mean = 0, var = 0;
+        for (int64_t h = 0; h < H; ++h) mean += r[h];
+        mean /= double(H);
+        for (int64_t h = 0; h < H; ++h) var += (r[h] - mean) * (r[h] - mean);
+        var /= double(H);
+        float inv = float(1.0 / std::sqrt(var + p.eps));
+        const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<float>();
+        for (int64_t h = 0; h < H; ++h) o[h] = float((r[h] - mean) * inv) * w[h] + (bias ? bias[h] : 0.f);
+      }
+    }
+  });
+}
+
+void CpuBackend::linear(const LinearParams& p) {
+  const int64_t T = p.x.dim(0), K = p.x.dim(1), N = p.weight.dim(0);
+  if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
+  float* out = p.out.ptr<float>();
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(N), int(K), 1.0f, p.x.ptr<float>(), int(K),
+              p.weight.ptr<float>(), int(K), 0.0f, out, int(N));
+  if (!p.bias.empty()) {
+    const float* b = p.bias.ptr<float>();
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) out[t * N + n] += b[n];
+  }
+}
+
+void CpuBackend::rope_kv(const RopeKvParams& p) {
+  const StepMeta& m = *p.meta;
+  const int64_t T = m.num_tokens, nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim, half = hd / 2;
+  const int64_t row = (nh + 2 * nkv) * hd, bs = p.cache.tokens_per_block;
+  std::vector<float> inv_freq = p.apply_rope ? rope_inv_freq(p.rope, hd) : std::vector<float>();
+  float* layer_base = p.cache.pool.ptr<float>() + p.layer * p.cache.layer_stride();
+  pool_.parallel_for(T, [&](int64_t b, int64_t e) {
+    std::vector<float> cs(static_cast<size_t>(hd));
+    for (int64_t t = b; t < e; ++t) {
+      float* q = p.qkv.ptr<float>() + t * row;
+      float* k = q + nh * hd;
+      float* v = k + nkv * hd;
+      auto head_norm = [&](float* x, const Tensor& w) {
+        double ss = 0;
+        for (int64_t i = 0; i < hd; ++i) ss += double(x[i]) * x[i];
+        float inv = float(1.0 / std::sqrt(ss / double(hd) + p.qk_norm_eps));
+        for (int64_t i = 0; i < hd; ++i) x[i] = w.ptr<float>()[i] * (x[i] * inv);
+      };
+      if (!p.q_norm.empty()) for (int64_t h = 0; h < nh; ++h) head_norm(q + h * hd, p.q_norm);
+      if (!p.k_norm.empty()) for (int64_t h = 0; h < nkv; ++h) head_norm(k + h * hd, p.k_norm);
+      if (p.apply_rope) {
+        const float pos = float(m.positions.ptr<int32_t>()[t]);
+        for (int64_t i = 0; i < half; ++i) {
+          double ang = double(pos) * double(inv_freq[i]);
+          cs[i] = std::cos(ang);
+          cs[half + i] = std::sin(ang);
+        }
+        auto rotate = [&](float* x) {
+          for (int64_t i = 0; i < half; ++i) {
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cs[i] - x1 * cs[half + i];
+            x[i + half] = x1 * cs[i] + x0 * cs[half + i];
+          }
+        };
+        for (int64_t h = 0; h < nh; ++h) rotate(q + h * hd);
+        for (int64_t h = 0; h < nkv; ++h) rotate(k + h * hd);
+      }
+      const int32_t slot = m.slot_mapping.ptr<int32_t>()[t];
+      const int64_t blk = slot / bs, off = slot % bs;
+      float* kb = layer_base + blk * 2 * nkv * bs * hd;
+      float* vb = kb + nkv * bs * hd;
+      for (int64_t h = 0; h < nkv; ++h) {
+        std::memcpy(kb + (h * bs + off) * hd, k + h * hd, size_t(hd) * 4);
+        std::memcpy(vb + (h * bs + off) * hd, v + h * hd, size_t(hd) * 4);
+      }
+    }
+  });
+}
+
+void CpuBackend::attention(const AttentionParams& p) {
+  const StepMeta& m = *p.meta;
+  const int64_t T = m.num_tokens, nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim;
+  const int64_t row = (nh + 2 * nkv) * hd, bs = p.cache.tokens_per_block, group = nh / nkv;
+  const float* layer_base = p.cache.pool.ptr<float>() + p.layer * p.cache.layer_stride();
+  const int32_t* seq_of = m.token_seq.ptr<int32_t>();
+  const int32_t* positions = m.positions.ptr<int32_t>();
+  const int32_t* tables = m.block_tables.ptr<int32_t>();
+  pool_.parallel_for(T * nh, [&](int64_t b, int64_t e) {
+    std::vector<float> scores;
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t t = i / nh, h = i % nh, kvh = h / group;
+      const int32_t s = seq_of[t], pos = positions[t];
+      const int32_t* table = tables + int64_t(s) * m.max_blocks_per_seq;
+      const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+      const int64_t n = pos + 1 - first;
+      const float* q = p.qkv.ptr<float>() + t * row + h * hd;
+      scores.resize(size_t(n));
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t kp = first + j;
+        const float* kv = layer_base + int64_t(table[kp / bs]) * 2 * nkv * bs * hd + (kvh * bs + kp % bs) * hd;
+        float d = 0;
+        for (int64_t x = 0; x < hd; ++x) d += q[x] * kv[x];
+        scores[j] = d * p.scale;
+        mx = std::max(mx, scores[j]);
+      }
+      double sum = 0;
+      for (auto& sc : scores) { sc = std::exp(sc - mx); sum += sc; }
+      float* o = p.out.ptr<float>() + t * nh * hd + h * hd;
+      std::fill(o, o + hd, 0.f);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t kp = first + j;
+        const float* vv = layer_base + int64_t(table[kp / bs]) * 2 * nkv * bs * hd + nkv * bs * hd + (kvh * bs + kp % bs) * hd;
+        const float w = float(scores[j] / sum);
+        for (int64_t x = 0; x < hd; ++x) o[x] += w * vv[x];
+      }
+    }
+  });
+}
+
+void CpuBackend::activation(const ActivationParams& p) {
+  const int64_t T = p.out.dim(0), I = p.out.dim(1);
+  pool_.parallel_for(T, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      float* o = p.out.ptr<float>() + t * I;
+      if (p.kind == ActKind::SiluGated) {
+        const float* g = p.in.ptr<float>() + t * 2 * I;
+        const float* u = g + I;
+        for (int64_t i = 0; i < I; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      } else {
+        const float* x = p.in.ptr<float>() + t * I;
+        for (int64_t i = 0; i < I; ++i) {
+          float v = x[i];
+          o[i] = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::moe(const MoeParams& p) {
+  const int64_t T = p.x.dim(0), H = p.x.dim(1), E = p.router.dim(0), I = p.down.dim(2), K = p.top_k;
+  const float* x = p.x.ptr<float>();
+  std::vector<float> logits(static_cast<size_t>(T * E));  // [T, E]
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(E), int(H), 1.0f, x, int(H),
+              p.router.ptr<float>(), int(H), 0.0f, logits.data(), int(E));
+  // Per token: softmax over experts, top-k, renormalize. Then group tokens by expert for dense GEMMs.
+  std::vector<std::vector<std::pair<int64_t, float>>> by_expert(static_cast<size_t>(E));  // (token, weight)
+  for (int64_t t = 0; t < T; ++t) {
+    float* l = logits.data() + t * E;
+    float mx = *std::max_element(l, l + E);
+    double sum = 0;
+    std::vector<double> prob(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) { prob[e] = std::exp(double(l[e]) - mx); sum += prob[e]; }
+    std::vector<int64_t> idx(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) idx[e] = e;
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return prob[a] > prob[b]; });
+    double top_sum = 0;
+    for (int64_t k = 0; k < K; ++k) top_sum += prob[idx[k]];
+    for (int64_t k = 0; k < K; ++k) by_expert[idx[k]].push_back({t, float(prob[idx[k]] / top_sum)});
+  }
+  float* out = p.out.ptr<float>();
+  std::memset(out, 0, size_t(T * H) * 4);
+  std::vector<float> xs, gu, act, y;
+  for (int64_t e = 0; e < E; ++e) {
+    auto& toks = by_expert[e];
+    const int64_t n = int64_t(toks.size());
+    if (n == 0) continue;
+    xs.resize(size_t(n * H));      // [n, H]
+    gu.resize(size_t(n * 2 * I));  // [n, 2I]
+    act.resize(size_t(n * I));     // [n, I]
+    y.resize(size_t(n * H));       // [n, H]
+    for (int64_t r = 0; r < n; ++r) std::memcpy(&xs[r * H], x + toks[r].first * H, size_t(H) * 4);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(2 * I), int(H), 1.0f, xs.data(), int(H),
+                p.gate_up.ptr<float>() + e * 2 * I * H, int(H), 0.0f, gu.data(), int(2 * I));
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < I; ++i) {
+        float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
+        act[r * I + i] = g / (1.0f + std::exp(-g)) * u;
+      }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(H), int(I), 1.0f, act.data(), int(I),
+                p.down.ptr<float>() + e * H * I, int(I), 0.0f, y.data(), int(H));
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t h = 0; h < H; ++h) out[toks[r].first * H + h] += toks[r].second * y[r * H + h];
+  }
+}
+
+void CpuBackend::gather_rows(const GatherRowsParams& p) {
+  const int64_t R = p.rows.dim(0), H = p.x.dim(1);
+  for (int64_t r = 0; r < R; ++r)
+    std::memcpy(p.out.ptr<float>() + r * H, p.x.ptr<float>() + int64_t(p.rows.ptr<int32_t>()[r]) * H, size_t(H) * 4);
+}
+
+}  // namespace kiln

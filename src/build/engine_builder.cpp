@@ -1,0 +1,71 @@
+#include "build/engine_builder.h"
+
+#include <filesystem>
+#include <vector>
+
+#include "convert/convert.h"
+#include "core/error.h"
+#include "core/fs_util.h"
+#include "io/json_file.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
+
+namespace fs = std::filesystem;
+
+namespace kiln {
+
+void build_engine(const BuildOptions& o) {
+  if (!fs::is_directory(o.checkpoint_dir)) fail("--checkpoint {}: not a directory", o.checkpoint_dir);
+  const std::string cfg_path = (fs::path(o.checkpoint_dir) / "config.json").string();
+  if (!fs::exists(cfg_path)) fail("{}: missing (not a kiln checkpoint?)", cfg_path);
+  auto cj = read_json_file(cfg_path);
+  if (cj.value("format", "") != "kiln-checkpoint")
+    fail("{}: not a kiln checkpoint (run kiln convert on a Hugging Face folder first)", cfg_path);
+  EngineInfo info;
+  info.model = config_from_json(cj, cfg_path);
+  info.target = o.target;
+  info.limits = o.limits;
+  resolve_limits(info.limits, info.model);
+  DType weight_dtype;
+  if (o.target == "cpu") {
+    if (o.dtype && *o.dtype != DType::F32) fail("--dtype {}: the cpu target computes in float32", dtype_name(*o.dtype));
+    info.compute_dtype = DType::F32;
+    weight_dtype = DType::F32;  // the cpu backend reads fp32 weights in place
+  } else if (o.target == "cuda") {
+    fail("--target cuda: not supported by this build of kiln yet");
+  } else {
+    fail("--target {}: unknown target (expected cpu or cuda)", o.target);
+  }
+
+  const std::string ckpt_file = (fs::path(o.checkpoint_dir) / "rank0.safetensors").string();
+  SafetensorsFile src(ckpt_file);
+  for (auto& spec : expected_weights(info.model)) {
+    const TensorView& t = src.get(spec.name);
+    if (t.shape != spec.shape) {
+      TensorView want;
+      want.shape = spec.shape;
+      fail("{}: tensor '{}' has shape {}, expected {}", ckpt_file, spec.name, t.shape_str(), want.shape_str());
+    }
+  }
+
+  StagingDir out(o.output_dir);
+  SafetensorsWriter w;
+  for (auto& spec : expected_weights(info.model)) {
+    const TensorView& t = src.get(spec.name);
+    std::vector<uint8_t> bytes(size_t(t.numel()) * dtype_size(weight_dtype));
+    std::vector<float> f(static_cast<size_t>(t.numel()));
+    convert_to_f32(t.dtype, t.data, f.data(), f.size());
+    convert_from_f32(f.data(), weight_dtype, bytes.data(), f.size());
+    w.add(spec.name, weight_dtype, spec.shape, std::move(bytes));
+  }
+  w.set_metadata("format", "kiln-engine");
+  w.write(out.file("rank0.safetensors"));
+  write_json_file(out.file("engine.json"), engine_info_to_json(info));
+  for (int i = 0; kCarriedFiles[i]; ++i) {
+    fs::path f = fs::path(o.checkpoint_dir) / kCarriedFiles[i];
+    if (fs::exists(f)) fs::copy_file(f, out.path() / kCarriedFiles[i]);
+  }
+  out.commit();
+}
+
+}  // namespace kiln

@@ -1,0 +1,22 @@
+// kiln convert: Hugging Face checkpoint folder -> kiln checkpoint folder (config.json + rank0.safetensors).
+#pragma once
+#include <optional>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace kiln {
+
+struct ConvertOptions {
+  std::string model_dir;
+  std::string output_dir;
+  std::optional<DType> dtype;  // default: the checkpoint's dtype
+  bool progress = true;
+};
+
+void convert_checkpoint(const ConvertOptions& opts);
+
+// Tokenizer and generation files carried from the HF folder to the checkpoint and on to the engine.
+extern const char* const kCarriedFiles[];
+
+}  // namespace kiln

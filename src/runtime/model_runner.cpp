@@ -1,0 +1,166 @@
+#include "runtime/model_runner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "model/weights.h"
+
+namespace kiln {
+
+ModelRunner::ModelRunner(Engine& engine, KvCacheDesc cache)
+    : engine_(engine), be_(engine.backend()), cfg_(engine.model()), cache_(std::move(cache)) {}
+
+void ModelRunner::ensure_capacity(int64_t T, int64_t S, int64_t R) {
+  const DType dt = be_.compute_dtype();
+  const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size;
+  if (T > cap_tokens_) {
+    cap_tokens_ = std::max(T, cap_tokens_ * 2);
+    const int64_t C = cap_tokens_;
+    residual_ = be_.alloc(dt, {C, H});
+    normed_ = be_.alloc(dt, {C, H});
+    qkv_ = be_.alloc(dt, {C, cfg_.qkv_size()});
+    attn_ = be_.alloc(dt, {C, cfg_.q_size()});
+    proj_ = be_.alloc(dt, {C, H});
+    mlp_in_ = be_.alloc(dt, {C, (cfg_.activation == Activation::SiluGated ? 2 : 1) * I});
+    mlp_act_ = be_.alloc(dt, {C, I});
+    mlp_out_ = be_.alloc(dt, {C, H});
+    ids_buf_ = be_.alloc(DType::I32, {C});
+    pos_buf_ = be_.alloc(DType::I32, {C});
+    seq_buf_ = be_.alloc(DType::I32, {C});
+    slots_buf_ = be_.alloc(DType::I32, {C});
+  }
+  const int64_t max_blocks = (engine_.limits().max_seq_len + cache_.tokens_per_block - 1) / cache_.tokens_per_block;
+  if (S > cap_seqs_) {
+    cap_seqs_ = std::max(S, cap_seqs_ * 2);
+    offsets_buf_ = be_.alloc(DType::I32, {cap_seqs_ + 1});
+    cached_buf_ = be_.alloc(DType::I32, {cap_seqs_});
+    tables_buf_ = be_.alloc(DType::I32, {cap_seqs_, max_blocks});
+  }
+  if (R > cap_rows_) {
+    cap_rows_ = std::max(R, cap_rows_ * 2);
+    rows_buf_ = be_.alloc(DType::I32, {cap_rows_});
+    selected_ = be_.alloc(dt, {cap_rows_, H});
+    logits_ = be_.alloc(DType::F32, {cap_rows_, cfg_.vocab_size});
+  }
+}
+
+Tensor ModelRunner::upload_i32(Tensor& buf, const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+  Tensor t = buf.reshaped(std::move(shape));
+  be_.upload(t, v.data(), v.size() * 4);
+  return t;
+}
+
+Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
+  const int64_t S = int64_t(seqs.size());
+  if (S == 0) fail("model step with no sequences");
+  const int64_t tpb = cache_.tokens_per_block;
+  const int64_t max_blocks = (engine_.limits().max_seq_len + tpb - 1) / tpb;
+  // Host-side metadata for the packed batch.
+  std::vector<int32_t> ids, pos, seq_of, slots, offsets{0}, cached, tables(size_t(S * max_blocks), 0), rows;
+  int32_t max_new = 0, max_ctx = 0;
+  for (int64_t s = 0; s < S; ++s) {
+    const SeqStep& q = seqs[s];
+    const int32_t n = int32_t(q.tokens.size());
+    if (n == 0) fail("model step: sequence {} has no new tokens", s);
+    const int64_t total = int64_t(q.num_cached) + n;
+    if (total > engine_.limits().max_seq_len)
+      fail("sequence of {} tokens exceeds the engine's max_seq_len {}", total, engine_.limits().max_seq_len);
+    const int64_t need_blocks = (total + tpb - 1) / tpb;
+    if (!q.block_table || int64_t(q.block_table->size()) < need_blocks)
+      fail("model step: sequence {} needs {} KV blocks but has {}", s, need_blocks, q.block_table ? q.block_table->size() : 0);
+    std::copy_n(q.block_table->begin(), need_blocks, tables.begin() + s * max_blocks);
+    for (int32_t j = 0; j < n; ++j) {
+      const int32_t p = q.num_cached + j;
+      if (q.all_logits || (q.want_logits && j == n - 1)) rows.push_back(int32_t(ids.size()));
+      ids.push_back(q.tokens[j]);
+      pos.push_back(p);
+      seq_of.push_back(int32_t(s));
+      slots.push_back(int32_t((*q.block_table)[p / tpb] * tpb + p % tpb));
+    }
+    offsets.push_back(int32_t(ids.size()));
+    cached.push_back(q.num_cached);
+    max_new = std::max(max_new, n);
+    max_ctx = std::max<int32_t>(max_ctx, int32_t(total));
+  }
+  const int64_t T = int64_t(ids.size()), R = int64_t(rows.size());
+  ensure_capacity(T, S, std::max<int64_t>(R, 1));
+
+  meta_.num_tokens = int32_t(T);
+  meta_.num_seqs = int32_t(S);
+  meta_.max_blocks_per_seq = int32_t(max_blocks);
+  meta_.max_new_tokens = max_new;
+  meta_.max_context = max_ctx;
+  Tensor ids_t = upload_i32(ids_buf_, ids, {T});
+  meta_.positions = upload_i32(pos_buf_, pos, {T});
+  meta_.token_seq = upload_i32(seq_buf_, seq_of, {T});
+  meta_.slot_mapping = upload_i32(slots_buf_, slots, {T});
+  meta_.seq_offsets = upload_i32(offsets_buf_, offsets, {S + 1});
+  meta_.num_cached = upload_i32(cached_buf_, cached, {S});
+  meta_.block_tables = upload_i32(tables_buf_, tables, {S, max_blocks});
+
+  const ModelConfig& c = cfg_;
+  auto W = [&](const std::string& n) { return engine_.weight(n); };
+  auto Wopt = [&](const std::string& n) { return engine_.has_weight(n) ? engine_.weight(n) : Tensor(); };
+  Tensor residual = residual_.rows(0, T), normed = normed_.rows(0, T), qkv = qkv_.rows(0, T);
+  Tensor attn = attn_.rows(0, T), proj = proj_.rows(0, T), mlp_in = mlp_in_.rows(0, T);
+  Tensor mlp_act = mlp_act_.rows(0, T), mlp_out = mlp_out_.rows(0, T);
+
+  be_.embedding({ids_t, W("embed.weight"), meta_.positions, Wopt("pos_embed.weight"), residual});
+  Tensor pending;  // the sub-layer output to add into the residual stream at the next norm
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    auto L = [&](const std::string& s) { return layer_name(l, s); };
+    be_.norm({c.norm, c.norm_eps, pending, residual, W(L("input_norm.weight")), Wopt(L("input_norm.bias")), normed});
+    be_.linear({normed, W(L("attention.qkv.weight")), Wopt(L("attention.qkv.bias")), qkv});
+    RopeKvParams rp;
+    rp.qkv = qkv;
+    rp.q_norm = Wopt(L("attention.q_norm.weight"));
+    rp.k_norm = Wopt(L("attention.k_norm.weight"));
+    rp.qk_norm_eps = c.norm_eps;
+    rp.apply_rope = c.position == PositionType::Rope;
+    rp.rope = c.rope;
+    rp.num_heads = c.num_heads;
+    rp.num_kv_heads = c.num_kv_heads;
+    rp.head_dim = c.head_dim;
+    rp.meta = &meta_;
+    rp.cache = cache_;
+    rp.layer = l;
+    be_.rope_kv(rp);
+    AttentionParams ap;
+    ap.qkv = qkv;
+    ap.out = attn;
+    ap.num_heads = c.num_heads;
+    ap.num_kv_heads = c.num_kv_heads;
+    ap.head_dim = c.head_dim;
+    ap.sliding_window = c.sliding_window;
+    ap.scale = float(1.0 / std::sqrt(double(c.head_dim)));
+    ap.meta = &meta_;
+    ap.cache = cache_;
+    ap.layer = l;
+    be_.attention(ap);
+    be_.linear({attn, W(L("attention.dense.weight")), Wopt(L("attention.dense.bias")), proj});
+    be_.norm({c.norm, c.norm_eps, proj, residual, W(L("post_norm.weight")), Wopt(L("post_norm.bias")), normed});
+    if (c.num_experts > 0) {
+      be_.moe({normed, W(L("moe.router.weight")), W(L("moe.gate_up.weight")), W(L("moe.down.weight")), c.experts_top_k,
+               mlp_out});
+    } else if (c.activation == Activation::SiluGated) {
+      be_.linear({normed, W(L("mlp.gate_up.weight")), Wopt(L("mlp.gate_up.bias")), mlp_in});
+      be_.activation({ActKind::SiluGated, mlp_in, mlp_act});
+      be_.linear({mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out});
+    } else {
+      be_.linear({normed, W(L("mlp.fc.weight")), Wopt(L("mlp.fc.bias")), mlp_in});
+      be_.activation({ActKind::GeluTanh, mlp_in, mlp_act});
+      be_.linear({mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out});
+    }
+    pending = mlp_out;
+  }
+  if (R == 0) return Tensor();
+  be_.norm({c.norm, c.norm_eps, pending, residual, W("final_norm.weight"), Wopt("final_norm.bias"), normed});
+  Tensor rows_t = upload_i32(rows_buf_, rows, {R});
+  Tensor selected = selected_.rows(0, R), logits = logits_.rows(0, R);
+  be_.gather_rows({normed, rows_t, selected});
+  be_.linear({selected, c.tie_embeddings ? W("embed.weight") : W("lm_head.weight"), Tensor(), logits});
+  return logits;
+}
+
+}  // namespace kiln

@@ -1,0 +1,45 @@
+// ModelRunner: the decoder graph, written once over backend ops and configured by ModelConfig.
+// One step runs a packed batch: some sequences in their context phase (a prompt chunk), some generating.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "runtime/engine.h"
+
+namespace kiln {
+
+struct SeqStep {
+  std::vector<int32_t> tokens;              // the new tokens of this step (a prompt chunk, or one token)
+  int32_t num_cached = 0;                   // tokens of this sequence already in the KV cache
+  const std::vector<int32_t>* block_table;  // blocks covering num_cached + tokens.size() positions
+  bool want_logits = true;                  // false for a context chunk that does not end the prompt
+  bool all_logits = false;                  // logits for every new token instead of the last only
+};
+
+class ModelRunner {
+ public:
+  ModelRunner(Engine& engine, KvCacheDesc cache);
+  // Runs one step. Returns F32 logits [R, V] in backend memory, one row per requested logit, in the order
+  // of `seqs` (all_logits sequences contribute one row per new token). Valid until the next step.
+  Tensor step(const std::vector<SeqStep>& seqs);
+  const KvCacheDesc& cache() const { return cache_; }
+  Engine& engine() { return engine_; }
+
+ private:
+  void ensure_capacity(int64_t tokens, int64_t seqs, int64_t rows);
+  Tensor upload_i32(Tensor& buf, const std::vector<int32_t>& v, std::vector<int64_t> shape);
+
+  Engine& engine_;
+  Backend& be_;
+  const ModelConfig& cfg_;
+  KvCacheDesc cache_;
+  int64_t cap_tokens_ = 0, cap_seqs_ = 0, cap_rows_ = 0;
+  // workspace, sized for cap_tokens_ rows
+  Tensor residual_, normed_, qkv_, attn_, proj_, mlp_in_, mlp_act_, mlp_out_;  // [T, *]
+  Tensor selected_, logits_;                                                    // [R, H], [R, V]
+  Tensor ids_buf_, rows_buf_, pos_buf_, seq_buf_, offsets_buf_, cached_buf_, tables_buf_, slots_buf_;
+  StepMeta meta_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,42 @@
+// kiln convert and kiln build.
+#include "build/engine_builder.h"
+#include "commands.h"
+#include "convert/convert.h"
+
+namespace kiln::cli {
+
+void register_convert(CLI::App& app) {
+  auto* cmd = app.add_subcommand("convert", "Hugging Face checkpoint -> kiln checkpoint");
+  auto o = std::make_shared<ConvertOptions>();
+  auto dtype = std::make_shared<std::string>();
+  cmd->add_option("--model", o->model_dir, "Hugging Face model folder (config.json, *.safetensors)")->required();
+  cmd->add_option("--output", o->output_dir, "kiln checkpoint folder to create (must not exist)")->required();
+  cmd->add_option("--dtype", *dtype, "weight dtype: float32 | float16 | bfloat16 (default: the checkpoint's)")
+      ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
+  cmd->callback([o, dtype] {
+    if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
+    convert_checkpoint(*o);
+  });
+}
+
+void register_build(CLI::App& app) {
+  auto* cmd = app.add_subcommand("build", "kiln checkpoint -> engine for one target");
+  auto o = std::make_shared<BuildOptions>();
+  auto dtype = std::make_shared<std::string>();
+  cmd->add_option("--checkpoint", o->checkpoint_dir, "kiln checkpoint folder")->required();
+  cmd->add_option("--output", o->output_dir, "engine folder to create (must not exist)")->required();
+  cmd->add_option("--target", o->target, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dtype", *dtype, "compute dtype for cuda: float16 | bfloat16")
+      ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
+  cmd->add_option("--max-batch-size", o->limits.max_batch_size, "sequences per step (default 8)");
+  cmd->add_option("--max-input-len", o->limits.max_input_len, "longest prompt (default: max-seq-len)");
+  cmd->add_option("--max-seq-len", o->limits.max_seq_len, "prompt + output (default: the model's positions)");
+  cmd->add_option("--max-num-tokens", o->limits.max_num_tokens, "tokens per step (default min(8192, B x S))");
+  cmd->add_option("--max-beam-width", o->limits.max_beam_width, "widest beam search (default 1)");
+  cmd->callback([o, dtype] {
+    if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
+    build_engine(*o);
+  });
+}
+
+}  // namespace kiln::cli
