@@ -122,7 +122,8 @@ json config_to_json(const ModelConfig& c) {
         {"factor", c.rope.factor},
         {"low_freq_factor", c.rope.low_freq_factor},
         {"high_freq_factor", c.rope.high_freq_factor},
-        {"original_max_position", c.rope.original_max_position}}},
+        {"original_max_position", c.rope.original_max_position},
+        {"freq_dtype", dtype_name(c.rope.freq_dtype)}}},
       {"tie_embeddings", c.tie_embeddings},
       {"qkv_bias", c.qkv_bias},
       {"dense_bias", c.dense_bias},
@@ -176,6 +177,7 @@ ModelConfig config_from_json(const json& j, const std::string& src) {
   c.rope.low_freq_factor = rr.req<double>("low_freq_factor");
   c.rope.high_freq_factor = rr.req<double>("high_freq_factor");
   c.rope.original_max_position = rr.req<int64_t>("original_max_position");
+  c.rope.freq_dtype = dtype_from_name(rr.req<std::string>("freq_dtype"));
   c.tie_embeddings = r.req<bool>("tie_embeddings");
   c.qkv_bias = r.req<bool>("qkv_bias");
   c.dense_bias = r.req<bool>("dense_bias");
@@ -247,6 +249,7 @@ ModelConfig config_from_hf(const json& j, const std::string& src) {
     c.activation = Activation::SiluGated;
     c.position = PositionType::Rope;
     c.rope = parse_hf_rope(j, src);
+    c.rope.freq_dtype = c.dtype;
     c.tie_embeddings = r.opt<bool>("tie_word_embeddings", false);
     if (a == "Qwen2ForCausalLM") c.qkv_bias = true;
     else c.qkv_bias = r.opt<bool>("attention_bias", false);

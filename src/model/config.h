@@ -22,6 +22,9 @@ struct RopeConfig {
   double low_freq_factor = 1.0;   // llama3
   double high_freq_factor = 4.0;  // llama3
   int64_t original_max_position = 8192;  // llama3
+  // transformers keeps inv_freq as a buffer in the model's dtype, so a bf16 checkpoint run by transformers
+  // rotates with bf16-rounded frequencies. kiln rounds them the same way (the HF checkpoint's dtype).
+  DType freq_dtype = DType::F32;
 };
 
 struct ModelConfig {

@@ -28,6 +28,11 @@ std::vector<float> rope_inv_freq(const RopeConfig& r, int64_t head_dim) {
       }
     }
   }
+  if (r.freq_dtype != DType::F32) {
+    std::vector<uint16_t> tmp(f.size());
+    convert_from_f32(f.data(), r.freq_dtype, tmp.data(), f.size());
+    convert_to_f32(r.freq_dtype, tmp.data(), f.data(), f.size());
+  }
   return f;
 }
 
