@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "kiln/tokenizer.h"
 #include "core/error.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -16,6 +17,9 @@ namespace {
 struct RunOptions {
   std::string engine_dir;
   std::string input_ids;
+  std::string prompt;
+  bool chat = false;
+  bool ignore_eos = false;
   int64_t max_new_tokens = 16;
   std::string output_file;
   std::string logits_out;
@@ -38,21 +42,60 @@ std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
   return ids;
 }
 
+// The engine folder's tokenizer (kiln convert and build carry the HF tokenizer files along).
+std::unique_ptr<Tokenizer> engine_tokenizer(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(fs::path(dir) / "tokenizer.json") && !fs::exists(fs::path(dir) / "vocab.json"))
+    fail("--prompt: the engine {} has no tokenizer (tokenizer.json); pass --input-ids instead", dir);
+  return Tokenizer::load(dir);
+}
+
 void run(const RunOptions& o) {
-  auto prompt = parse_ids(o.input_ids, "--input-ids");
-  if (prompt.empty()) fail("--input-ids: no ids given");
+  if (o.input_ids.empty() == o.prompt.empty()) fail("kiln run: give exactly one of --input-ids and --prompt");
+  if (o.chat && o.prompt.empty()) fail("--chat: needs --prompt");
   auto engine = Engine::load(o.engine_dir, o.threads);
+  std::unique_ptr<Tokenizer> tok;
+  std::vector<int32_t> prompt;
+  if (!o.prompt.empty()) {
+    tok = engine_tokenizer(o.engine_dir);
+    if (o.chat) {
+      // The rendered template carries its own special tokens (BOS included), as transformers'
+      // apply_chat_template(tokenize=True) does.
+      prompt = tok->encode(tok->apply_chat_template({{"user", o.prompt}}, true), false);
+    } else {
+      prompt = tok->encode(o.prompt, true);
+    }
+  } else {
+    prompt = parse_ids(o.input_ids, "--input-ids");
+    if (prompt.empty()) fail("--input-ids: no ids given");
+  }
   GreedyOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.keep_logits = !o.logits_out.empty();
-  auto r = generate_greedy(*engine, prompt, g);
-  std::string line;
-  for (size_t i = 0; i < r.output_ids.size(); ++i) line += (i ? "," : "") + std::to_string(r.output_ids[i]);
-  std::printf("%s\n", line.c_str());
-  if (!o.output_file.empty()) {
-    nlohmann::json j{{"output_ids", r.output_ids}};
-    write_json_file(o.output_file, j);
+  std::unique_ptr<IncrementalDecoder> stream;
+  if (tok) {
+    if (!o.ignore_eos)
+      for (auto id : tok->stop_ids()) g.stop_ids.push_back(id);
+    stream = std::make_unique<IncrementalDecoder>(*tok, true);
+    g.on_token = [&](int32_t id) {
+      std::string piece = stream->push(id);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    };
   }
+  auto r = generate_greedy(*engine, prompt, g);
+  nlohmann::json j{{"output_ids", r.output_ids}};
+  if (tok) {
+    std::string rest = stream->flush();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::printf("\n");
+    j["text"] = tok->decode(r.output_ids, true);
+  } else {
+    std::string line;
+    for (size_t i = 0; i < r.output_ids.size(); ++i) line += (i ? "," : "") + std::to_string(r.output_ids[i]);
+    std::printf("%s\n", line.c_str());
+  }
+  if (!o.output_file.empty()) write_json_file(o.output_file, j);
   if (!o.logits_out.empty()) {
     const int64_t V = engine->model().vocab_size;
     SafetensorsWriter w;
@@ -68,7 +111,10 @@ void register_run(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "generate from an engine");
   auto o = std::make_shared<RunOptions>();
   cmd->add_option("--engine", o->engine_dir, "engine folder")->required();
-  cmd->add_option("--input-ids", o->input_ids, "prompt token ids, comma-separated")->required();
+  cmd->add_option("--input-ids", o->input_ids, "prompt token ids, comma-separated");
+  cmd->add_option("--prompt", o->prompt, "prompt text, encoded with the engine's tokenizer (special tokens added)");
+  cmd->add_flag("--chat", o->chat, "render --prompt as a user message through the chat template");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "with --prompt: do not stop at the end-of-sequence token");
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate");
   cmd->add_option("--output-file", o->output_file, "write {\"output_ids\": [...]} here");
   cmd->add_option("--logits-out", o->logits_out, "write float32 context_logits and generation_logits here");

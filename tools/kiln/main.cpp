@@ -14,8 +14,15 @@ int main(int argc, char** argv) {
   kiln::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "error: %s (see kiln --help)\n", e.what());
+    return e.get_exit_code() ? e.get_exit_code() : 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -1,0 +1,249 @@
+// Bad inputs through the CLI: each gives one clear error line naming what was wrong, a non-zero exit,
+// and no output directory (not even a half-written one).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/test_util.h"
+#include "io/json_file.h"
+#include "io/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace kiln::test {
+namespace {
+
+// A writable copy of a fixture model folder.
+std::string copy_model(const TempDir& tmp, const std::string& name) {
+  std::string dst = tmp / ("hf-" + name);
+  fs::copy(model_dir(name), dst, fs::copy_options::recursive);
+  for (auto& e : fs::recursive_directory_iterator(dst)) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  return dst;
+}
+
+// Rewrites model.safetensors of `dir` through `edit`, which may drop, rename or reshape tensors.
+void rewrite_weights(const std::string& dir, const std::function<void(SafetensorsWriter&, const TensorView&)>& edit) {
+  SafetensorsWriter w;
+  {
+    SafetensorsFile f(dir + "/model.safetensors");
+    for (auto& [name, t] : f.tensors()) edit(w, t);
+  }
+  w.write(dir + "/model.safetensors");
+}
+
+std::string leftovers(const std::string& parent) {
+  std::string s;
+  for (auto& e : fs::directory_iterator(parent))
+    if (e.path().filename().string().find(".tmp") != std::string::npos) s += e.path().string() + " ";
+  return s;
+}
+
+// Expects failure with exactly one "error:" line that mentions every string in `names`, and no output.
+void expect_clean_failure(const CmdResult& r, const std::vector<std::string>& names, const std::string& output,
+                          const std::string& parent) {
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  int lines = 0;
+  for (size_t p = 0; (p = r.out.find('\n', p)) != std::string::npos; ++p) ++lines;
+  EXPECT_EQ(lines, 1) << "expected a single error line, got:\n" << r.out;
+  EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+  for (auto& n : names) EXPECT_NE(r.out.find(n), std::string::npos) << "error should name '" << n << "': " << r.out;
+  EXPECT_FALSE(fs::exists(output)) << "partial output left at " << output;
+  EXPECT_EQ(leftovers(parent), "");
+}
+
+TEST(BadInput, TruncatedSafetensors) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  fs::resize_file(hf + "/model.safetensors", fs::file_size(hf + "/model.safetensors") - 1000);
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"model.safetensors", "truncated"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, TruncatedHeader) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  fs::resize_file(hf + "/model.safetensors", 100);
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"model.safetensors", "truncated"}, tmp / "ck", tmp.path());
+}
+
+// Replaces the first occurrence of `from` in the header of `file` by `to` (same length keeps offsets valid).
+void patch_header(const std::string& file, const std::string& from, const std::string& to) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  uint64_t n = 0;
+  f.read(reinterpret_cast<char*>(&n), 8);
+  std::string h(n, '\0');
+  f.read(h.data(), std::streamsize(n));
+  auto p = h.find(from);
+  ASSERT_NE(p, std::string::npos) << from;
+  ASSERT_EQ(from.size(), to.size());
+  h.replace(p, from.size(), to);
+  f.seekp(8);
+  f.write(h.data(), std::streamsize(n));
+}
+
+TEST(BadInput, HeaderLiesAboutShape) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  // model.norm.weight is [128]; claim [256] with the same byte range.
+  patch_header(hf + "/model.safetensors", "\"model.norm.weight\":{\"dtype\":\"BF16\",\"shape\":[128]",
+               "\"model.norm.weight\":{\"dtype\":\"BF16\",\"shape\":[256]");
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"model.safetensors", "model.norm.weight", "bytes"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, HeaderOffsetsOverlap) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  // Re-write with a header whose second tensor starts inside the first.
+  std::string file = hf + "/model.safetensors";
+  {
+    SafetensorsWriter w;
+    std::vector<uint8_t> a(16, 1), b(16, 2);
+    w.add("a", DType::F32, {4}, a);
+    w.add("b", DType::F32, {4}, b);
+    w.write(file);
+  }
+  patch_header(file, "\"data_offsets\":[16,32]", "\"data_offsets\":[ 8,24]");
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"model.safetensors", "'a'", "'b'", "overlap"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, OffsetsPastEnd) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  std::string file = hf + "/model.safetensors";
+  {
+    SafetensorsWriter w;
+    std::vector<uint8_t> a(16, 1);
+    w.add("a", DType::F32, {4}, a);
+    w.write(file);
+  }
+  patch_header(file, "\"data_offsets\":[0,16],\"dtype\":\"F32\",\"shape\":[4]",
+               "\"data_offsets\":[0,32],\"dtype\":\"F32\",\"shape\":[8]");
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"model.safetensors", "'a'", "past the end"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, MissingTensor) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  rewrite_weights(hf, [](SafetensorsWriter& w, const TensorView& t) {
+    if (t.name != "model.layers.1.mlp.up_proj.weight") w.add(t.name, t.dtype, t.shape, t.data, t.nbytes);
+  });
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"model.layers.1.mlp.up_proj.weight", "missing"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, WrongShape) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "qwen2");
+  rewrite_weights(hf, [](SafetensorsWriter& w, const TensorView& t) {
+    if (t.name == "model.layers.0.self_attn.k_proj.weight") {
+      std::vector<uint8_t> bytes(t.nbytes / 2);
+      w.add(t.name, t.dtype, {t.shape[0] / 2, t.shape[1]}, bytes);
+    } else {
+      w.add(t.name, t.dtype, t.shape, t.data, t.nbytes);
+    }
+  });
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"model.layers.0.self_attn.k_proj.weight", "[16, 96]", "[32, 96]"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, UnknownArchitecture) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  auto cfg = read_json_file(hf + "/config.json");
+  cfg["architectures"] = {"FalconForCausalLM"};
+  write_json_file(hf + "/config.json", cfg);
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"config.json", "FalconForCausalLM"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, MissingConfigField) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "mistral");
+  auto cfg = read_json_file(hf + "/config.json");
+  cfg.erase("num_hidden_layers");
+  write_json_file(hf + "/config.json", cfg);
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"config.json", "num_hidden_layers"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, MalformedConfig) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  std::ofstream(hf + "/config.json") << "{\"architectures\": [\"LlamaForCausalLM\"";
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+  expect_clean_failure(r, {"config.json", "malformed"}, tmp / "ck", tmp.path());
+}
+
+TEST(BadInput, OutputExists) {
+  TempDir tmp;
+  fs::create_directory(tmp / "ck");
+  std::ofstream(tmp / "ck/keep.txt") << "user data";
+  auto r = run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(tmp / "ck/keep.txt")) << "existing output must be left untouched";
+  EXPECT_EQ(leftovers(tmp.path()), "");
+}
+
+TEST(BadInput, LimitsTheModelCannotHold) {
+  TempDir tmp;
+  ASSERT_EQ(run_kiln("convert --model " + model_dir("gpt2") + " --output " + (tmp / "ck")).exit_code, 0);
+  auto r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-seq-len 4096");
+  expect_clean_failure(r, {"--max-seq-len", "128"}, tmp / "en", tmp.path());
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-seq-len 64 --max-input-len 100");
+  expect_clean_failure(r, {"--max-input-len"}, tmp / "en", tmp.path());
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-batch-size 0");
+  expect_clean_failure(r, {"--max-batch-size"}, tmp / "en", tmp.path());
+}
+
+TEST(BadInput, RequestsOverTheEngineLimits) {
+  TempDir tmp;
+  ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck")).exit_code, 0);
+  ASSERT_EQ(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") +
+                     " --max-seq-len 32 --max-input-len 8").exit_code, 0);
+  auto r = run_kiln("run --engine " + (tmp / "en") + " --input-ids 1,2,3,4,5,6,7,8,9 --max-new-tokens 2");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("max_input_len"), std::string::npos) << r.out;
+  r = run_kiln("run --engine " + (tmp / "en") + " --input-ids 1,2,3 --max-new-tokens 30");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("max_seq_len"), std::string::npos) << r.out;
+  r = run_kiln("run --engine " + (tmp / "en") + " --input-ids 1,x,3 --max-new-tokens 3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--input-ids"), std::string::npos) << r.out;
+  r = run_kiln("run --engine " + (tmp / "en") + " --input-ids 1,99999,3 --max-new-tokens 3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("99999"), std::string::npos) << r.out;
+}
+
+TEST(BadInput, BadFlags) {
+  auto r = run_kiln("convert --model x --output y --dtype float8");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--dtype"), std::string::npos) << r.out;
+  r = run_kiln("build --checkpoint x --output y --target tpu");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--target"), std::string::npos) << r.out;
+  r = run_kiln("convert --model /nonexistent/model --output /tmp/never-written");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("/nonexistent/model"), std::string::npos) << r.out;
+}
+
+TEST(BadInput, EngineForAnotherTargetOrVersion) {
+  TempDir tmp;
+  ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck")).exit_code, 0);
+  ASSERT_EQ(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en")).exit_code, 0);
+  auto ej = read_json_file(tmp / "en/engine.json");
+  ej["format_version"] = 999;
+  write_json_file(tmp / "en/engine.json", ej);
+  auto r = run_kiln("run --engine " + (tmp / "en") + " --input-ids 1,2 --max-new-tokens 2");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("format version 999"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace kiln::test
