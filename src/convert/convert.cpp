@@ -28,8 +28,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return o + "]";
 }
 
-// Assembles one kiln tensor in fp32: [sum of parts' rows, cols], then converted to the output dtype.
-std::vector<uint8_t> assemble(const Recipe& r, const SafetensorsSet& src, const std::string& dir, DType out_dtype) {
+// Assembles one kiln tensor in fp32: [sum of parts' rows, cols], then converts it into dst (out_dtype).
+void assemble(const Recipe& r, const SafetensorsSet& src, const std::string& dir, DType out_dtype, uint8_t* dst) {
   std::vector<float> buf;
   for (auto& part : r.parts) {
     if (!src.has(part.name)) fail("{}: missing tensor '{}' (needed for {})", dir, part.name, r.name);
@@ -49,9 +49,7 @@ std::vector<uint8_t> assemble(const Recipe& r, const SafetensorsSet& src, const 
       std::copy(tmp.begin(), tmp.end(), buf.begin() + off);
     }
   }
-  std::vector<uint8_t> bytes(buf.size() * dtype_size(out_dtype));
-  convert_from_f32(buf.data(), out_dtype, bytes.data(), buf.size());
-  return bytes;
+  convert_from_f32(buf.data(), out_dtype, dst, buf.size());
 }
 
 }  // namespace
@@ -80,14 +78,12 @@ void convert_checkpoint(const ConvertOptions& o) {
   StagingDir out(o.output_dir);
   SafetensorsWriter w;
   ProgressBar bar("convert", int64_t(recipes.size()));
-  for (size_t i = 0; i < recipes.size(); ++i) {
-    auto& r = recipes[i];
-    w.add(r.name, cfg.dtype, r.shape, assemble(r, src, o.model_dir, cfg.dtype));
-    if (o.progress) bar.update(int64_t(i + 1));
-  }
-  bar.finish();
+  for (auto& r : recipes)
+    w.add_lazy(r.name, cfg.dtype, r.shape, [&, &r = r](uint8_t* dst) { assemble(r, src, o.model_dir, cfg.dtype, dst); });
+  if (o.progress) w.on_progress([&](size_t done, size_t) { bar.update(int64_t(done)); });
   w.set_metadata("format", "kiln-checkpoint");
   w.write(out.file("rank0.safetensors"));
+  bar.finish();
   nlohmann::json j = config_to_json(cfg);
   j["format"] = "kiln-checkpoint";
   j["format_version"] = 1;

@@ -180,15 +180,24 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<in
   add(name, dtype, std::move(shape), std::vector<uint8_t>(p, p + nbytes));
 }
 
+void SafetensorsWriter::add_entry(Entry e) {
+  int64_t n = 1;
+  for (auto d : e.shape) n *= d;
+  e.nbytes = size_t(n) * dtype_size(e.dtype);
+  if (!e.produce && e.nbytes != e.bytes.size())
+    fail("tensor '{}': {} bytes do not match its shape", e.name, e.bytes.size());
+  for (auto& x : entries_)
+    if (x.name == e.name) fail("tensor '{}' added twice", e.name);
+  entries_.push_back(std::move(e));
+}
+
 void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape,
                             std::vector<uint8_t> bytes) {
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  if (size_t(n) * dtype_size(dtype) != bytes.size())
-    fail("tensor '{}': {} bytes do not match its shape", name, bytes.size());
-  for (auto& e : entries_)
-    if (e.name == name) fail("tensor '{}' added twice", name);
-  entries_.push_back({name, dtype, std::move(shape), std::move(bytes)});
+  add_entry({name, dtype, std::move(shape), std::move(bytes), nullptr, 0});
+}
+
+void SafetensorsWriter::add_lazy(const std::string& name, DType dtype, std::vector<int64_t> shape, Producer produce) {
+  add_entry({name, dtype, std::move(shape), {}, std::move(produce), 0});
 }
 
 void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> shape, const float* data) {
@@ -202,8 +211,8 @@ void SafetensorsWriter::write(const std::string& path) const {
   if (!metadata_.empty()) header["__metadata__"] = metadata_;
   uint64_t off = 0;
   for (auto& e : entries_) {
-    header[e.name] = {{"dtype", dtype_st_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
-    off += e.bytes.size();
+    header[e.name] = {{"dtype", dtype_st_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.nbytes}}};
+    off += e.nbytes;
   }
   std::string h = header.dump();
   while ((h.size() + 8) % 8) h.push_back(' ');  // align the data section to 8 bytes
@@ -213,7 +222,24 @@ void SafetensorsWriter::write(const std::string& path) const {
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t((uint64_t(h.size()) >> (8 * i)) & 0xff);
   bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(h.data(), 1, h.size(), f) == h.size();
-  for (auto& e : entries_) ok = ok && std::fwrite(e.bytes.data(), 1, e.bytes.size(), f) == e.bytes.size();
+  try {
+    std::vector<uint8_t> buf;
+    for (size_t i = 0; i < entries_.size() && ok; ++i) {
+      const Entry& e = entries_[i];
+      const uint8_t* data = e.bytes.data();
+      if (e.produce) {
+        buf.assign(e.nbytes, 0);
+        e.produce(buf.data());
+        data = buf.data();
+      }
+      ok = std::fwrite(data, 1, e.nbytes, f) == e.nbytes;
+      if (progress_) progress_(i + 1, entries_.size());
+    }
+  } catch (...) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
+  }
   ok = (std::fclose(f) == 0) && ok;
   if (!ok) { std::remove(tmp.c_str()); fail("{}: write failed (disk full?)", path); }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) { std::remove(tmp.c_str()); fail("{}: cannot rename into place", path); }

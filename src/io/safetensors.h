@@ -6,6 +6,7 @@
 // The reader validates everything in the header and throws kiln::Error naming the file and tensor.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,9 +61,14 @@ class SafetensorsSet {
   std::map<std::string, const TensorView*> index_;
 };
 
-// Collects tensors and writes one safetensors file (to PATH.tmp, then renamed).
+// Collects tensors and writes one safetensors file (to PATH.tmp, then renamed). A lazy tensor's bytes are
+// produced by a callback while the file is written, so a writer never holds more than one of them in memory.
 class SafetensorsWriter {
  public:
+  using Producer = std::function<void(uint8_t* dst)>;  // fills exactly numel * dtype_size bytes
+  void add_lazy(const std::string& name, DType dtype, std::vector<int64_t> shape, Producer produce);
+  // Called after each tensor is written with (tensors written, total).
+  void on_progress(std::function<void(size_t, size_t)> cb) { progress_ = std::move(cb); }
   // Copies the bytes.
   void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data, size_t nbytes);
   void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
@@ -72,8 +78,17 @@ class SafetensorsWriter {
   size_t size() const { return entries_.size(); }
 
  private:
-  struct Entry { std::string name; DType dtype; std::vector<int64_t> shape; std::vector<uint8_t> bytes; };
+  struct Entry {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;  // eager tensors
+    Producer produce;            // lazy tensors
+    size_t nbytes = 0;
+  };
+  void add_entry(Entry e);
   std::vector<Entry> entries_;
+  std::function<void(size_t, size_t)> progress_;
   std::map<std::string, std::string> metadata_;
 };
 
