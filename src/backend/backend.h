@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 #include "io/safetensors.h"
@@ -139,6 +141,9 @@ class Backend {
   virtual void activation(const ActivationParams& p) = 0;
   virtual void moe(const MoeParams& p) = 0;
   virtual void gather_rows(const GatherRowsParams& p) = 0;
+  // KV blocks: for each (src, dst) in order, block dst <- block src in every layer, k and v (copy-on-write of
+  // blocks shared between beams). Block ids are checked against the pool.
+  virtual void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) = 0;
 };
 
 // target: "cpu" or "cuda".

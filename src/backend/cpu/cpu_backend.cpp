@@ -265,4 +265,18 @@ void CpuBackend::gather_rows(const GatherRowsParams& p) {
     std::memcpy(p.out.ptr<float>() + r * H, p.x.ptr<float>() + int64_t(p.rows.ptr<int32_t>()[r]) * H, size_t(H) * 4);
 }
 
+void CpuBackend::copy_kv_blocks(const KvCacheDesc& c, const std::vector<std::pair<int32_t, int32_t>>& src_dst) {
+  const size_t esize = dtype_size(c.pool.dtype);
+  const size_t block = size_t(2 * c.num_kv_heads * c.tokens_per_block * c.head_dim) * esize;  // one layer's k and v
+  for (auto [src, dst] : src_dst)
+    if (src < 0 || src >= c.num_blocks || dst < 0 || dst >= c.num_blocks)
+      fail("copy_kv_blocks: block {} -> {} is outside the pool of {}", src, dst, c.num_blocks);
+  auto* base = static_cast<uint8_t*>(c.pool.data);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    uint8_t* layer = base + size_t(l) * size_t(c.layer_stride()) * esize;  // [blocks, 2, nkv, tpb, hd]
+    for (auto [src, dst] : src_dst)
+      if (src != dst) std::memcpy(layer + size_t(dst) * block, layer + size_t(src) * block, block);
+  }
+}
+
 }  // namespace kiln

@@ -29,6 +29,7 @@ class CpuBackend final : public Backend {
   void activation(const ActivationParams& p) override;
   void moe(const MoeParams& p) override;
   void gather_rows(const GatherRowsParams& p) override;
+  void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override;
 
  private:
   ThreadPool pool_;

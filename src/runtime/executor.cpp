@@ -1,0 +1,232 @@
+// Executor: set-up (KV pool sizing) and the caller side (enqueue, cancel, await_responses, stats).
+#include "kiln/executor.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "runtime/executor_impl.h"
+#include "runtime/kv_cache.h"
+
+namespace kiln {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::None: return "";
+    case FinishReason::Length: return "length";
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Eos: return "eos";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+  }
+  return "";
+}
+
+SchedulerPolicy scheduler_policy_from_name(const std::string& name) {
+  if (name == "guaranteed_no_evict") return SchedulerPolicy::GuaranteedNoEvict;
+  if (name == "max_utilization") return SchedulerPolicy::MaxUtilization;
+  fail("scheduler policy '{}': expected guaranteed_no_evict or max_utilization", name);
+}
+
+const char* scheduler_policy_name(SchedulerPolicy p) {
+  return p == SchedulerPolicy::GuaranteedNoEvict ? "guaranteed_no_evict" : "max_utilization";
+}
+
+namespace {
+
+// Blocks in the pool: the byte cap when given, else a fraction of free memory (capped at twice what
+// max_batch_size sequences of max_seq_len tokens can use; the rest would only ever serve the prefix cache).
+int64_t pool_blocks(const ExecutorConfig& c, Engine& e, int64_t max_batch_size) {
+  const int64_t tpb = c.tokens_per_block;
+  const int64_t block = int64_t(kv_block_bytes(e.model(), e.backend().compute_dtype(), tpb));
+  if (c.kv_cache_bytes) {
+    if (*c.kv_cache_bytes < block)
+      fail("--kv-cache-bytes {}: smaller than one KV block ({} bytes at {} tokens per block)", *c.kv_cache_bytes, block,
+           tpb);
+    return *c.kv_cache_bytes / block;
+  }
+  if (!(c.kv_cache_fraction > 0 && c.kv_cache_fraction <= 1))
+    fail("--kv-cache-fraction {}: must be in (0, 1]", c.kv_cache_fraction);
+  const int64_t per_seq = (e.limits().max_seq_len + tpb - 1) / tpb;
+  const int64_t by_memory = int64_t(c.kv_cache_fraction * double(e.backend().free_memory())) / block;
+  const int64_t n = std::min(by_memory, 2 * max_batch_size * per_seq);
+  if (n < 1)
+    fail("--kv-cache-fraction {}: {} bytes of free memory hold no KV block ({} bytes)", c.kv_cache_fraction,
+         e.backend().free_memory(), block);
+  return n;
+}
+
+}  // namespace
+
+Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const ExecutorConfig& cfg)
+    : owned_(std::move(owned)), engine_(engine), cfg_(cfg) {
+  const EngineLimits& el = engine_.limits();
+  if (cfg_.tokens_per_block < 1) fail("--tokens-per-block {}: must be positive", cfg_.tokens_per_block);
+  if (cfg_.max_num_tokens < 0 || cfg_.max_num_tokens > el.max_num_tokens)
+    fail("--max-num-tokens {}: must be in [1, {}] (the engine's max_num_tokens)", cfg_.max_num_tokens,
+         el.max_num_tokens);
+  if (cfg_.max_batch_size < 0 || cfg_.max_batch_size > el.max_batch_size)
+    fail("--max-batch-size {}: must be in [1, {}] (the engine's max_batch_size)", cfg_.max_batch_size,
+         el.max_batch_size);
+  SchedulerConfig sc;
+  sc.policy = cfg_.policy;
+  sc.max_num_tokens = cfg_.max_num_tokens ? cfg_.max_num_tokens : el.max_num_tokens;
+  sc.max_batch_size = cfg_.max_batch_size ? cfg_.max_batch_size : el.max_batch_size;
+  sc.prefix_reuse = cfg_.enable_prefix_reuse;
+  const int64_t num_blocks = pool_blocks(cfg_, engine_, sc.max_batch_size);
+  if (num_blocks > INT32_MAX) fail("KV cache: {} blocks is more than the block table can address", num_blocks);
+
+  vocab_ = engine_.model().vocab_size;
+  limits_.vocab_size = vocab_;
+  limits_.max_input_len = el.max_input_len;
+  limits_.max_seq_len = el.max_seq_len;
+  limits_.max_beam_width = el.max_beam_width;
+  limits_.max_seqs_per_step = std::min(sc.max_batch_size, sc.max_num_tokens);
+  limits_.num_kv_blocks = num_blocks;
+  limits_.tokens_per_block = cfg_.tokens_per_block;
+
+  runner_ = std::make_unique<ModelRunner>(
+      engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block));
+  blocks_ = std::make_unique<BlockManager>(int32_t(num_blocks), cfg_.tokens_per_block);
+  sched_ = std::make_unique<Scheduler>(sc, *blocks_);
+  stats_.kv_blocks_total = num_blocks;
+  stats_.kv_blocks_free = num_blocks;
+  stats_.tokens_per_block = cfg_.tokens_per_block;
+  thread_ = std::thread([this] { loop(); });
+}
+
+Executor::Impl::~Impl() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  response_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+RequestId Executor::Impl::enqueue(const Request& r) {
+  const int32_t nseq = request_num_seqs(r);
+  const int64_t worst = sched_->worst_case_blocks(std::max(nseq, 1), int64_t(r.input_ids.size()), r.max_new_tokens);
+  check_request(r, limits_, worst);
+  auto g = std::make_unique<SequenceGroup>();
+  g->req = r;
+  g->prompt_len = int32_t(r.input_ids.size());
+  g->end_ids = effective_end_ids(r, engine_.model().eos_token_ids);
+  g->num_seqs_max = nseq;
+  g->worst_case_blocks = worst;
+  Sequence s;
+  s.tokens = r.input_ids;
+  g->seqs.push_back(std::move(s));
+  if (r.beam_width > 1) {
+    BeamSearchParams bp;
+    bp.num_beams = r.beam_width;
+    bp.num_return = r.num_return_sequences;
+    bp.max_new_tokens = r.max_new_tokens;
+    bp.length_penalty = r.sampling.length_penalty;
+    bp.early_stopping = r.sampling.early_stopping;
+    bp.end_ids = g->end_ids;
+    bp.stop_sequences = r.stop_sequences;
+    g->beam = std::make_unique<BeamSearch>(std::move(bp));
+  }
+  RequestId id;
+  {
+    std::lock_guard lk(mu_);
+    if (stop_) fail("the executor is shutting down");
+    id = next_id_++;
+    g->id = id;
+    g->arrival = id;
+    // Unseeded requests: a seed from the executor's seed and the id (splitmix64 of both).
+    uint64_t x = cfg_.seed ^ (id * 0x9e3779b97f4a7c15ULL);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    g->seed = r.sampling.seed ? *r.sampling.seed : x ^ (x >> 31);
+    incoming_.push_back(std::move(g));
+    live_.insert(id);
+    ++stats_.queued_requests;
+  }
+  work_cv_.notify_one();
+  return id;
+}
+
+bool Executor::Impl::cancel(RequestId id) {
+  {
+    std::lock_guard lk(mu_);
+    if (!live_.count(id)) return false;
+    cancels_.push_back(id);
+  }
+  work_cv_.notify_one();
+  return true;
+}
+
+std::vector<Response> Executor::Impl::await(const RequestId* id, std::optional<std::chrono::milliseconds> timeout) {
+  std::unique_lock lk(mu_);
+  auto ready = [&] {
+    if (stop_) return true;
+    if (!id) return !ready_.empty();
+    return std::any_of(ready_.begin(), ready_.end(), [&](const Response& r) { return r.request_id == *id; });
+  };
+  if (timeout)
+    response_cv_.wait_for(lk, *timeout, ready);
+  else
+    response_cv_.wait(lk, ready);
+  std::vector<Response> out;
+  if (!id) {
+    out.assign(std::make_move_iterator(ready_.begin()), std::make_move_iterator(ready_.end()));
+    ready_.clear();
+    return out;
+  }
+  for (auto it = ready_.begin(); it != ready_.end();) {
+    if (it->request_id == *id) {
+      out.push_back(std::move(*it));
+      it = ready_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+void Executor::Impl::emit(Response r) {
+  {
+    std::lock_guard lk(mu_);
+    if (r.is_final) {
+      live_.erase(r.request_id);
+      ++stats_.completed_requests;
+    }
+    ready_.push_back(std::move(r));
+    fill_stats_locked();  // whoever sees a final response sees its blocks freed
+  }
+  response_cv_.notify_all();
+}
+
+Executor::Executor(const std::string& engine_dir, const ExecutorConfig& cfg) {
+  auto e = Engine::load(engine_dir, cfg.num_threads);
+  Engine& ref = *e;
+  impl_ = std::make_unique<Impl>(ref, std::move(e), cfg);
+}
+
+Executor::Executor(Engine& engine, const ExecutorConfig& cfg)
+    : impl_(std::make_unique<Impl>(engine, nullptr, cfg)) {}
+
+Executor::~Executor() = default;
+
+RequestId Executor::enqueue(const Request& r) { return impl_->enqueue(r); }
+bool Executor::cancel(RequestId id) { return impl_->cancel(id); }
+
+std::vector<Response> Executor::await_responses(std::optional<std::chrono::milliseconds> timeout) {
+  return impl_->await(nullptr, timeout);
+}
+
+std::vector<Response> Executor::await_responses(RequestId id, std::optional<std::chrono::milliseconds> timeout) {
+  return impl_->await(&id, timeout);
+}
+
+Stats Executor::stats() const {
+  std::lock_guard lk(impl_->mu_);
+  return impl_->stats_;
+}
+
+int64_t Executor::num_kv_blocks() const { return impl_->limits_.num_kv_blocks; }
+const Engine& Executor::engine() const { return impl_->engine_; }
+
+}  // namespace kiln

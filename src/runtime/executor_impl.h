@@ -1,0 +1,73 @@
+// Executor internals. Two sides share this struct:
+//   - callers (any thread): enqueue, cancel, await_responses, stats -- under mu_;
+//   - the loop thread, which alone touches the engine, the KV pool, the scheduler and every SequenceGroup.
+// executor.cpp holds the caller side and set-up; executor_loop.cpp the loop.
+#pragma once
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "kiln/executor.h"
+#include "runtime/block_manager.h"
+#include "runtime/engine.h"
+#include "runtime/model_runner.h"
+#include "runtime/request_check.h"
+#include "runtime/scheduler.h"
+#include "runtime/sequence.h"
+
+namespace kiln {
+
+struct Executor::Impl {
+  Impl(Engine& engine, std::unique_ptr<Engine> owned, const ExecutorConfig& cfg);
+  ~Impl();
+
+  // caller side
+  RequestId enqueue(const Request& r);
+  bool cancel(RequestId id);
+  std::vector<Response> await(const RequestId* id, std::optional<std::chrono::milliseconds> timeout);
+
+  // loop side
+  void loop();
+  void step();
+  void sample_group(SequenceGroup& g, const std::vector<std::pair<int32_t, float*>>& rows);
+  void beam_group(SequenceGroup& g, const std::vector<std::pair<int32_t, float*>>& rows);
+  Response progress_response(SequenceGroup& g, bool final);
+  void finish_group(SequenceGroup& g, FinishReason reason, const std::string& error);
+  void emit(Response r);  // loop thread; refreshes stats in the same critical section
+  void publish_stats();
+  void fill_stats_locked();
+
+  std::unique_ptr<Engine> owned_;
+  Engine& engine_;
+  ExecutorConfig cfg_;
+  int64_t vocab_ = 0;
+  RequestLimits limits_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<Scheduler> sched_;
+  std::unique_ptr<ModelRunner> runner_;
+
+  // shared with callers, under mu_
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;      // wakes the loop
+  std::condition_variable response_cv_;  // wakes await_responses
+  bool stop_ = false;
+  RequestId next_id_ = 1;
+  std::vector<std::unique_ptr<SequenceGroup>> incoming_;
+  std::vector<RequestId> cancels_;
+  std::unordered_set<RequestId> live_;  // enqueued, final response not yet produced
+  std::deque<Response> ready_;
+  Stats stats_;
+
+  // loop thread only
+  std::unordered_map<RequestId, std::unique_ptr<SequenceGroup>> groups_;
+  std::vector<float> host_logits_;  // [R, V]
+  int64_t steps_ = 0, last_tokens_ = 0, total_tokens_ = 0, peak_used_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,136 @@
+// Engines and request helpers shared by the runtime tests. Engines are converted and built in-process from the
+// fixture models, once per (model, limits) for the whole test binary, and loaded once.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "build/engine_builder.h"
+#include "common/test_util.h"
+#include "convert/convert.h"
+#include "kiln/executor.h"
+#include "runtime/engine.h"
+
+namespace kiln::test {
+
+inline const std::vector<std::string>& fixture_models() {
+  static const std::vector<std::string> m{"llama", "llama31", "qwen2", "qwen3", "mistral", "gpt2", "mixtral", "tiny-code"};
+  return m;
+}
+
+struct TestEngineLimits {
+  int64_t max_batch_size = 16;
+  int64_t max_seq_len = 128;
+  int64_t max_input_len = 0;  // 0: max_seq_len
+  int64_t max_beam_width = 4;
+};
+
+// The engine directory for `model` built with `lim` (float32 weights, cpu).
+inline const std::string& engine_dir(const std::string& model, const TestEngineLimits& lim = {}) {
+  struct Built {
+    TempDir dir;
+    std::string path;
+  };
+  static std::map<std::string, std::unique_ptr<Built>> cache;
+  const std::string key = model + "/" + std::to_string(lim.max_batch_size) + "/" + std::to_string(lim.max_seq_len) +
+                          "/" + std::to_string(lim.max_input_len) + "/" + std::to_string(lim.max_beam_width);
+  auto& b = cache[key];
+  if (!b) {
+    b = std::make_unique<Built>();
+    ConvertOptions co;
+    co.model_dir = model_dir(model);
+    co.output_dir = b->dir / "ckpt";
+    co.dtype = DType::F32;
+    co.progress = false;
+    convert_checkpoint(co);
+    BuildOptions bo;
+    bo.checkpoint_dir = co.output_dir;
+    bo.output_dir = b->dir / "engine";
+    bo.limits.max_batch_size = lim.max_batch_size;
+    bo.limits.max_seq_len = lim.max_seq_len;
+    bo.limits.max_input_len = lim.max_input_len;
+    bo.limits.max_beam_width = lim.max_beam_width;
+    build_engine(bo);
+    b->path = bo.output_dir;
+  }
+  return b->path;
+}
+
+// The loaded engine (shared: only one executor may use it at a time).
+inline Engine& engine_for(const std::string& model, const TestEngineLimits& lim = {}) {
+  static std::map<std::string, std::unique_ptr<Engine>> cache;
+  const std::string& dir = engine_dir(model, lim);
+  auto& e = cache[dir];
+  if (!e) e = Engine::load(dir);
+  return *e;
+}
+
+// Everything a request produced, gathered from its responses.
+struct Outcome {
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<std::vector<float>> log_probs;
+  std::vector<float> scores;
+  std::vector<FinishReason> reasons;
+  std::string error;
+  int responses = 0;
+  int finals = 0;
+};
+
+// Appends a response to an outcome (streamed deltas are concatenated).
+inline void absorb(Outcome& o, const Response& r) {
+  ++o.responses;
+  if (r.is_final) ++o.finals;
+  if (o.ids.size() < r.output_ids.size()) o.ids.resize(r.output_ids.size());
+  for (size_t i = 0; i < r.output_ids.size(); ++i) o.ids[i].insert(o.ids[i].end(), r.output_ids[i].begin(), r.output_ids[i].end());
+  if (o.log_probs.size() < r.log_probs.size()) o.log_probs.resize(r.log_probs.size());
+  for (size_t i = 0; i < r.log_probs.size(); ++i)
+    o.log_probs[i].insert(o.log_probs[i].end(), r.log_probs[i].begin(), r.log_probs[i].end());
+  if (r.is_final) {
+    o.scores = r.scores;
+    o.reasons = r.finish_reasons;
+    o.error = r.error;
+  }
+}
+
+// Waits for the final response of every id (60 s at most each round) and returns their outcomes.
+inline std::map<RequestId, Outcome> collect(Executor& ex, const std::vector<RequestId>& ids) {
+  std::map<RequestId, Outcome> out;
+  size_t finals = 0;
+  for (auto id : ids) out[id];
+  while (finals < ids.size()) {
+    auto rs = ex.await_responses(std::chrono::milliseconds(60000));
+    if (rs.empty()) {
+      ADD_FAILURE() << "no response within 60 s (" << finals << " of " << ids.size() << " finished)";
+      break;
+    }
+    for (auto& r : rs) {
+      auto it = out.find(r.request_id);
+      if (it == out.end()) {
+        ADD_FAILURE() << "response for an unknown id " << r.request_id;
+        continue;
+      }
+      absorb(it->second, r);
+      finals += r.is_final;
+    }
+  }
+  return out;
+}
+
+inline Outcome run_one(Executor& ex, const Request& r) {
+  RequestId id = ex.enqueue(r);
+  return collect(ex, {id})[id];
+}
+
+inline std::vector<int32_t> random_ids(std::mt19937& rng, int64_t n, int64_t vocab) {
+  std::uniform_int_distribution<int32_t> d(0, int32_t(vocab - 1));
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace kiln::test
