@@ -361,7 +361,11 @@ class ExprParser {
         ++p_;
         auto f = mk(Expr::K::Filter);
         f->name = expect_name();
-        while (is_op(".")) { ++p_; f->name += "." + expect_name(); }
+        while (is_op(".")) {
+          ++p_;
+          f->name += '.';
+          f->name += expect_name();
+        }
         f->a = e;
         if (is_op("(")) call_args(f->args, f->kwargs);
         e = f;

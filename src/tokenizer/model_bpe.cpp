@@ -193,6 +193,45 @@ void BpeModel::init(Vocab vocab, const std::vector<std::pair<std::string, std::s
   }
   if (unk_token_ && !vocab_.count(*unk_token_))
     fail("BPE unk_token '{}' is not in the vocabulary", *unk_token_);
+  build_boundaries();
+}
+
+namespace {
+constexpr uint32_t kNoUnit = 0xFFFFFFFFu;
+}
+
+void BpeModel::build_boundaries() {
+  split_long_words_ = !(prefix_ && !prefix_->empty()) && !(suffix_ && !suffix_->empty());
+  first_unit_.assign(id_to_tok_.size(), kNoUnit);
+  last_unit_.assign(id_to_tok_.size(), kNoUnit);
+  std::vector<std::pair<uint64_t, std::pair<uint32_t, int32_t>>> pairs;
+  std::vector<uint32_t> units;
+  for (const auto& [key, id] : work_) {
+    units.clear();
+    if (raw_bytes_) {
+      for (unsigned char c : key) units.push_back(c);
+    } else {
+      for (size_t i = 0; i < key.size();) {
+        size_t n;
+        units.push_back(utf8_decode(key, i, n));
+        i += n;
+      }
+    }
+    if (units.empty() || id < 0 || static_cast<size_t>(id) >= first_unit_.size()) continue;
+    first_unit_[static_cast<size_t>(id)] = units.front();
+    last_unit_[static_cast<size_t>(id)] = units.back();
+    for (size_t k = 0; k + 1 < units.size(); ++k)
+      pairs.push_back({(static_cast<uint64_t>(units[k]) << 32) | units[k + 1], {0u, 0}});
+  }
+  bigrams_.build(pairs);
+}
+
+bool BpeModel::joinable(int32_t left, int32_t right) const {
+  uint32_t a = last_unit_[static_cast<size_t>(left)], b = first_unit_[static_cast<size_t>(right)];
+  if (a == kNoUnit || b == kNoUnit) return true;
+  uint32_t r;
+  int32_t v;
+  return bigrams_.find(static_cast<int32_t>(a), static_cast<int32_t>(b), r, v);
 }
 
 void BpeModel::use_raw_bytes() {
@@ -218,6 +257,7 @@ void BpeModel::use_raw_bytes() {
   raw_bytes_ = true;
   prefix_.reset();
   suffix_.reset();
+  build_boundaries();
 }
 
 std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {
@@ -313,6 +353,34 @@ void BpeModel::apply_merges(std::vector<int32_t>& syms) const {
     syms.resize(n);
     return;
   }
+  if (split_long_words_) {
+    size_t cuts = 0;
+    for (size_t i = 0; i + 1 < n0; ++i) cuts += !joinable(syms[i], syms[i + 1]);
+    if (cuts > 0) {
+      std::vector<int32_t> out, part;
+      out.reserve(n0);
+      size_t b = 0;
+      for (size_t i = 0; i < n0; ++i) {
+        if (i + 1 == n0 || !joinable(syms[i], syms[i + 1])) {
+          part.assign(syms.begin() + static_cast<std::ptrdiff_t>(b), syms.begin() + static_cast<std::ptrdiff_t>(i + 1));
+          if (part.size() > 64) {
+            apply_merges_long(part);
+          } else {
+            apply_merges(part);
+          }
+          out.insert(out.end(), part.begin(), part.end());
+          b = i + 1;
+        }
+      }
+      syms.swap(out);
+      return;
+    }
+  }
+  apply_merges_long(syms);
+}
+
+void BpeModel::apply_merges_long(std::vector<int32_t>& syms) const {
+  const size_t n0 = syms.size();
   // Long words: the library's priority queue over (rank, position) with a linked list of symbols.
   struct Merge {
     uint32_t rank;

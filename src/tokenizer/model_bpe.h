@@ -81,12 +81,20 @@ class BpeModel {
   void add_char(std::string_view word, size_t i, size_t n, std::vector<int32_t>& syms,
                 std::optional<int32_t>& unk) const;
   void apply_merges(std::vector<int32_t>& syms) const;
+  void apply_merges_long(std::vector<int32_t>& syms) const;  // priority queue, any length
+  // Long words: cut where no vocabulary token holds the two units (code points, or bytes in raw mode) that
+  // meet there, since no merge can then ever join the two sides; each part is merged on its own.
+  void build_boundaries();
+  bool joinable(int32_t left, int32_t right) const;
 
   Vocab vocab_;                        // token -> id, as in the file
   std::vector<std::string> id_to_tok_;  // id -> token ("" with has_ = false for holes)
   std::vector<bool> has_;
   Vocab work_;                         // what words are looked up in (vocab_, or re-keyed by bytes)
   MergeMap merges_;
+  MergeMap bigrams_;                          // unit pairs that occur inside some token (value unused)
+  std::vector<uint32_t> first_unit_, last_unit_;  // per id; kNoUnit when unknown
+  bool split_long_words_ = false;
   bool raw_bytes_ = false;
   int32_t byte_id_[256];               // raw-byte mode: id of each single byte, -1 if none
   std::optional<std::string> unk_token_;

@@ -1,5 +1,6 @@
 #include "tokenizer/pre_tokenizers.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/json_util.h"
@@ -169,7 +170,13 @@ class ByteLevel : public PreTokenizer {
   void apply(std::vector<Piece>& pieces, PreTokScratch& s) const override {
     s.tmp.clear();
     for (Piece p : pieces) {
-      if (add_prefix_space_ && (p.text.empty() || p.text[0] != ' ')) p.text = s.keep(" " + std::string(p.text));
+      if (add_prefix_space_ && (p.text.empty() || p.text[0] != ' ')) {
+        std::string t;
+        t.reserve(p.text.size() + 1);
+        t.push_back(' ');
+        t.append(p.text);
+        p.text = s.keep(std::move(t));
+      }
       if (re_) {
         s.spans.clear();
         re_->find_all(p.text, s.spans);
@@ -199,7 +206,6 @@ class Metaspace : public PreTokenizer {
   enum class Scheme { Always, First, Never };
   Metaspace(uint32_t replacement, Scheme scheme, bool split) : scheme_(scheme), split_(split) {
     utf8_append(rep_, replacement);
-    rep_cp_ = replacement;
   }
   void apply(std::vector<Piece>& pieces, PreTokScratch& s) const override {
     s.tmp.clear();
@@ -230,7 +236,6 @@ class Metaspace : public PreTokenizer {
 
  private:
   std::string rep_;
-  uint32_t rep_cp_;
   Scheme scheme_;
   bool split_;
 };

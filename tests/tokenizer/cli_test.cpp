@@ -46,7 +46,10 @@ TEST(TokenizerCli, OutputFunctions) {
   j = nlohmann::json::parse(tok::tokenize_json(kTiny, "def f(x):\n    return x\n", false));
   EXPECT_EQ(j["ids"].get<std::vector<int32_t>>(), std::vector<int32_t>(ids.begin() + 1, ids.end()));
   std::string csv;
-  for (size_t i = 0; i < ids.size(); ++i) csv += (i ? "," : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) csv += ',';
+    csv += std::to_string(ids[i]);
+  }
   j = nlohmann::json::parse(tok::detokenize_json(kTiny, csv));
   EXPECT_EQ(j["text"], "<|bos|>def f(x):\n    return x\n");  // special tokens kept
 }
