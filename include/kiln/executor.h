@@ -62,6 +62,7 @@ struct Stats {
   int64_t tokens_per_block = 0;
   int64_t reused_blocks = 0;     // blocks served from the prefix cache instead of computed (cumulative)
   int64_t preemptions = 0;       // cumulative
+  int64_t copied_blocks = 0;     // copy-on-write block copies (cumulative)
   int64_t steps = 0;             // forward steps run
   int64_t last_step_tokens = 0;  // tokens in the latest step
   int64_t total_step_tokens = 0;

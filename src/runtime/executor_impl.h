@@ -66,7 +66,7 @@ struct Executor::Impl {
   // loop thread only
   std::unordered_map<RequestId, std::unique_ptr<SequenceGroup>> groups_;
   std::vector<float> host_logits_;  // [R, V]
-  int64_t steps_ = 0, last_tokens_ = 0, total_tokens_ = 0, peak_used_ = 0;
+  int64_t steps_ = 0, last_tokens_ = 0, total_tokens_ = 0, peak_used_ = 0, copied_ = 0;
   std::thread thread_;
 };
 

@@ -111,6 +111,7 @@ void Executor::Impl::step() {
     return;
   }
   sched_->complete(plan);
+  copied_ += int64_t(plan.copies.size());
   ++steps_;
   last_tokens_ = plan.num_tokens;
   total_tokens_ += plan.num_tokens;
@@ -280,6 +281,7 @@ void Executor::Impl::fill_stats_locked() {
   stats_.kv_blocks_peak = peak_used_;
   stats_.reused_blocks = sched_->reused_blocks();
   stats_.preemptions = sched_->preemptions();
+  stats_.copied_blocks = copied_;
   stats_.steps = steps_;
   stats_.last_step_tokens = last_tokens_;
   stats_.total_step_tokens = total_tokens_;

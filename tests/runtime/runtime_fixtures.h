@@ -13,6 +13,7 @@
 #include "build/engine_builder.h"
 #include "common/test_util.h"
 #include "convert/convert.h"
+#include "io/json_file.h"
 #include "kiln/executor.h"
 #include "runtime/engine.h"
 
@@ -28,6 +29,10 @@ struct TestEngineLimits {
   int64_t max_seq_len = 128;
   int64_t max_input_len = 0;  // 0: max_seq_len
   int64_t max_beam_width = 4;
+  // RoPE frequencies in float32 instead of rounded to the checkpoint's dtype: transformers computes them so when
+  // the model is loaded in float32 directly, as it was for the beam-search goldens (the greedy goldens ran with
+  // bf16-rounded frequencies; see docs/ARCHITECTURE.md, "RoPE fidelity note").
+  bool rope_freq_f32 = false;
 };
 
 // The engine directory for `model` built with `lim` (float32 weights, cpu).
@@ -38,7 +43,8 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
   };
   static std::map<std::string, std::unique_ptr<Built>> cache;
   const std::string key = model + "/" + std::to_string(lim.max_batch_size) + "/" + std::to_string(lim.max_seq_len) +
-                          "/" + std::to_string(lim.max_input_len) + "/" + std::to_string(lim.max_beam_width);
+                          "/" + std::to_string(lim.max_input_len) + "/" + std::to_string(lim.max_beam_width) +
+                          (lim.rope_freq_f32 ? "/rope-f32" : "");
   auto& b = cache[key];
   if (!b) {
     b = std::make_unique<Built>();
@@ -48,6 +54,12 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
     co.dtype = DType::F32;
     co.progress = false;
     convert_checkpoint(co);
+    if (lim.rope_freq_f32) {
+      const std::string cfg = co.output_dir + "/config.json";
+      auto j = read_json_file(cfg);
+      j["rope"]["freq_dtype"] = "float32";
+      write_json_file(cfg, j);
+    }
     BuildOptions bo;
     bo.checkpoint_dir = co.output_dir;
     bo.output_dir = b->dir / "engine";

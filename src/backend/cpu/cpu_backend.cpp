@@ -14,6 +14,31 @@
 
 namespace kiln {
 
+namespace {
+
+// out [M, N] = x [M, K] @ w [N, K]^T, computed in calls of exactly kGemmRows rows (the last one zero-padded).
+// OpenBLAS picks its kernel by problem size (small-matrix kernels below a size, another path for M = 1), and
+// those kernels round differently, so a row's result would depend on how many rows share the call. With a
+// fixed call shape a row's logits are bitwise the same whatever else is in the batch: a seeded request samples
+// the same tokens alone and in a busy batch.
+constexpr int64_t kGemmRows = 16;
+
+void row_invariant_gemm(const float* x, int64_t M, const float* w, int64_t N, int64_t K, float* out) {
+  const int64_t full = M / kGemmRows * kGemmRows;
+  for (int64_t r = 0; r < full; r += kGemmRows)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(kGemmRows), int(N), int(K), 1.0f, x + r * K, int(K), w,
+                int(K), 0.0f, out + r * N, int(N));
+  if (full == M) return;
+  const int64_t rest = M - full;
+  std::vector<float> xs(size_t(kGemmRows * K), 0.0f), ys(size_t(kGemmRows * N));  // [16, K], [16, N]
+  std::memcpy(xs.data(), x + full * K, size_t(rest * K) * 4);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(kGemmRows), int(N), int(K), 1.0f, xs.data(), int(K), w,
+              int(K), 0.0f, ys.data(), int(N));
+  std::memcpy(out + full * N, ys.data(), size_t(rest * N) * 4);
+}
+
+}  // namespace
+
 CpuBackend::CpuBackend(int num_threads) : pool_(num_threads) {}
 
 Tensor CpuBackend::alloc(DType dtype, std::vector<int64_t> shape) {
@@ -93,8 +118,7 @@ void CpuBackend::linear(const LinearParams& p) {
   const int64_t T = p.x.dim(0), K = p.x.dim(1), N = p.weight.dim(0);
   if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
   float* out = p.out.ptr<float>();
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(N), int(K), 1.0f, p.x.ptr<float>(), int(K),
-              p.weight.ptr<float>(), int(K), 0.0f, out, int(N));
+  row_invariant_gemm(p.x.ptr<float>(), T, p.weight.ptr<float>(), N, K, out);
   if (!p.bias.empty()) {
     const float* b = p.bias.ptr<float>();
     for (int64_t t = 0; t < T; ++t)
@@ -216,8 +240,7 @@ void CpuBackend::moe(const MoeParams& p) {
   const int64_t T = p.x.dim(0), H = p.x.dim(1), E = p.router.dim(0), I = p.down.dim(2), K = p.top_k;
   const float* x = p.x.ptr<float>();
   std::vector<float> logits(static_cast<size_t>(T * E));  // [T, E]
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(E), int(H), 1.0f, x, int(H),
-              p.router.ptr<float>(), int(H), 0.0f, logits.data(), int(E));
+  row_invariant_gemm(x, T, p.router.ptr<float>(), E, H, logits.data());
   // Per token: softmax over experts, top-k, renormalize. Then group tokens by expert for dense GEMMs.
   std::vector<std::vector<std::pair<int64_t, float>>> by_expert(static_cast<size_t>(E));  // (token, weight)
   for (int64_t t = 0; t < T; ++t) {
@@ -245,15 +268,13 @@ void CpuBackend::moe(const MoeParams& p) {
     act.resize(size_t(n * I));     // [n, I]
     y.resize(size_t(n * H));       // [n, H]
     for (int64_t r = 0; r < n; ++r) std::memcpy(&xs[r * H], x + toks[r].first * H, size_t(H) * 4);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(2 * I), int(H), 1.0f, xs.data(), int(H),
-                p.gate_up.ptr<float>() + e * 2 * I * H, int(H), 0.0f, gu.data(), int(2 * I));
+    row_invariant_gemm(xs.data(), n, p.gate_up.ptr<float>() + e * 2 * I * H, 2 * I, H, gu.data());
     for (int64_t r = 0; r < n; ++r)
       for (int64_t i = 0; i < I; ++i) {
         float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
         act[r * I + i] = g / (1.0f + std::exp(-g)) * u;
       }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(H), int(I), 1.0f, act.data(), int(I),
-                p.down.ptr<float>() + e * H * I, int(I), 0.0f, y.data(), int(H));
+    row_invariant_gemm(act.data(), n, p.down.ptr<float>() + e * H * I, H, I, y.data());
     for (int64_t r = 0; r < n; ++r)
       for (int64_t h = 0; h < H; ++h) out[toks[r].first * H + h] += toks[r].second * y[r * H + h];
   }
