@@ -2,11 +2,60 @@
 #include "tokenizer/regex.h"
 
 #include <pcre2.h>
+#include <unicode/uniset.h>
+#include <unicode/unistr.h>
+
+#include <cstdio>
+#include <map>
+#include <mutex>
 
 #include "core/error.h"
 #include "tokenizer/unicode.h"
 
 namespace kiln::tok {
+
+namespace {
+
+// The Unicode version of PCRE2's tables ("14.0.0" for Debian 12's 10.42).
+std::string pcre2_unicode_version() {
+  char buf[64] = {0};
+  if (pcre2_config(PCRE2_CONFIG_UNICODE_VERSION, buf) < 0) return "";
+  std::string v = buf;
+  size_t dot = v.find('.');
+  if (dot != std::string::npos) dot = v.find('.', dot + 1);
+  return dot == std::string::npos ? v : v.substr(0, dot);  // "14.0"
+}
+
+// Characters with property `prop` (a general category or script name) assigned after PCRE2's Unicode version,
+// as a character-class fragment of \x{..} ranges, from ICU's newer tables. Oniguruma, the library's regex
+// engine, knows them; without these, PCRE2 would treat them as unassigned. Cached per property.
+std::string newer_members(const std::string& prop) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(prop); it != cache.end()) return it->second;
+  std::string frag;
+  static const std::string pcre_version = pcre2_unicode_version();
+  if (!pcre_version.empty()) {
+    UErrorCode err = U_ZERO_ERROR;
+    icu::UnicodeSet set(icu::UnicodeString::fromUTF8("[[:" + prop + ":]-[:Age=" + pcre_version + ":]]"), err);
+    if (U_SUCCESS(err)) {
+      char b[40];
+      for (int32_t r = 0; r < set.getRangeCount(); ++r) {
+        UChar32 lo = set.getRangeStart(r), hi = set.getRangeEnd(r);
+        if (lo == hi)
+          std::snprintf(b, sizeof b, "\\x{%X}", static_cast<unsigned>(lo));
+        else
+          std::snprintf(b, sizeof b, "\\x{%X}-\\x{%X}", static_cast<unsigned>(lo), static_cast<unsigned>(hi));
+        frag += b;
+      }
+    }
+  }
+  cache[prop] = frag;
+  return frag;
+}
+
+}  // namespace
 
 std::string translate_pattern(std::string_view p) {
   std::string out;
@@ -20,6 +69,35 @@ std::string translate_pattern(std::string_view p) {
         out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
       } else if (n == 'S' && !in_class) {
         out += "[^\\s\\x{85}]";
+      } else if (n == 'w') {  // Oniguruma's Unicode \w: Letter | Mark | Number | Connector_Punctuation
+        out += in_class ? "\\p{L}\\p{M}\\p{N}\\p{Pc}" : "[\\p{L}\\p{M}\\p{N}\\p{Pc}]";
+      } else if (n == 'W' && !in_class) {
+        out += "[^\\p{L}\\p{M}\\p{N}\\p{Pc}]";
+      } else if (n == 'p' || n == 'P') {  // \p{X} / \pX, with what newer Unicode added to X
+        size_t end = i + 2;
+        std::string prop;
+        if (end < p.size() && p[end] == '{') {
+          size_t close = p.find('}', end);
+          if (close == std::string_view::npos) {
+            out += c;
+            out += n;
+            ++i;
+            continue;
+          }
+          prop = std::string(p.substr(end + 1, close - end - 1));
+          end = close + 1;
+        } else if (end < p.size()) {
+          prop = std::string(1, p[end]);
+          end += 1;
+        }
+        std::string orig(p.substr(i, end - i));
+        bool negated = n == 'P' || (!prop.empty() && prop[0] == '^');
+        std::string extra = negated || prop.empty() ? std::string() : newer_members(prop);
+        if (extra.empty()) out += orig;
+        else if (in_class) out += orig + extra;
+        else out += "[" + orig + extra + "]";
+        i = end - 1;
+        continue;
       } else {
         out += c;
         out += n;
