@@ -154,11 +154,16 @@ void read_configs(TokenizerImpl& t, const fs::path& dir) {
     } else {
       fail("{}: chat_template must be a string or a list of named templates", cfg_path.string());
     }
-  } else if (fs::exists(dir / "chat_template.jinja")) {
+  } else if (fs::exists(dir / "chat_template.jinja")) {  // where newer transformers save it
     std::ifstream f(dir / "chat_template.jinja", std::ios::binary);
     std::stringstream ss;
     ss << f.rdbuf();
     t.chat_template = ss.str();
+  } else if (fs::exists(dir / "chat_template.json")) {
+    nlohmann::json ct = read_json(dir / "chat_template.json");
+    if (!ct.is_object() || !ct.contains("chat_template") || !ct["chat_template"].is_string())
+      fail("{}: expected {{\"chat_template\": \"...\"}}", (dir / "chat_template.json").string());
+    t.chat_template = ct["chat_template"].get<std::string>();
   }
 }
 

@@ -2,6 +2,9 @@
 // (tests/data/tokenizers/chat_templates.json), Jinja semantics one by one, and errors.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "core/error.h"
 #include "tok_test_util.h"
 #include "tokenizer/chat_template.h"
@@ -64,6 +67,28 @@ TEST(ChatTemplate, ThroughTheTokenizerConfig) {
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
   EXPECT_EQ(llama3->bos_id(), 128000);
   EXPECT_EQ(llama3->eos_id(), 128001);
+}
+
+TEST(ChatTemplate, TemplateFilesAndTokenObjectsBesideTheTokenizer) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("kiln_chat_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  nlohmann::json tj = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"<B>", 1}, {"<E>", 2}}}, {"merges", nlohmann::json::array()}}},
+                       {"added_tokens", {{{"id", 1}, {"content", "<B>"}, {"special", true}}, {{"id", 2}, {"content", "<E>"}, {"special", true}}}}};
+  std::ofstream(dir / "tokenizer.json") << tj.dump();
+  // bos/eos in the {"content": ...} form; eos ids from generation_config as a list.
+  std::ofstream(dir / "tokenizer_config.json") << R"({"bos_token": {"content": "<B>", "lstrip": false}, "eos_token": "<E>"})";
+  std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": [2, 0]})";
+  std::ofstream(dir / "chat_template.jinja") << "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{{ eos_token }}{% endfor %}";
+  auto tok = Tokenizer::load(dir.string());
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_id(), 2);
+  EXPECT_EQ(tok->stop_ids(), (std::vector<int32_t>{2, 0}));
+  ASSERT_TRUE(tok->has_chat_template());
+  EXPECT_EQ(tok->apply_chat_template({{"user", "a"}}, true), "<B>[user]a<E>");
+  fs::remove(dir / "chat_template.jinja");
+  std::ofstream(dir / "chat_template.json") << R"({"chat_template": "{{ messages | length }}"})";
+  EXPECT_EQ(Tokenizer::load(dir.string())->apply_chat_template({{"user", "a"}, {"assistant", "b"}}, false), "2");
 }
 
 TEST(ChatTemplate, NoTemplateIsAClearError) {

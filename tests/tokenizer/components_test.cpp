@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "tok_test_util.h"
@@ -181,6 +182,26 @@ TEST(TokenizerComponents, ByteLevelRawModeEqualsMappedMode) {
   auto mapped = load_json(j);
   for (const char* s : {"Hello world", "  x\n\n\ty", "\u4eca\u5929 \U0001F600!", "I'll 1234 <|eot_id|>"})
     EXPECT_EQ(mapped->encode(s), llama3->encode(s)) << s;
+}
+
+TEST(TokenizerComponents, ConcurrentEncodesAgree) {
+  const Tokenizer* llama3 = testing::reference_tokenizer("llama3");
+  ASSERT_NE(llama3, nullptr);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i)
+    texts.push_back("doc " + std::to_string(i) + ": the quick brown fox " + std::string(static_cast<size_t>(i % 7), ' ') +
+                    "\u4eca\u5929 " + std::to_string(i * 7919) + " jumps<|eot_id|>");
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& t : texts) want.push_back(llama3->encode(t));
+  std::vector<int> bad(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (int rep = 0; rep < 3; ++rep)
+        for (size_t i = 0; i < texts.size(); ++i) bad[static_cast<size_t>(k)] += llama3->encode(texts[i]) != want[i];
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad, std::vector<int>(4, 0));
 }
 
 // The streaming decoder against the whole-sequence one, on random sequences of awkward tokens.
