@@ -48,11 +48,11 @@ std::atomic<uint64_t> g_instances{1};
 struct WordCache {
   uint64_t owner = 0;
   uint64_t last_use = 0;
-  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, SvHash, std::equal_to<>> map;
+  FlatStrMap<std::pair<uint32_t, uint32_t>> map;  // word -> (offset, count) in ids
   std::vector<int32_t> ids;
 };
 constexpr size_t kCacheSlots = 4;
-constexpr size_t kMaxCachedWords = 1 << 18;
+constexpr size_t kMaxCachedWords = 1 << 16;  // the library keeps 10,000
 constexpr size_t kMaxCachedWordLen = 256;
 
 WordCache& cache_for(uint64_t owner) {
@@ -183,7 +183,8 @@ void BpeModel::init(Vocab vocab, const std::vector<std::pair<std::string, std::s
     entries.push_back({key, {static_cast<uint32_t>(i), im->second}});
   }
   merges_.build(entries);
-  work_ = vocab_;
+  work_.clear();
+  for (const auto& [t, id] : vocab_) work_.put(t, id);
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
@@ -206,7 +207,7 @@ void BpeModel::build_boundaries() {
   last_unit_.assign(id_to_tok_.size(), kNoUnit);
   std::vector<std::pair<uint64_t, std::pair<uint32_t, int32_t>>> pairs;
   std::vector<uint32_t> units;
-  for (const auto& [key, id] : work_) {
+  work_.for_each([&](std::string_view key, int32_t id) {
     units.clear();
     if (raw_bytes_) {
       for (unsigned char c : key) units.push_back(c);
@@ -217,12 +218,12 @@ void BpeModel::build_boundaries() {
         i += n;
       }
     }
-    if (units.empty() || id < 0 || static_cast<size_t>(id) >= first_unit_.size()) continue;
+    if (units.empty() || id < 0 || static_cast<size_t>(id) >= first_unit_.size()) return;
     first_unit_[static_cast<size_t>(id)] = units.front();
     last_unit_[static_cast<size_t>(id)] = units.back();
     for (size_t k = 0; k + 1 < units.size(); ++k)
       pairs.push_back({(static_cast<uint64_t>(units[k]) << 32) | units[k + 1], {0u, 0}});
-  }
+  });
   bigrams_.build(pairs);
 }
 
@@ -235,8 +236,7 @@ bool BpeModel::joinable(int32_t left, int32_t right) const {
 }
 
 void BpeModel::use_raw_bytes() {
-  Vocab w;
-  w.reserve(vocab_.size());
+  FlatStrMap<int32_t> w;
   for (const auto& [t, id] : vocab_) {
     std::string bytes;
     bool ok = true;
@@ -247,12 +247,13 @@ void BpeModel::use_raw_bytes() {
       bytes.push_back(static_cast<char>(b));
       i += n;
     }
-    if (ok && !bytes.empty()) w[bytes] = id;  // tokens outside the byte alphabet cannot be reached
+    if (ok && !bytes.empty()) w.put(bytes, id);  // tokens outside the byte alphabet cannot be reached
   }
   work_ = std::move(w);
   for (int b = 0; b < 256; ++b) {
-    auto it = work_.find(std::string_view(reinterpret_cast<const char*>(&b), 1));
-    byte_id_[b] = it == work_.end() ? -1 : it->second;
+    const char c = static_cast<char>(b);
+    const int32_t* id = work_.find(std::string_view(&c, 1));
+    byte_id_[b] = id ? *id : -1;
   }
   raw_bytes_ = true;
   prefix_.reset();
@@ -291,9 +292,8 @@ void BpeModel::add_char(std::string_view word, size_t i, size_t n, std::vector<i
       mapped = (prefixed ? *prefix_ : std::string()) + std::string(s) + (suffixed ? *suffix_ : std::string());
       s = mapped;
     }
-    auto it = work_.find(s);
-    if (it != work_.end())
-      id = it->second;
+    if (const int32_t* found = work_.find(s))
+      id = *found;
     else
       fallback_bytes = s;
   }
@@ -445,9 +445,8 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
 void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   if (ignore_merges_) {
-    auto it = work_.find(word);
-    if (it != work_.end()) {
-      out.push_back(it->second);
+    if (const int32_t* id = work_.find(word)) {
+      out.push_back(*id);
       return;
     }
   }
@@ -456,8 +455,9 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
     return;
   }
   WordCache& c = cache_for(instance_);
-  if (auto it = c.map.find(word); it != c.map.end()) {
-    out.insert(out.end(), c.ids.begin() + it->second.first, c.ids.begin() + it->second.first + it->second.second);
+  const uint64_t h = hash_bytes(word);
+  if (const auto* hit = c.map.find(word, h)) {
+    out.insert(out.end(), c.ids.begin() + hit->first, c.ids.begin() + hit->first + hit->second);
     return;
   }
   size_t before = out.size();
@@ -468,7 +468,7 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
   }
   uint32_t off = static_cast<uint32_t>(c.ids.size());
   c.ids.insert(c.ids.end(), out.begin() + static_cast<std::ptrdiff_t>(before), out.end());
-  c.map.emplace(std::string(word), std::make_pair(off, static_cast<uint32_t>(out.size() - before)));
+  c.map.put(word, h, std::make_pair(off, static_cast<uint32_t>(out.size() - before)));
 }
 
 }  // namespace kiln::tok

@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/flat_map.h"
+
 namespace kiln::tok {
 
 struct SvHash {
@@ -90,7 +92,7 @@ class BpeModel {
   Vocab vocab_;                        // token -> id, as in the file
   std::vector<std::string> id_to_tok_;  // id -> token ("" with has_ = false for holes)
   std::vector<bool> has_;
-  Vocab work_;                         // what words are looked up in (vocab_, or re-keyed by bytes)
+  FlatStrMap<int32_t> work_;           // what words are looked up in (vocab_, or re-keyed by bytes)
   MergeMap merges_;
   MergeMap bigrams_;                          // unit pairs that occur inside some token (value unused)
   std::vector<uint32_t> first_unit_, last_unit_;  // per id; kNoUnit when unknown
