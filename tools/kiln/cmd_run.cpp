@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "cmd_run_batch.h"
 #include "commands.h"
 #include "kiln/tokenizer.h"
 #include "core/error.h"
@@ -24,6 +25,8 @@ struct RunOptions {
   std::string output_file;
   std::string logits_out;
   int threads = 0;
+  std::string input_file;  // JSONL requests through the executor (cmd_run_batch.cpp)
+  ExecutorRunArgs exec;    // runtime and sampling flags
 };
 
 std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
@@ -50,7 +53,17 @@ std::unique_ptr<Tokenizer> engine_tokenizer(const std::string& dir) {
   return Tokenizer::load(dir);
 }
 
-void run(const RunOptions& o) {
+void run(RunOptions o) {
+  o.exec.max_new_tokens = o.max_new_tokens;
+  o.exec.ignore_eos = o.ignore_eos;
+  o.exec.threads = o.threads;
+  o.exec.output_file = o.output_file;
+  if (!o.input_file.empty()) {
+    if (!o.input_ids.empty() || !o.prompt.empty() || !o.logits_out.empty())
+      fail("--input-file: the requests come from the file (drop --input-ids, --prompt and --logits-out)");
+    run_input_file(o.engine_dir, o.input_file, o.exec);
+    return;
+  }
   if (o.input_ids.empty() == o.prompt.empty()) fail("kiln run: give exactly one of --input-ids and --prompt");
   if (o.chat && o.prompt.empty()) fail("--chat: needs --prompt");
   auto engine = Engine::load(o.engine_dir, o.threads);
@@ -69,6 +82,12 @@ void run(const RunOptions& o) {
     prompt = parse_ids(o.input_ids, "--input-ids");
     if (prompt.empty()) fail("--input-ids: no ids given");
   }
+  if (o.logits_out.empty()) {  // through the executor (sampling, beams, runtime flags)
+    run_single_prompt(*engine, tok.get(), prompt, o.exec);
+    return;
+  }
+  if (o.exec.sampling.any())
+    fail("--logits-out records greedy decoding of one sequence: drop the sampling and beam flags");
   GreedyOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.keep_logits = !o.logits_out.empty();
@@ -119,6 +138,9 @@ void register_run(CLI::App& app) {
   cmd->add_option("--output-file", o->output_file, "write {\"output_ids\": [...]} here");
   cmd->add_option("--logits-out", o->logits_out, "write float32 context_logits and generation_logits here");
   cmd->add_option("--threads", o->threads, "cpu threads (default: all cores)");
+  cmd->add_option("--input-file", o->input_file, "JSONL requests, run concurrently (results to --output-file)");
+  add_sampling_options(cmd, o->exec.sampling);
+  add_runtime_options(cmd, o->exec.runtime);
   cmd->callback([o] { run(*o); });
 }
 

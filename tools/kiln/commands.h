@@ -9,5 +9,6 @@ void register_convert(CLI::App& app);
 void register_build(CLI::App& app);
 void register_run(CLI::App& app);
 void register_tokenize(CLI::App& app);  // tokenize and detokenize
+void register_bench(CLI::App& app);
 
 }  // namespace kiln::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_build(app);
   kiln::cli::register_run(app);
   kiln::cli::register_tokenize(app);
+  kiln::cli::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
