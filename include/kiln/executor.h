@@ -87,7 +87,8 @@ class Executor {
   // its KV blocks are freed. False when the id is unknown or its final response was already produced.
   bool cancel(RequestId id);
   // Block until at least one response is ready (or the timeout passes; unset: no timeout) and return all
-  // ready responses, in the order produced: of any request, or of one request.
+  // ready responses, in the order produced: of any request, or of one request. For an id that was never issued
+  // or whose final response was already returned, the second form returns an empty list at once.
   std::vector<Response> await_responses(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   std::vector<Response> await_responses(RequestId id, std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   Stats stats() const;

@@ -163,7 +163,9 @@ std::vector<Response> Executor::Impl::await(const RequestId* id, std::optional<s
   auto ready = [&] {
     if (stop_) return true;
     if (!id) return !ready_.empty();
-    return std::any_of(ready_.begin(), ready_.end(), [&](const Response& r) { return r.request_id == *id; });
+    // An id that is not live (never issued, or its final response already taken) has nothing more to wait for.
+    return !live_.count(*id) ||
+           std::any_of(ready_.begin(), ready_.end(), [&](const Response& r) { return r.request_id == *id; });
   };
   if (timeout)
     response_cv_.wait_for(lk, *timeout, ready);

@@ -204,6 +204,8 @@ TEST(ExecutorLimits, CancellationMidGenerationFreesEveryBlock) {
   EXPECT_EQ(st.running_requests + st.queued_requests, 0);
   EXPECT_FALSE(ex.cancel(ids[0]));  // already final
   EXPECT_FALSE(ex.cancel(12345));   // never issued
+  EXPECT_TRUE(ex.await_responses(ids[0]).empty());  // nothing more will come: no wait
+  EXPECT_TRUE(ex.await_responses(12345).empty());
 }
 
 TEST(ExecutorLimits, CancellingQueuedRequestsAndBeamSearches) {
