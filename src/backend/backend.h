@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "build/engine_format.h"
+#include "core/error.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
 #include "model/config.h"
@@ -115,6 +117,20 @@ struct GatherRowsParams {
   Tensor out;   // [R, H]
 };
 
+// Greedy choice on the device: out[r] = argmax over v of logits[r, v] (the lowest index among equal maxima).
+struct ArgmaxParams {
+  Tensor logits;  // F32 [R, V]
+  Tensor out;     // I32 [R]
+};
+
+// A recorded step (a CUDA graph on the cuda backend): replays the device work of the ops issued while it was
+// recorded, on the same buffers. Buffer contents may change between replays; buffer addresses may not.
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
+  virtual void replay() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -144,7 +160,30 @@ class Backend {
   // KV blocks: for each (src, dst) in order, block dst <- block src in every layer, k and v (copy-on-write of
   // blocks shared between beams). Block ids are checked against the pool.
   virtual void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) = 0;
+  virtual void argmax(const ArgmaxParams& p) = 0;
+
+  // Called by Engine::load before any weight is loaded: the backend takes the engine's compute dtype, limits
+  // and tactics, and refuses (kiln::Error) an engine it cannot run, e.g. one built for another GPU.
+  virtual void configure(const EngineInfo& info) {}
+  // A weight of uniform pseudo-random values in [-scale, scale), a pure function of (element index, seed):
+  // every backend produces the same values up to its dtype's rounding. Synthetic engines are made of these.
+  virtual Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) = 0;
+
+  // Step graphs: ops issued between begin_capture() and end_capture() are recorded instead of run; the graph
+  // returned has not run yet (call replay()). Only where supports_step_graphs() is true.
+  virtual bool supports_step_graphs() const { return false; }
+  virtual void begin_capture() { fail("backend {} does not record step graphs", name()); }
+  virtual std::unique_ptr<StepGraph> end_capture() { fail("backend {} does not record step graphs", name()); }
 };
+
+// The shared definition of random_weight's values: element i of seed s, uniform in [-1, 1).
+inline float random_uniform(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return float(int64_t(z >> 40) - (int64_t(1) << 23)) * (1.0f / float(1 << 23));
+}
 
 // target: "cpu" or "cuda".
 std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads = 0);

@@ -14,27 +14,58 @@ namespace fs = std::filesystem;
 
 namespace kiln {
 
+namespace {
+
+// A model config for a synthetic engine: a kiln checkpoint config.json or a Hugging Face one.
+ModelConfig synthetic_model(const std::string& path) {
+  if (!fs::exists(path)) fail("--synthetic {}: no such file", path);
+  auto j = read_json_file(path);
+  return j.value("format", "") == "kiln-checkpoint" ? config_from_json(j, path) : config_from_hf(j, path);
+}
+
+}  // namespace
+
 void build_engine(const BuildOptions& o) {
-  if (!fs::is_directory(o.checkpoint_dir)) fail("--checkpoint {}: not a directory", o.checkpoint_dir);
-  const std::string cfg_path = (fs::path(o.checkpoint_dir) / "config.json").string();
-  if (!fs::exists(cfg_path)) fail("{}: missing (not a kiln checkpoint?)", cfg_path);
-  auto cj = read_json_file(cfg_path);
-  if (cj.value("format", "") != "kiln-checkpoint")
-    fail("{}: not a kiln checkpoint (run kiln convert on a Hugging Face folder first)", cfg_path);
+  const bool synthetic = !o.synthetic_config.empty();
+  if (synthetic == !o.checkpoint_dir.empty()) fail("kiln build: give exactly one of --checkpoint and --synthetic");
   EngineInfo info;
-  info.model = config_from_json(cj, cfg_path);
+  std::string cfg_path;
+  if (synthetic) {
+    info.model = synthetic_model(o.synthetic_config);
+  } else {
+    if (!fs::is_directory(o.checkpoint_dir)) fail("--checkpoint {}: not a directory", o.checkpoint_dir);
+    cfg_path = (fs::path(o.checkpoint_dir) / "config.json").string();
+    if (!fs::exists(cfg_path)) fail("{}: missing (not a kiln checkpoint?)", cfg_path);
+    auto cj = read_json_file(cfg_path);
+    if (cj.value("format", "") != "kiln-checkpoint")
+      fail("{}: not a kiln checkpoint (run kiln convert on a Hugging Face folder first)", cfg_path);
+    info.model = config_from_json(cj, cfg_path);
+  }
   info.target = o.target;
   info.limits = o.limits;
+  info.synthetic = synthetic;
   resolve_limits(info.limits, info.model);
+  StagingDir out(o.output_dir);  // fails now, before planning, when the output exists
   DType weight_dtype;
   if (o.target == "cpu") {
     if (o.dtype && *o.dtype != DType::F32) fail("--dtype {}: the cpu target computes in float32", dtype_name(*o.dtype));
     info.compute_dtype = DType::F32;
     weight_dtype = DType::F32;  // the cpu backend reads fp32 weights in place
   } else if (o.target == "cuda") {
-    fail("--target cuda: not supported by this build of kiln yet");
+    if (!o.plan) fail("--target cuda: this kiln was built without CUDA");
+    TargetPlan plan = o.plan(info, o.dtype);
+    info.compute_dtype = plan.compute_dtype;
+    info.gpu_arch = plan.gpu_arch;
+    info.tactics = plan.tactics;
+    weight_dtype = plan.weight_dtype;
   } else {
     fail("--target {}: unknown target (expected cpu or cuda)", o.target);
+  }
+
+  if (synthetic) {
+    write_json_file(out.file("engine.json"), engine_info_to_json(info));
+    out.commit();
+    return;
   }
 
   const std::string ckpt_file = (fs::path(o.checkpoint_dir) / "rank0.safetensors").string();
@@ -48,7 +79,6 @@ void build_engine(const BuildOptions& o) {
     }
   }
 
-  StagingDir out(o.output_dir);
   SafetensorsWriter w;
   for (auto& spec : expected_weights(info.model)) {
     const TensorView& t = src.get(spec.name);

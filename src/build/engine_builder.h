@@ -1,5 +1,7 @@
 // kiln build: kiln checkpoint -> engine directory (engine.json + rank0.safetensors in the target's layout).
+// A synthetic build takes only a model config and writes no weights (they are generated at load).
 #pragma once
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -7,12 +9,25 @@
 
 namespace kiln {
 
+// What a non-cpu target decides for an engine: weight and compute dtypes, the GPU architecture it is built for,
+// and measured kernel choices (stored in engine.json "tactics").
+struct TargetPlan {
+  DType weight_dtype = DType::F32;
+  DType compute_dtype = DType::F32;
+  std::string gpu_arch;
+  nlohmann::json tactics = nlohmann::json::object();
+};
+
 struct BuildOptions {
-  std::string checkpoint_dir;
+  std::string checkpoint_dir;    // a kiln checkpoint; or
+  std::string synthetic_config;  // a config.json (kiln checkpoint or Hugging Face format): random weights
   std::string output_dir;
   std::string target = "cpu";
   std::optional<DType> dtype;  // cuda compute dtype (float16 | bfloat16)
   EngineLimits limits;
+  // Planner for non-cpu targets, given the engine (model, limits) and the requested dtype. Empty: the target
+  // is not available in this build.
+  std::function<TargetPlan(const EngineInfo&, std::optional<DType>)> plan;
 };
 
 void build_engine(const BuildOptions& opts);

@@ -22,7 +22,8 @@ json engine_info_to_json(const EngineInfo& e) {
                 {"max_num_tokens", e.limits.max_num_tokens},
                 {"max_beam_width", e.limits.max_beam_width}}},
               {"model", config_to_json(e.model)},
-              {"tactics", e.tactics}};
+              {"tactics", e.tactics},
+              {"synthetic", e.synthetic}};
 }
 
 EngineInfo engine_info_from_json(const json& j, const std::string& src) {
@@ -43,6 +44,7 @@ EngineInfo engine_info_from_json(const json& j, const std::string& src) {
     e.limits.max_num_tokens = l.at("max_num_tokens").get<int64_t>();
     e.limits.max_beam_width = l.at("max_beam_width").get<int64_t>();
     e.tactics = j.value("tactics", json::object());
+    e.synthetic = j.value("synthetic", false);
   } catch (const json::exception& ex) {
     fail("{}: malformed engine.json: {}", src, ex.what());
   }

@@ -26,6 +26,7 @@ struct EngineInfo {
   EngineLimits limits;
   ModelConfig model;
   nlohmann::json tactics = nlohmann::json::object();  // backend-specific (cuBLASLt algorithms, ...)
+  bool synthetic = false;  // no weight file: weights are generated at load (Backend::random_weight, fixed seeds)
 };
 
 nlohmann::json engine_info_to_json(const EngineInfo& e);

@@ -1,5 +1,6 @@
 #include "runtime/engine.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "core/error.h"
@@ -19,6 +20,20 @@ std::unique_ptr<Engine> Engine::load(const std::string& dir, int num_threads) {
   e->dir_ = dir;
   e->info_ = engine_info_from_json(read_json_file(ej), ej);
   e->backend_ = make_backend(e->info_.target, num_threads);
+  e->backend_->configure(e->info_);  // refuses an engine this backend/device cannot run
+  if (e->info_.synthetic) {
+    // Random weights made on the backend: seed from the tensor name, scale 1/sqrt(fan-in) for matrices.
+    for (auto& spec : expected_weights(e->info_.model)) {
+      uint64_t seed = 0xcbf29ce484222325ull;  // FNV-1a
+      for (char ch : spec.name) seed = (seed ^ uint8_t(ch)) * 0x100000001b3ull;
+      const bool is_norm = spec.name.find("norm.weight") != std::string::npos;
+      const float scale = spec.shape.size() >= 2 ? float(1.0 / std::sqrt(double(spec.shape.back())))
+                          : is_norm                ? 1.0f
+                                                   : 0.02f;
+      e->weights_[spec.name] = e->backend_->random_weight(spec.shape, seed, scale);
+    }
+    return e;
+  }
   SafetensorsFile f((fs::path(dir) / "rank0.safetensors").string());
   for (auto& spec : expected_weights(e->info_.model)) {
     const TensorView& t = f.get(spec.name);

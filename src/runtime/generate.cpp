@@ -31,6 +31,15 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
   GreedyResult r;
   std::vector<float> row(static_cast<size_t>(V));
   auto argmax = [&](const float* x) { return int32_t(std::max_element(x, x + V) - x); };
+  // Without --logits-out the choice is made on the device: only the chosen id crosses to the host.
+  Backend& be = e.backend();
+  Tensor chosen = be.alloc(DType::I32, {1});
+  auto device_argmax = [&](const Tensor& logits) {
+    be.argmax({logits.rows(logits.dim(0) - 1, 1), chosen});
+    int32_t id = -1;
+    be.download(&id, chosen, sizeof(id));
+    return id;
+  };
   // Prefill in chunks of at most max_num_tokens.
   const int64_t chunk = e.limits().max_num_tokens;
   int32_t next = -1;
@@ -44,6 +53,10 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     s.all_logits = o.keep_logits;
     Tensor logits = runner.step({s});
     if (!s.want_logits && !s.all_logits) continue;
+    if (!o.keep_logits) {
+      next = device_argmax(logits);
+      continue;
+    }
     const int64_t rows = logits.dim(0);
     std::vector<float> host(static_cast<size_t>(rows * V));
     e.backend().download(host.data(), logits, host.size() * 4);
@@ -65,8 +78,12 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     s.num_cached = int32_t(pos);
     s.block_table = &table;
     Tensor logits = runner.step({s});
-    e.backend().download(row.data(), logits, size_t(V) * 4);
-    next = argmax(row.data());
+    if (o.keep_logits) {
+      be.download(row.data(), logits, size_t(V) * 4);
+      next = argmax(row.data());
+    } else {
+      next = device_argmax(logits);
+    }
     ++pos;
   }
   return r;

@@ -14,6 +14,7 @@ ModelRunner::ModelRunner(Engine& engine, KvCacheDesc cache)
 void ModelRunner::ensure_capacity(int64_t T, int64_t S, int64_t R) {
   const DType dt = be_.compute_dtype();
   const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size;
+  if (T > cap_tokens_ || S > cap_seqs_ || R > cap_rows_) graphs_.clear();
   if (T > cap_tokens_) {
     cap_tokens_ = std::max(T, cap_tokens_ * 2);
     const int64_t C = cap_tokens_;
@@ -99,6 +100,30 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
   meta_.num_cached = upload_i32(cached_buf_, cached, {S});
   meta_.block_tables = upload_i32(tables_buf_, tables, {S, max_blocks});
 
+  Tensor rows_t = upload_i32(rows_buf_, rows.empty() ? std::vector<int32_t>{0} : rows, {std::max<int64_t>(R, 1)});
+  // A decode-only step replays the graph recorded for its batch size (all metadata was uploaded above, into
+  // buffers at fixed addresses); the first step of a batch size records it.
+  const bool graph = be_.supports_step_graphs() && max_new == 1 && R == S;
+  if (graph) {
+    auto it = graphs_.find(S);
+    if (it == graphs_.end()) {
+      be_.begin_capture();
+      try {
+        run_layers(T, R, ids_t, rows_t);
+      } catch (...) {
+        be_.end_capture();
+        throw;
+      }
+      it = graphs_.emplace(S, be_.end_capture()).first;
+    }
+    it->second->replay();
+  } else {
+    run_layers(T, R, ids_t, rows_t);
+  }
+  return R == 0 ? Tensor() : logits_.rows(0, R);
+}
+
+void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Tensor& rows_t) {
   const ModelConfig& c = cfg_;
   auto W = [&](const std::string& n) { return engine_.weight(n); };
   auto Wopt = [&](const std::string& n) { return engine_.has_weight(n) ? engine_.weight(n) : Tensor(); };
@@ -154,13 +179,11 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
     }
     pending = mlp_out;
   }
-  if (R == 0) return Tensor();
+  if (R == 0) return;
   be_.norm({c.norm, c.norm_eps, pending, residual, W("final_norm.weight"), Wopt("final_norm.bias"), normed});
-  Tensor rows_t = upload_i32(rows_buf_, rows, {R});
   Tensor selected = selected_.rows(0, R), logits = logits_.rows(0, R);
-  be_.gather_rows({normed, rows_t, selected});
+  be_.gather_rows({normed, rows_t.rows(0, R), selected});
   be_.linear({selected, c.tie_embeddings ? W("embed.weight") : W("lm_head.weight"), Tensor(), logits});
-  return logits;
 }
 
 }  // namespace kiln

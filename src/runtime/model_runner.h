@@ -2,6 +2,8 @@
 // One step runs a packed batch: some sequences in their context phase (a prompt chunk), some generating.
 #pragma once
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
@@ -40,6 +42,10 @@ class ModelRunner {
   Tensor selected_, logits_;                                                    // [R, H], [R, V]
   Tensor ids_buf_, rows_buf_, pos_buf_, seq_buf_, offsets_buf_, cached_buf_, tables_buf_, slots_buf_;
   StepMeta meta_;
+  // Decode-only steps (one new token per sequence) recorded per batch size, on backends with step graphs.
+  // They hold the addresses of the buffers above, so any reallocation drops them.
+  std::map<int64_t, std::unique_ptr<StepGraph>> graphs_;
+  void run_layers(int64_t T, int64_t R, const Tensor& ids, const Tensor& rows);
 };
 
 }  // namespace kiln

@@ -2,6 +2,10 @@
 #include "build/engine_builder.h"
 #include "commands.h"
 #include "convert/convert.h"
+#include "core/error.h"
+#ifdef KILN_WITH_CUDA
+#include "backend/cuda/cuda_planner.h"
+#endif
 
 namespace kiln::cli {
 
@@ -23,7 +27,11 @@ void register_build(CLI::App& app) {
   auto* cmd = app.add_subcommand("build", "kiln checkpoint -> engine for one target");
   auto o = std::make_shared<BuildOptions>();
   auto dtype = std::make_shared<std::string>();
-  cmd->add_option("--checkpoint", o->checkpoint_dir, "kiln checkpoint folder")->required();
+  auto* ck = cmd->add_option("--checkpoint", o->checkpoint_dir, "kiln checkpoint folder");
+  auto* syn = cmd->add_option("--synthetic", o->synthetic_config,
+                              "config.json (kiln or Hugging Face): an engine of random weights made at load");
+  ck->excludes(syn);
+  syn->excludes(ck);
   cmd->add_option("--output", o->output_dir, "engine folder to create (must not exist)")->required();
   cmd->add_option("--target", o->target, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--dtype", *dtype, "compute dtype for cuda: float16 | bfloat16")
@@ -35,6 +43,10 @@ void register_build(CLI::App& app) {
   cmd->add_option("--max-beam-width", o->limits.max_beam_width, "widest beam search (default 1)");
   cmd->callback([o, dtype] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
+    if (o->checkpoint_dir.empty() && o->synthetic_config.empty()) fail("kiln build: --checkpoint or --synthetic is required");
+#ifdef KILN_WITH_CUDA
+    if (o->target == "cuda") o->plan = plan_cuda_engine;
+#endif
     build_engine(*o);
   });
 }

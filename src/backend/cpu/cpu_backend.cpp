@@ -286,6 +286,23 @@ void CpuBackend::gather_rows(const GatherRowsParams& p) {
     std::memcpy(p.out.ptr<float>() + r * H, p.x.ptr<float>() + int64_t(p.rows.ptr<int32_t>()[r]) * H, size_t(H) * 4);
 }
 
+void CpuBackend::argmax(const ArgmaxParams& p) {
+  const int64_t R = p.logits.dim(0), V = p.logits.dim(1);
+  for (int64_t r = 0; r < R; ++r) {
+    const float* x = p.logits.ptr<float>() + r * V;
+    p.out.ptr<int32_t>()[r] = int32_t(std::max_element(x, x + V) - x);
+  }
+}
+
+Tensor CpuBackend::random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) {
+  Tensor t = alloc(DType::F32, std::move(shape));
+  float* w = t.ptr<float>();
+  pool_.parallel_for(t.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) w[i] = scale * random_uniform(seed, uint64_t(i));
+  });
+  return t;
+}
+
 void CpuBackend::copy_kv_blocks(const KvCacheDesc& c, const std::vector<std::pair<int32_t, int32_t>>& src_dst) {
   const size_t esize = dtype_size(c.pool.dtype);
   const size_t block = size_t(2 * c.num_kv_heads * c.tokens_per_block * c.head_dim) * esize;  // one layer's k and v

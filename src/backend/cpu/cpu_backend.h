@@ -30,6 +30,8 @@ class CpuBackend final : public Backend {
   void moe(const MoeParams& p) override;
   void gather_rows(const GatherRowsParams& p) override;
   void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override;
+  void argmax(const ArgmaxParams& p) override;
+  Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) override;
 
  private:
   ThreadPool pool_;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Here (no GPU needed): builds the binaries scripts/gpu-check.sh runs, statically linked against PCRE2, ICU,
+# OpenBLAS and fmt (KILN_STATIC_DEPS: the GPU machines lack them), strips and packs them into
+# .gpu-carry/bin.tar.xz (git-ignored through .git/info/exclude), for the device tool's `carry`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${KILN_BUILD:-build-gpu}
+[ -f "$BUILD/build.ninja" ] || cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_STATIC_DEPS=ON
+cmake --build "$BUILD" -j "${JOBS:-2}" --target test_backend_cuda kiln kiln_gpu_bench
+grep -qx '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >> .git/info/exclude
+mkdir -p .gpu-carry/stage
+for b in test_backend_cuda kiln kiln_gpu_bench; do strip -o ".gpu-carry/stage/$b" "$BUILD/bin/$b"; done
+git rev-parse HEAD > .gpu-carry/commit
+git diff --quiet HEAD -- src tests bench tools CMakeLists.txt || echo "(with uncommitted changes)" >> .gpu-carry/commit
+tar -cJf .gpu-carry/bin.tar.xz -C .gpu-carry/stage .
+rm -rf .gpu-carry/stage
+ls -la .gpu-carry

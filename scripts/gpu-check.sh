@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# GPU check: runs the GPU tests, compute-sanitizer memcheck over the GPU test binary, and the benchmarks of
+# issue 5 with kiln and with the transformers peer; writes one JSON file per run into OUT_DIR.
+#
+#   scripts/gpu-check.sh OUT_DIR
+#
+# Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
+# kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
+# PHASES selects parts (default: "tests memcheck bench peer"); PEER_COMPILE=0 skips torch.compile runs;
+# MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
+# command, its exit code and wall time, and the run's own JSON result (or the tail of its log).
+set -uo pipefail
+OUT=${1:?usage: scripts/gpu-check.sh OUT_DIR}
+mkdir -p "$OUT"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${KILN_BUILD:-$ROOT/build}
+BIN=$BUILD/bin
+PHASES=${PHASES:-tests memcheck bench peer}
+PEER_COMPILE=${PEER_COMPILE:-1}
+MEMCHECK_FILTER=${MEMCHECK_FILTER:-*}
+CFG1B=$ROOT/bench/configs/llama-3.2-1b.json
+CFG8B=$ROOT/bench/configs/llama-3.1-8b.json
+WORK=$(mktemp -d /tmp/kiln-gpu-check-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+# cuBLASLt is linked dynamically: the toolkit's, or the one pip installed beside torch.
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+         $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13", "lib") for p in nvidia.__path__))' 2>/dev/null); do
+  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
+COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || cat "$ROOT/.gpu-carry/commit" 2>/dev/null || echo unknown)
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+echo "gpu-check: $GPU, commit $COMMIT, phases: $PHASES"
+
+UTIL=$ROOT/bench/gpu/gpu_check_util.py
+
+# record NAME TIMEOUT_S CMD...: runs CMD, writes $OUT/NAME.json (its result: the last stdout line that is JSON).
+record() {
+  local name=$1 limit=$2
+  shift 2
+  local t0 t1 rc
+  t0=$(date +%s.%N)
+  if declare -F "$1" >/dev/null; then
+    LIMIT=$limit "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"  # a function: it applies the limit itself
+  else
+    timeout "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  fi
+  rc=$?
+  t1=$(date +%s.%N)
+  python3 "$UTIL" record "$OUT/$name.json" "$name" "$GPU" "$COMMIT" "$rc" "$t0" "$t1" "$WORK/$name.out" \
+    "$WORK/$name.err" "$*"
+  return $rc
+}
+
+has() { [[ " $PHASES " == *" $1 "* ]]; }
+
+# The GPU tests: the gtest report summarized (full log beside the JSON).
+run_tests() {
+  timeout "$LIMIT" "$BIN/test_backend_cuda" --gtest_output="json:$WORK/gtest.json" >"$OUT/gpu_tests.log" 2>&1
+  local rc=$?
+  tail -30 "$OUT/gpu_tests.log" >&2
+  python3 "$UTIL" gtest "$WORK/gtest.json"
+  return $rc
+}
+
+run_memcheck() {
+  timeout "$LIMIT" compute-sanitizer --tool memcheck --error-exitcode 86 --print-limit 20 \
+    "$BIN/test_backend_cuda" --gtest_filter="$MEMCHECK_FILTER" >"$WORK/memcheck.txt" 2>&1
+  local rc=$?
+  tail -25 "$WORK/memcheck.txt" >&2
+  python3 "$UTIL" memcheck "$WORK/memcheck.txt" "$MEMCHECK_FILTER" $rc
+  return $rc
+}
+
+if has tests; then record gpu_tests 900 run_tests; fi
+if has memcheck; then record memcheck 900 run_memcheck; fi
+
+if has bench; then
+  E1=$WORK/llama-3.2-1b.engine
+  E8=$WORK/llama-3.1-8b.engine
+  record build_1b 300 "$BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$E1" \
+    --max-batch-size 8 --max-seq-len 4096 --max-num-tokens 2048
+  record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
+    --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+  record copy_bw 60 "$BIN/kiln_gpu_bench" copy-bw
+  record decode_1b 300 "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
+  record decode_8b 300 "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
+  record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
+  record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128
+fi
+
+if has peer; then
+  PEER=$ROOT/bench/gpu/peer_hf.py
+  peer() {  # peer NAME LIMIT ARGS...: the transformers peer (bench/gpu/peer_hf.py), result JSON on stdout
+    local name=$1 limit=$2
+    shift 2
+    KILN_COMMIT=$COMMIT record "$name" "$limit" python3 "$PEER" --out "$WORK/$name.peer.json" "$@"
+  }
+  peer peer_decode_1b_eager 300 --shape llama-3.2-1b --mode eager --workload decode --input-len 128 --output-len 256
+  [ "$PEER_COMPILE" = 1 ] && peer peer_decode_1b_compile 420 --shape llama-3.2-1b --mode compile --workload decode \
+    --input-len 128 --output-len 256
+  peer peer_decode_8b_eager 300 --shape llama-3.1-8b --mode eager --workload decode --input-len 128 --output-len 256
+  [ "$PEER_COMPILE" = 1 ] && peer peer_decode_8b_compile 420 --shape llama-3.1-8b --mode compile --workload decode \
+    --input-len 128 --output-len 256
+  peer peer_ttft_8b 300 --shape llama-3.1-8b --mode eager --workload ttft --input-len 2048
+  peer peer_throughput_8b 420 --shape llama-3.1-8b --mode eager --workload throughput --requests 2000 --batch 256 \
+    --input-len 128 --output-len 128
+fi
+echo "gpu-check: results in $OUT"
+ls "$OUT"

@@ -1,0 +1,241 @@
+// Split-KV paged attention for generation steps (one new token per sequence). Grid (split, kv head, sequence):
+// each CTA serves all G = nh / nkv query heads of one kv head (K and V read once per group) over one chunk of
+// the context. Inside a CTA, groups of LPK lanes take one key each (16-byte loads, KB keys batched per group so
+// several loads are in flight), with a running (max, sum, acc) per group; groups merge through shared memory.
+// With several splits, each writes (o, lse) partials and the last CTA to arrive (an atomic counter per
+// (sequence, kv head), reset by that CTA) merges them: no second kernel. The grid depends only on the batch
+// size and the engine's max_seq_len, so a CUDA graph replays it at any context length.
+#include <cfloat>
+
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/kernels.h"
+
+namespace kiln::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMinChunk = 64;  // keys per split at least
+constexpr int KB = 4;          // keys batched per group
+
+template <int HD>
+struct DCfg {
+  static constexpr int LPK = HD / 8 < 16 ? HD / 8 : 16;  // lanes per key
+  static constexpr int VPL = HD / 8 / LPK;               // 16-byte vectors per lane
+  static constexpr int NG = kThreads / LPK;              // key groups per CTA
+};
+
+template <int HD, int G>
+constexpr size_t decode_smem() {
+  return size_t(DCfg<HD>::NG) * G * (HD + 2) * sizeof(float) + 16;
+}
+
+template <class T, int HD, int G>
+__global__ void __launch_bounds__(kThreads) decode_attention_kernel(AttentionKParams p) {
+  using C = DCfg<HD>;
+  constexpr int LPK = C::LPK, VPL = C::VPL, NG = C::NG;
+  extern __shared__ __align__(16) float dsm[];
+  float* sm_acc = dsm;                     // [NG][G][HD]
+  float* sm_m = sm_acc + NG * G * HD;      // [NG][G]
+  float* sm_l = sm_m + NG * G;             // [NG][G]
+  __shared__ int is_last;
+
+  pdl_wait();
+  const int s = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
+  const int t = p.seq_offsets[s];
+  const int pos = p.num_cached[s];  // the new token's position (its k, v are already in the cache)
+  const int k_lo = p.window > 0 ? max(0, pos - int(p.window) + 1) : 0;
+  const int n = pos + 1 - k_lo;
+  const int chunk = max(kMinChunk, (n + p.num_splits - 1) / p.num_splits);
+  const int active = (n + chunk - 1) / chunk;
+  if (split >= active) return;
+  const int k0 = k_lo + split * chunk, k1 = min(k_lo + n, k0 + chunk);
+  const int64_t hd = p.hd, row = (p.nh + 2 * p.nkv) * hd;
+  const int hd_vecs = int(hd / 8);
+  const int tid = threadIdx.x, gid = tid / LPK, lig = tid % LPK;
+
+  // This lane's dims: vectors lig + v * LPK (v < VPL), each 8 elements.
+  const T* qkv = static_cast<const T*>(p.qkv) + int64_t(t) * row;
+  const float sl2 = p.scale * 1.4426950408889634f;
+  float q[G][VPL * 8];
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) {
+      const int vec = lig + v * LPK;
+      float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      if (vec < hd_vecs) unpack8<T>(*reinterpret_cast<const uint4*>(qkv + (int64_t(kvh) * G + gi) * hd + vec * 8), f);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) q[gi][v * 8 + i] = f[i] * sl2;
+    }
+  }
+  float m[G], l[G], acc[G][VPL * 8];
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+    m[gi] = -INFINITY;
+    l[gi] = 0.f;
+#pragma unroll
+    for (int i = 0; i < VPL * 8; ++i) acc[gi][i] = 0.f;
+  }
+
+  const T* cache = static_cast<const T*>(p.cache);
+  const int32_t* table = p.block_tables + int64_t(s) * p.max_blocks;
+  const int64_t kv_plane = p.nkv * p.tpb * hd;
+  // Trip counts are uniform across the CTA (the shuffles below need whole warps); keys past k1 are masked.
+  for (int base = k0; base < k1; base += NG * KB) {
+    uint4 kv[KB][2][VPL];
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      const int kp = base + gid + b * NG;
+      const T* src = nullptr;
+      if (kp < k1) src = cache + int64_t(table[kp / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + kp % p.tpb) * hd;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        const int vec = lig + v * LPK;
+        const bool ok = src && vec < hd_vecs;
+        kv[b][0][v] = ok ? *reinterpret_cast<const uint4*>(src + vec * 8) : make_uint4(0, 0, 0, 0);
+        kv[b][1][v] = ok ? *reinterpret_cast<const uint4*>(src + kv_plane + vec * 8) : make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      const bool valid = base + gid + b * NG < k1;
+      float kf[VPL * 8], vf[VPL * 8];
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        float f[8];
+        unpack8<T>(kv[b][0][v], f);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) kf[v * 8 + i] = f[i];
+        unpack8<T>(kv[b][1][v], f);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) vf[v * 8 + i] = f[i];
+      }
+#pragma unroll
+      for (int gi = 0; gi < G; ++gi) {
+        float d = 0.f;
+#pragma unroll
+        for (int i = 0; i < VPL * 8; ++i) d = fmaf(q[gi][i], kf[i], d);
+#pragma unroll
+        for (int o = LPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        if (!valid) continue;
+        const float mn = fmaxf(m[gi], d);
+        const float alpha = exp2f(m[gi] - mn), pw = exp2f(d - mn);
+        m[gi] = mn;
+        l[gi] = l[gi] * alpha + pw;
+#pragma unroll
+        for (int i = 0; i < VPL * 8; ++i) acc[gi][i] = fmaf(pw, vf[i], acc[gi][i] * alpha);
+      }
+    }
+  }
+  // Merge the NG groups of this CTA.
+#pragma unroll
+  for (int gi = 0; gi < G; ++gi) {
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) {
+      const int vec = lig + v * LPK;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sm_acc[(gid * G + gi) * HD + vec * 8 + i] = acc[gi][v * 8 + i];
+    }
+    if (lig == 0) {
+      sm_m[gid * G + gi] = m[gi];
+      sm_l[gid * G + gi] = l[gi];
+    }
+  }
+  __syncthreads();
+  pdl_launch_dependents();
+  const bool single = active == 1;
+  T* out = static_cast<T*>(p.out) + int64_t(t) * p.nh * hd;
+  const int64_t part_base = (int64_t(s) * p.nh + int64_t(kvh) * G) * p.num_splits;  // + gi * num_splits + split
+  for (int i = tid; i < G * hd; i += kThreads) {
+    const int gi = i / int(hd), d = i % int(hd);
+    float M = -INFINITY;
+    for (int j = 0; j < NG; ++j) M = fmaxf(M, sm_m[j * G + gi]);
+    float L = 0.f, O = 0.f;
+    for (int j = 0; j < NG; ++j) {
+      const float w = exp2f(sm_m[j * G + gi] - M);  // groups without keys: exp2(-inf) = 0
+      L += sm_l[j * G + gi] * w;
+      O += sm_acc[(j * G + gi) * HD + d] * w;
+    }
+    if (single) {
+      out[(int64_t(kvh) * G + gi) * hd + d] = from_f<T>(O / L);
+    } else {
+      const int64_t pi = part_base + int64_t(gi) * p.num_splits + split;
+      p.part_o[pi * hd + d] = O / L;
+      if (d == 0) p.part_lse[pi] = M + log2f(L);
+    }
+  }
+  if (single) return;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    const int prev = atomicAdd(p.counters + s * p.nkv + kvh, 1);
+    is_last = prev == active - 1;
+    if (is_last) p.counters[s * p.nkv + kvh] = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  for (int i = tid; i < G * hd; i += kThreads) {
+    const int gi = i / int(hd), d = i % int(hd);
+    const int64_t pb = part_base + int64_t(gi) * p.num_splits;
+    float M = -INFINITY;
+    for (int j = 0; j < active; ++j) M = fmaxf(M, __ldcg(p.part_lse + pb + j));
+    float W = 0.f, O = 0.f;
+    for (int j = 0; j < active; ++j) {
+      const float w = exp2f(__ldcg(p.part_lse + pb + j) - M);
+      W += w;
+      O += w * __ldcg(p.part_o + (pb + j) * hd + d);
+    }
+    out[(int64_t(kvh) * G + gi) * hd + d] = from_f<T>(O / W);
+  }
+}
+
+template <class T, int HD, int G>
+void launch_decode(const AttentionKParams& p, cudaStream_t s) {
+  const size_t smem = decode_smem<HD, G>();
+  allow_smem<decode_attention_kernel<T, HD, G>>(smem);
+  const dim3 grid(unsigned(p.num_splits), unsigned(p.nkv), unsigned(p.S));
+  launch_pdl(decode_attention_kernel<T, HD, G>, grid, dim3(kThreads), smem, s, p);
+}
+
+template <class T, int HD>
+void launch_decode_g(const AttentionKParams& p, cudaStream_t s) {
+  switch (p.nh / p.nkv) {
+    case 1: return launch_decode<T, HD, 1>(p, s);
+    case 2: return launch_decode<T, HD, 2>(p, s);
+    case 3: return launch_decode<T, HD, 3>(p, s);
+    case 4: return launch_decode<T, HD, 4>(p, s);
+    case 8: return launch_decode<T, HD, 8>(p, s);
+    default: throw_error("decode attention: heads per kv head must be 1, 2, 3, 4 or 8");
+  }
+}
+
+}  // namespace
+
+bool decode_attention_supported(int64_t nh, int64_t nkv) {
+  const int64_t g = nh / nkv;
+  return g == 1 || g == 2 || g == 3 || g == 4 || g == 8;
+}
+
+void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s) {
+  p.check();
+  if (p.T == 0) return;
+  if (p.T != p.S) throw_error("decode attention: one new token per sequence");
+  if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
+    throw_error("decode attention: split-KV workspace missing");
+  dispatch_half(p.dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (p.hd <= 32) {
+      launch_decode_g<T, 32>(p, s);
+    } else if (p.hd <= 64) {
+      launch_decode_g<T, 64>(p, s);
+    } else if (p.hd <= 128) {
+      launch_decode_g<T, 128>(p, s);
+    } else {
+      launch_decode_g<T, 256>(p, s);
+    }
+  });
+}
+
+}  // namespace kiln::cuda

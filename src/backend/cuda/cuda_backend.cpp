@@ -1,0 +1,552 @@
+// CudaBackend: device memory, uploads through pinned staging, the op set over the kernels of kernels.h and the
+// GEMMs of gemm.h, and step graphs (CUDA stream capture). One stream; every op is asynchronous; download() and
+// synchronize() are the only points where the host waits (and where kernel-detected bad input is reported).
+#include "backend/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/kernels.h"
+#include "core/error.h"
+#include "model/rope.h"
+
+namespace kiln {
+
+namespace cuda {
+void throw_error(const std::string& msg) { throw Error(msg); }
+void check_cuda(cudaError_t e, const char* what, const char* file, int line) {
+  if (e != cudaSuccess) fail("CUDA error: {} ({}) at {}:{}", cudaGetErrorString(e), what, file, line);
+}
+}  // namespace cuda
+
+using cuda::check_cuda;
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return 0;
+  }
+  return n;
+}
+
+std::string cuda_device_arch() {
+  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
+  cudaDeviceProp p{};
+  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  return fmt::format("sm_{}{}", p.major, p.minor);
+}
+
+std::string cuda_device_name() {
+  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
+  cudaDeviceProp p{};
+  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  return p.name;
+}
+
+namespace {
+
+// A device allocation that grows on demand (never while a graph is being recorded: it would move).
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  template <class T>
+  T* get(size_t n, bool capturing, const char* what) {
+    const size_t need = std::max<size_t>(n * sizeof(T), 256);
+    if (need > bytes) {
+      if (capturing) fail("cuda backend: workspace '{}' must grow while a step graph is recorded", what);
+      if (ptr) KILN_CUDA_CHECK(cudaFree(ptr));
+      ptr = nullptr;
+      KILN_CUDA_CHECK(cudaMalloc(&ptr, need));
+      KILN_CUDA_CHECK(cudaMemset(ptr, 0, need));
+      bytes = need;
+    }
+    return static_cast<T*>(ptr);
+  }
+};
+
+class CudaStepGraph final : public StepGraph {
+ public:
+  CudaStepGraph(cudaGraphExec_t exec, cudaStream_t s) : exec_(exec), stream_(s) {}
+  ~CudaStepGraph() override { cudaGraphExecDestroy(exec_); }
+  void replay() override { KILN_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+};
+
+constexpr size_t kStageSlot = size_t(1) << 20;  // pinned staging: 16 slots of 1 MiB, reused round-robin
+constexpr int kStageSlots = 16;
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(DType compute) : dt_(compute) {
+    if (compute != DType::F16 && compute != DType::BF16)
+      fail("cuda backend: compute dtype must be float16 or bfloat16, not {}", dtype_name(compute));
+    if (cuda_device_count() == 0)
+      fail("no CUDA GPU is available on this machine (a cuda engine needs one; build a cpu engine instead)");
+    KILN_CUDA_CHECK(cudaSetDevice(0));
+    KILN_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
+    KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
+    KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
+    *error_host_ = 0;
+    KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
+    KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&stage_), kStageSlot * kStageSlots, cudaHostAllocDefault));
+    for (auto& e : stage_events_) KILN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    gemm_.reset();
+    for (auto& e : stage_events_) cudaEventDestroy(e);
+    cudaFreeHost(stage_);
+    cudaFreeHost(error_host_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  DType compute_dtype() const override { return dt_; }
+
+  void configure(const EngineInfo& info) override {
+    if (info.target != "cuda") fail("cuda backend: engine target is '{}'", info.target);
+    const std::string arch = fmt::format("sm_{}{}", props_.major, props_.minor);
+    if (info.gpu_arch != arch)
+      fail("this engine was built for {} but this GPU ({}) is {}: rebuild the engine on this GPU",
+           info.gpu_arch.empty() ? "no GPU architecture" : info.gpu_arch, props_.name, arch);
+    if (info.compute_dtype != DType::F16 && info.compute_dtype != DType::BF16)
+      fail("cuda engine: compute dtype {} is not float16 or bfloat16", dtype_name(info.compute_dtype));
+    dt_ = info.compute_dtype;
+    max_seq_len_ = info.limits.max_seq_len;
+    gemm_->set_tactics(info.tactics);
+    const ModelConfig& m = info.model;
+    if (m.position == PositionType::Rope) inv_freq(m.rope, m.head_dim);  // made now, outside any graph
+    // Workspaces sized for the limits now, so that recording a step graph never allocates.
+    const int64_t max_seqs = info.limits.max_batch_size * info.limits.max_beam_width;
+    int64_t most = 0;
+    for (int64_t s = 1; s <= max_seqs; ++s) most = std::max(most, s * decode_splits(s, m.num_kv_heads));
+    attn_o_.get<float>(size_t(most * m.num_heads * m.head_dim), false, "attention partials");
+    attn_lse_.get<float>(size_t(most * m.num_heads), false, "attention partials");
+    attn_counters_.get<int>(size_t(max_seqs * m.num_kv_heads), false, "attention counters");
+    if (m.num_experts > 0) moe_workspace(info.limits.max_num_tokens, m.hidden_size, m.intermediate_size, m.num_experts,
+                                         m.experts_top_k);
+  }
+
+  // ---- memory ----
+  Tensor alloc(DType dtype, std::vector<int64_t> shape) override {
+    if (capturing_) fail("cuda backend: alloc while a step graph is recorded");
+    Tensor t;
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    void* p = nullptr;
+    const size_t bytes = std::max<size_t>(t.nbytes(), 256);
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail("cuda backend: out of GPU memory allocating {} bytes ({})", bytes, cudaGetErrorString(e));
+    }
+    t.owner = std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+    t.data = p;
+    return t;
+  }
+
+  void upload(Tensor& dst, const void* src, size_t bytes) override {
+    if (capturing_) fail("cuda backend: upload while a step graph is recorded");
+    if (bytes > dst.nbytes()) fail("cuda upload: {} bytes into a tensor of {}", bytes, dst.nbytes());
+    if (bytes <= kStageSlot) {
+      // Copy into a pinned slot, then an asynchronous copy: the host does not wait for the device.
+      const int i = stage_next_;
+      stage_next_ = (stage_next_ + 1) % kStageSlots;
+      KILN_CUDA_CHECK(cudaEventSynchronize(stage_events_[i]));
+      char* slot = stage_ + size_t(i) * kStageSlot;
+      std::memcpy(slot, src, bytes);
+      KILN_CUDA_CHECK(cudaMemcpyAsync(dst.data, slot, bytes, cudaMemcpyHostToDevice, stream_));
+      KILN_CUDA_CHECK(cudaEventRecord(stage_events_[i], stream_));
+    } else {
+      KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      KILN_CUDA_CHECK(cudaMemcpy(dst.data, src, bytes, cudaMemcpyHostToDevice));
+    }
+  }
+
+  void download(void* dst, const Tensor& src, size_t bytes) override {
+    if (capturing_) fail("cuda backend: download while a step graph is recorded");
+    if (bytes > src.nbytes()) fail("cuda download: {} bytes from a tensor of {}", bytes, src.nbytes());
+    KILN_CUDA_CHECK(cudaMemcpyAsync(dst, src.data, bytes, cudaMemcpyDeviceToHost, stream_));
+    synchronize();
+  }
+
+  void fill_zero(Tensor& t) override { KILN_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), stream_)); }
+
+  void synchronize() override {
+    KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const int err = *error_host_;
+    if (err) {
+      *error_host_ = 0;
+      fail("{}", err == 1 ? "a token id is outside the vocabulary" : "a position is past the model's learned positions");
+    }
+  }
+
+  size_t free_memory() const override {
+    size_t free = 0, total = 0;
+    KILN_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    const size_t reserve = size_t(1) << 30;  // cuBLASLt, graphs, workspaces
+    return free > reserve ? free - reserve : 0;
+  }
+
+  Tensor load_weight(const TensorView& v) override {
+    Tensor t = alloc(dt_, v.shape);
+    if (v.dtype == dt_) {
+      upload(t, v.data, t.nbytes());
+    } else {
+      if (!is_float(v.dtype)) fail("cuda backend: weight of dtype {} is not a float", dtype_name(v.dtype));
+      std::vector<float> f(static_cast<size_t>(v.numel()));
+      convert_to_f32(v.dtype, v.data, f.data(), f.size());
+      std::vector<uint16_t> h(f.size());
+      convert_from_f32(f.data(), dt_, h.data(), f.size());
+      upload(t, h.data(), t.nbytes());
+    }
+    return t;
+  }
+
+  Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) override {
+    Tensor t = alloc(dt_, std::move(shape));
+    cuda::RandomKParams p;
+    p.out = t.data;
+    p.n = t.numel();
+    p.seed = seed;
+    p.scale = scale;
+    p.dt = dt_;
+    cuda::invoke(p, stream_);
+    return t;
+  }
+
+  // ---- ops ----
+  void embedding(const EmbeddingParams& p) override {
+    expect(p.table, "embedding table");
+    expect(p.out, "embedding out");
+    cuda::EmbeddingKParams k;
+    k.ids = p.ids.ptr<int32_t>();
+    k.table = p.table.data;
+    k.positions = p.positions.ptr<int32_t>();
+    k.pos_table = p.pos_table.empty() ? nullptr : p.pos_table.data;
+    k.out = p.out.data;
+    k.T = p.ids.dim(0);
+    k.H = p.table.dim(1);
+    k.V = p.table.dim(0);
+    k.P = p.pos_table.empty() ? 0 : p.pos_table.dim(0);
+    k.error = error_dev_;
+    k.dt = dt_;
+    cuda::invoke(k, stream_);
+  }
+
+  void norm(const NormParams& p) override {
+    expect(p.residual, "norm residual");
+    expect(p.out, "norm out");
+    cuda::NormKParams k;
+    k.layer_norm = p.type == NormType::LayerNorm;
+    k.eps = float(p.eps);
+    k.add = p.add.empty() ? nullptr : p.add.data;
+    k.residual = p.residual.data;
+    k.weight = p.weight.data;
+    k.bias = p.bias.empty() ? nullptr : p.bias.data;
+    k.out = p.out.data;
+    k.T = p.residual.dim(0);
+    k.H = p.residual.dim(1);
+    k.dt = dt_;
+    cuda::invoke(k, stream_);
+  }
+
+  void linear(const LinearParams& p) override {
+    const int64_t T = p.x.dim(0), K = p.x.dim(1), N = p.weight.dim(0);
+    if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
+    if (p.out.dim(0) != T || p.out.dim(1) != N) fail("linear: out is {}, expected [{}, {}]", p.out.shape_str(), T, N);
+    expect(p.x, "linear x");
+    expect(p.weight, "linear weight");
+    if (p.out.dtype != dt_ && p.out.dtype != DType::F32)
+      fail("linear: out must be {} or float32, not {}", dtype_name(dt_), dtype_name(p.out.dtype));
+    cuda::GemmArgs a;
+    a.x = p.x.data;
+    a.w = p.weight.data;
+    a.bias = p.bias.empty() ? nullptr : p.bias.data;
+    a.out = p.out.data;
+    a.M = T;
+    a.N = N;
+    a.K = K;
+    a.dt = dt_;
+    a.out_dt = p.out.dtype;
+    gemm_->run(a);
+  }
+
+  void rope_kv(const RopeKvParams& p) override {
+    const StepMeta& m = *p.meta;
+    expect(p.qkv, "rope_kv qkv");
+    expect(p.cache.pool, "KV cache");
+    cuda::RopeKvKParams k;
+    k.qkv = p.qkv.data;
+    k.q_norm = p.q_norm.empty() ? nullptr : p.q_norm.data;
+    k.k_norm = p.k_norm.empty() ? nullptr : p.k_norm.data;
+    k.qk_norm_eps = float(p.qk_norm_eps);
+    k.inv_freq = p.apply_rope ? inv_freq(p.rope, p.head_dim) : nullptr;
+    k.positions = m.positions.ptr<int32_t>();
+    k.slots = m.slot_mapping.ptr<int32_t>();
+    k.cache = layer_ptr(p.cache, p.layer);
+    k.T = m.num_tokens;
+    k.nh = p.num_heads;
+    k.nkv = p.num_kv_heads;
+    k.hd = p.head_dim;
+    k.tpb = p.cache.tokens_per_block;
+    k.num_blocks = p.cache.num_blocks;
+    k.dt = dt_;
+    cuda::invoke(k, stream_);
+  }
+
+  void attention(const AttentionParams& p) override {
+    const StepMeta& m = *p.meta;
+    expect(p.qkv, "attention qkv");
+    expect(p.out, "attention out");
+    cuda::AttentionKParams k;
+    k.qkv = p.qkv.data;
+    k.out = p.out.data;
+    k.cache = layer_ptr(p.cache, p.layer);
+    k.seq_offsets = m.seq_offsets.ptr<int32_t>();
+    k.num_cached = m.num_cached.ptr<int32_t>();
+    k.block_tables = m.block_tables.ptr<int32_t>();
+    k.T = m.num_tokens;
+    k.S = m.num_seqs;
+    k.nh = p.num_heads;
+    k.nkv = p.num_kv_heads;
+    k.hd = p.head_dim;
+    k.tpb = p.cache.tokens_per_block;
+    k.max_blocks = m.max_blocks_per_seq;
+    k.window = p.sliding_window;
+    k.max_new_tokens = m.max_new_tokens;
+    k.scale = p.scale;
+    k.dt = dt_;
+    if (m.max_new_tokens == 1 && m.num_tokens == m.num_seqs && cuda::decode_attention_supported(k.nh, k.nkv)) {
+      const int64_t max_ctx = max_seq_len_ > 0 ? max_seq_len_ : m.max_context;
+      k.num_splits = int(decode_splits(k.S, k.nkv, max_ctx));
+      if (k.num_splits > 1) {
+        k.part_o = attn_o_.get<float>(size_t(k.S * k.nh * k.num_splits * k.hd), capturing_, "attention partials");
+        k.part_lse = attn_lse_.get<float>(size_t(k.S * k.nh * k.num_splits), capturing_, "attention partials");
+        k.counters = attn_counters_.get<int>(size_t(k.S * k.nkv), capturing_, "attention counters");
+      }
+      cuda::invoke_decode_attention(k, stream_);
+    } else {
+      cuda::invoke_context_attention(k, stream_);
+    }
+  }
+
+  void activation(const ActivationParams& p) override {
+    expect(p.in, "activation in");
+    expect(p.out, "activation out");
+    cuda::ActKParams k;
+    k.gelu = p.kind == ActKind::GeluTanh;
+    k.in = p.in.data;
+    k.out = p.out.data;
+    k.T = p.out.dim(0);
+    k.I = p.out.dim(1);
+    k.dt = dt_;
+    cuda::invoke(k, stream_);
+  }
+
+  void moe(const MoeParams& p) override;
+
+  void gather_rows(const GatherRowsParams& p) override {
+    cuda::GatherKParams k;
+    k.x = p.x.data;
+    k.rows = p.rows.ptr<int32_t>();
+    k.out = p.out.data;
+    k.R = p.rows.dim(0);
+    k.H = p.x.dim(1);
+    k.T = p.x.dim(0);
+    k.dt = p.x.dtype;
+    if (p.out.dtype != p.x.dtype) fail("gather_rows: x and out dtypes differ");
+    cuda::invoke(k, stream_);
+  }
+
+  void argmax(const ArgmaxParams& p) override {
+    if (p.logits.dtype != DType::F32 || p.out.dtype != DType::I32) fail("argmax: needs F32 logits and an I32 output");
+    cuda::ArgmaxKParams k;
+    k.logits = p.logits.ptr<float>();
+    k.out = p.out.ptr<int32_t>();
+    k.R = p.logits.dim(0);
+    k.V = p.logits.dim(1);
+    cuda::invoke(k, stream_);
+  }
+
+  void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override {
+    const size_t block = size_t(2 * cache.num_kv_heads * cache.tokens_per_block * cache.head_dim) * dtype_size(dt_);
+    for (auto [src, dst] : src_dst) {
+      if (src < 0 || src >= cache.num_blocks || dst < 0 || dst >= cache.num_blocks)
+        fail("copy_kv_blocks: block {} -> {} outside the pool of {} blocks", src, dst, cache.num_blocks);
+      for (int64_t l = 0; l < cache.num_layers; ++l) {
+        char* base = static_cast<char*>(layer_ptr(cache, l));
+        KILN_CUDA_CHECK(cudaMemcpyAsync(base + size_t(dst) * block, base + size_t(src) * block, block,
+                                        cudaMemcpyDeviceToDevice, stream_));
+      }
+    }
+  }
+
+  // ---- step graphs ----
+  bool supports_step_graphs() const override { return true; }
+  void begin_capture() override {
+    if (capturing_) fail("cuda backend: a step graph is already being recorded");
+    KILN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+  }
+  std::unique_ptr<StepGraph> end_capture() override {
+    if (!capturing_) fail("cuda backend: end_capture without begin_capture");
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    KILN_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    KILN_CUDA_CHECK(e);
+    return std::make_unique<CudaStepGraph>(exec, stream_);
+  }
+
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  void expect(const Tensor& t, const char* what) const {
+    if (t.dtype != dt_) fail("cuda backend: {} is {}, expected the compute dtype {}", what, dtype_name(t.dtype), dtype_name(dt_));
+  }
+  void* layer_ptr(const KvCacheDesc& c, int64_t layer) const {
+    if (layer < 0 || layer >= c.num_layers) fail("KV cache: layer {} of {}", layer, c.num_layers);
+    return static_cast<char*>(c.pool.data) + size_t(layer * c.layer_stride()) * dtype_size(c.pool.dtype);
+  }
+  // Split-KV factor of the decode kernel for S sequences: about two CTAs per SM, at most one split per 64
+  // positions of the longest context the engine allows. A function of S only, once configured (graphs).
+  int64_t decode_splits(int64_t S, int64_t nkv, int64_t max_ctx = 0) const {
+    if (max_ctx <= 0) max_ctx = max_seq_len_ > 0 ? max_seq_len_ : 64;
+    const int64_t cap = std::clamp<int64_t>(cuda::ceil_div(max_ctx, 64), 1, 64);
+    return std::clamp<int64_t>(cuda::ceil_div(2 * props_.multiProcessorCount, S * nkv), 1, cap);
+  }
+  const float* inv_freq(const RopeConfig& r, int64_t hd) {
+    const std::string key = fmt::format("{}_{}_{}_{}_{}_{}_{}_{}", r.theta, int(r.scaling), r.factor, r.low_freq_factor,
+                                        r.high_freq_factor, r.original_max_position, int(r.freq_dtype), hd);
+    auto it = inv_freq_.find(key);
+    if (it != inv_freq_.end()) return static_cast<const float*>(it->second.data);
+    if (capturing_) fail("cuda backend: RoPE frequencies first needed while a step graph is recorded");
+    std::vector<float> f = rope_inv_freq(r, hd);
+    Tensor t = alloc(DType::F32, {int64_t(f.size())});
+    KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    KILN_CUDA_CHECK(cudaMemcpy(t.data, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice));
+    inv_freq_[key] = t;
+    return t.ptr<float>();
+  }
+  void moe_workspace(int64_t T, int64_t H, int64_t I, int64_t E, int64_t K) {
+    moe_logits_.get<float>(size_t(T * E), capturing_, "moe");
+    moe_w_.get<float>(size_t(T * K), capturing_, "moe");
+    moe_e_.get<int32_t>(size_t(T * K), capturing_, "moe");
+    moe_off_.get<int32_t>(size_t(E + 1), capturing_, "moe");
+    moe_slot_token_.get<int32_t>(size_t(T * K), capturing_, "moe");
+    moe_token_slot_.get<int32_t>(size_t(T * K), capturing_, "moe");
+    moe_gu_.get<uint16_t>(size_t(T * K * 2 * I), capturing_, "moe");
+    moe_act_.get<uint16_t>(size_t(T * K * I), capturing_, "moe");
+    moe_y_.get<float>(size_t(T * K * H), capturing_, "moe");
+  }
+
+  DType dt_;
+  cudaDeviceProp props_{};
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cuda::GemmRunner> gemm_;
+  int* error_host_ = nullptr;  // mapped pinned flag written by kernels (bad ids)
+  int* error_dev_ = nullptr;
+  char* stage_ = nullptr;
+  cudaEvent_t stage_events_[kStageSlots] = {};
+  int stage_next_ = 0;
+  bool capturing_ = false;
+  int64_t max_seq_len_ = 0;
+  std::map<std::string, Tensor> inv_freq_;
+  DeviceBuffer attn_o_, attn_lse_, attn_counters_;
+  DeviceBuffer moe_logits_, moe_w_, moe_e_, moe_off_, moe_slot_token_, moe_token_slot_, moe_gu_, moe_act_, moe_y_;
+};
+
+void CudaBackend::moe(const MoeParams& p) {
+  const int64_t T = p.x.dim(0), H = p.x.dim(1), E = p.router.dim(0), I = p.down.dim(2), K = p.top_k;
+  expect(p.x, "moe x");
+  expect(p.out, "moe out");
+  if (T == 0) return;
+  moe_workspace(T, H, I, E, K);
+  // router logits [T, E] in F32
+  cuda::GemmArgs r;
+  r.x = p.x.data;
+  r.w = p.router.data;
+  r.out = moe_logits_.ptr;
+  r.M = T;
+  r.N = E;
+  r.K = H;
+  r.dt = dt_;
+  r.out_dt = DType::F32;
+  gemm_->run(r);
+  cuda::MoeRouteKParams route;
+  route.logits = static_cast<const float*>(moe_logits_.ptr);
+  route.T = T;
+  route.E = E;
+  route.top_k = K;
+  route.topk_weight = static_cast<float*>(moe_w_.ptr);
+  route.topk_expert = static_cast<int32_t*>(moe_e_.ptr);
+  route.offsets = static_cast<int32_t*>(moe_off_.ptr);
+  route.slot_token = static_cast<int32_t*>(moe_slot_token_.ptr);
+  route.token_slot = static_cast<int32_t*>(moe_token_slot_.ptr);
+  cuda::invoke(route, stream_);
+  // gate_up over the routed rows [T K, 2I], SiLU-gated [T K, I], down [T K, H] (F32), weighted combine.
+  cuda::GroupedGemmKParams g;
+  g.x = p.x.data;
+  g.gather = route.slot_token;
+  g.w = p.gate_up.data;
+  g.offsets = route.offsets;
+  g.out = moe_gu_.ptr;
+  g.E = E;
+  g.M = T * K;
+  g.N = 2 * I;
+  g.K = H;
+  g.max_group_rows = T;
+  g.dt = dt_;
+  g.out_dt = dt_;
+  cuda::invoke(g, stream_);
+  cuda::ActKParams a;
+  a.in = moe_gu_.ptr;
+  a.out = moe_act_.ptr;
+  a.T = T * K;
+  a.I = I;
+  a.dt = dt_;
+  cuda::invoke(a, stream_);
+  g.x = moe_act_.ptr;
+  g.gather = nullptr;
+  g.w = p.down.data;
+  g.out = moe_y_.ptr;
+  g.N = H;
+  g.K = I;
+  g.out_dt = DType::F32;
+  cuda::invoke(g, stream_);
+  cuda::MoeCombineKParams c;
+  c.y = static_cast<const float*>(moe_y_.ptr);
+  c.topk_weight = route.topk_weight;
+  c.token_slot = route.token_slot;
+  c.out = p.out.data;
+  c.T = T;
+  c.H = H;
+  c.top_k = K;
+  c.dt = dt_;
+  cuda::invoke(c, stream_);
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(DType compute) { return std::make_unique<CudaBackend>(compute); }
+
+}  // namespace kiln

@@ -1,0 +1,21 @@
+// The cuda backend (Hopper, sm_90a first): fp16/bf16 compute, GEMMs through cuBLASLt with the algorithms the
+// engine build measured (plus a bandwidth-bound GEMV for a few rows), own kernels for everything else, and CUDA
+// graphs for decode steps. This header has no CUDA types: g++-only code includes it.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace kiln {
+
+// `compute` (F16 or BF16) holds until configure() sets the engine's. Throws when no CUDA device is usable.
+std::unique_ptr<Backend> make_cuda_backend(DType compute = DType::BF16);
+
+// CUDA devices usable here: 0 without a driver or a device (never throws).
+int cuda_device_count();
+// "sm_90" etc. for device 0; throws when there is no device.
+std::string cuda_device_arch();
+std::string cuda_device_name();
+
+}  // namespace kiln

@@ -1,0 +1,191 @@
+#include "backend/cuda/cuda_planner.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/kernels.h"
+#include "core/error.h"
+
+namespace kiln {
+
+namespace {
+
+struct GemmShape {
+  std::string what;  // for messages
+  int64_t N = 0, K = 0;
+  bool bias = false;
+  DType out_dt = DType::BF16;
+  int64_t max_m = 0;  // largest row count the engine runs this GEMM with
+};
+
+std::vector<GemmShape> engine_gemms(const EngineInfo& info, DType dt) {
+  const ModelConfig& m = info.model;
+  const EngineLimits& l = info.limits;
+  const int64_t H = m.hidden_size, I = m.intermediate_size, T = l.max_num_tokens;
+  std::vector<GemmShape> g;
+  g.push_back({"qkv", m.qkv_size(), H, m.qkv_bias, dt, T});
+  g.push_back({"dense", H, m.q_size(), m.dense_bias, dt, T});
+  if (m.num_experts > 0) {
+    g.push_back({"router", m.num_experts, H, false, DType::F32, T});
+  } else {
+    g.push_back({"gate_up/fc", (m.activation == Activation::SiluGated ? 2 : 1) * I, H, m.mlp_bias, dt, T});
+    g.push_back({"down", H, I, m.mlp_bias, dt, T});
+  }
+  // logits: one row per sequence in generation (more only for --logits-out style requests)
+  g.push_back({"lm_head", m.vocab_size, H, false, DType::F32, std::min(T, l.max_batch_size * l.max_beam_width)});
+  return g;
+}
+
+std::vector<int64_t> buckets(int64_t max_m) {
+  std::vector<int64_t> b;
+  for (int64_t m = 1; m < max_m; m *= 2) b.push_back(m);
+  b.push_back(max_m);
+  return b;
+}
+
+// Median time (microseconds) of `reps` runs, each on a different copy of the weights when they fit several
+// times in the pool (so small GEMMs are not timed out of L2).
+template <class F>
+float time_us(cudaStream_t s, int reps, F&& run) {
+  cudaEvent_t a, b;
+  KILN_CUDA_CHECK(cudaEventCreate(&a));
+  KILN_CUDA_CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < 2; ++i) run(i);
+  std::vector<float> t;
+  for (int i = 0; i < reps; ++i) {
+    KILN_CUDA_CHECK(cudaEventRecord(a, s));
+    run(i);
+    KILN_CUDA_CHECK(cudaEventRecord(b, s));
+    KILN_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    KILN_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms * 1000.f);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
+struct DeviceMem {
+  void* p = nullptr;
+  explicit DeviceMem(size_t bytes) {
+    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 256));
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail("kiln build --target cuda: cannot allocate {} bytes of GPU memory for autotuning", bytes);
+    }
+  }
+  ~DeviceMem() { cudaFree(p); }
+};
+
+}  // namespace
+
+TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) {
+  if (cuda_device_count() == 0)
+    fail("--target cuda: no CUDA GPU on this machine (a cuda engine is built on the GPU it will run on)");
+  const DType dt = dtype.value_or(info.model.dtype == DType::F16 ? DType::F16 : DType::BF16);
+  if (dt != DType::F16 && dt != DType::BF16)
+    fail("--dtype {}: the cuda target computes in float16 or bfloat16", dtype_name(dt));
+  TargetPlan plan;
+  plan.weight_dtype = dt;
+  plan.compute_dtype = dt;
+  plan.gpu_arch = cuda_device_arch();
+
+  KILN_CUDA_CHECK(cudaSetDevice(0));
+  cudaStream_t s;
+  KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  nlohmann::json gemms = nlohmann::json::object();
+  {
+    cuda::GemmRunner runner(s);
+    const auto shapes = engine_gemms(info, dt);
+    int64_t max_w = 0, max_x = 0, max_o = 0;
+    for (auto& g : shapes) {
+      max_w = std::max(max_w, g.N * g.K);
+      max_x = std::max(max_x, g.max_m * g.K);
+      max_o = std::max<int64_t>(max_o, g.max_m * g.N * int64_t(dtype_size(g.out_dt)));
+    }
+    const int64_t pool_elems = std::max<int64_t>(max_w, int64_t(192) << 20);  // >= 384 MB: several L2s
+    DeviceMem w{size_t(pool_elems) * 2}, x{size_t(max_x) * 2}, o{size_t(max_o)}, bias{size_t(16) << 20};
+    auto fill = [&](void* p, int64_t n, uint64_t seed) {
+      cuda::RandomKParams r;
+      r.out = p;
+      r.n = n;
+      r.seed = seed;
+      r.scale = 0.5f;
+      r.dt = dt;
+      cuda::invoke(r, s);
+    };
+    fill(w.p, pool_elems, 1);
+    fill(x.p, max_x, 2);
+    fill(bias.p, int64_t(8) << 20, 3);
+    for (auto& g : shapes) {
+      if (g.bias && g.N > (int64_t(8) << 20)) fail("autotune: bias of {} elements", g.N);
+      const int64_t copies = std::clamp<int64_t>(pool_elems / (g.N * g.K), 1, 8);
+      nlohmann::json list = nlohmann::json::array();
+      for (int64_t M : buckets(g.max_m)) {
+        cuda::GemmArgs a;
+        a.x = x.p;
+        a.bias = g.bias ? bias.p : nullptr;
+        a.out = o.p;
+        a.M = M;
+        a.N = g.N;
+        a.K = g.K;
+        a.dt = dt;
+        a.out_dt = g.out_dt;
+        auto run_on = [&](const cuda::GemmTactic& t) {
+          return [&, t](int i) {
+            cuda::GemmArgs r = a;
+            r.w = static_cast<const uint16_t*>(w.p) + (i % copies) * g.N * g.K;
+            runner.run(r, t);
+          };
+        };
+        // repetitions: about 2 ms of GEMMs per candidate, 3 to 10 runs
+        const double flops = 2.0 * double(M) * double(g.N) * double(g.K);
+        const double est_us = std::max(flops / 400e6, double(g.N * g.K) * 2 / 2.5e6);
+        const int reps = int(std::clamp(2000.0 / est_us, 3.0, 10.0));
+        nlohmann::json best;
+        float best_us = 1e30f;
+        if (cuda::GemvKParams::supports(M, g.K)) {
+          cuda::GemmTactic t;
+          t.kind = cuda::GemmTactic::Gemv;
+          const float us = time_us(s, reps, run_on(t));
+          best = {{"max_m", M}, {"kind", "gemv"}, {"us", us}};
+          best_us = us;
+        }
+        a.w = w.p;
+        for (auto& algo : runner.heuristics(a, 8)) {
+          cuda::GemmTactic t;
+          t.kind = cuda::GemmTactic::Cublaslt;
+          t.algo = algo;
+          t.has_algo = true;
+          float us;
+          try {
+            us = time_us(s, reps, run_on(t));
+          } catch (const Error&) {
+            cudaGetLastError();
+            continue;  // an algorithm that refuses this shape
+          }
+          if (us < best_us) {
+            best_us = us;
+            best = {{"max_m", M}, {"kind", "cublaslt"}, {"algo", cuda::GemmRunner::algo_to_hex(algo)}, {"us", us}};
+          }
+        }
+        if (best.is_null()) fail("autotune: no GEMM algorithm runs {} ({} x {} x {})", g.what, M, g.N, g.K);
+        list.push_back(best);
+      }
+      gemms[cuda::gemm_key(g.N, g.K, dt, g.out_dt, g.bias)] = list;
+    }
+    KILN_CUDA_CHECK(cudaStreamSynchronize(s));
+    plan.tactics = {{"cublaslt_version", runner.cublaslt_version()}, {"device", cuda_device_name()}, {"gemm", gemms}};
+  }
+  cudaStreamDestroy(s);
+  return plan;
+}
+
+}  // namespace kiln

@@ -1,0 +1,77 @@
+// GEMMs of the cuda backend: out[M, N] = x[M, K] @ w[N, K]^T (+ bias[N]), w as stored by the engine.
+// cuBLASLt sees this column-major: D[N, M] = op(A = w, col-major [K, N], ld K)^T x (B = x, col-major [K, M], ld K),
+// so TRANSA = T, TRANSB = N, m = N, n = M, k = K. Few-row products can instead run kiln's GEMV (kernels.h).
+// The tactic for a shape and row count comes from engine.json (measured at build time by the planner); without
+// one, GEMV for up to 4 rows and cuBLASLt's first heuristic otherwise (cached per shape and M).
+#pragma once
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace kiln::cuda {
+
+struct GemmArgs {
+  const void* x = nullptr;     // dt [M, K]
+  const void* w = nullptr;     // dt [N, K]
+  const void* bias = nullptr;  // dt [N] or null
+  void* out = nullptr;         // out_dt [M, N]
+  int64_t M = 0, N = 0, K = 0;
+  DType dt = DType::BF16, out_dt = DType::BF16;
+};
+
+// The tactics key of a GEMM shape: "n{N}_k{K}_{dtype}_{out dtype}[_bias]".
+std::string gemm_key(int64_t N, int64_t K, DType dt, DType out_dt, bool bias);
+
+struct GemmTactic {
+  enum Kind { Gemv, Cublaslt } kind = Cublaslt;
+  cublasLtMatmulAlgo_t algo{};
+  bool has_algo = false;  // Cublaslt without an algo: the first heuristic
+};
+
+class GemmRunner {
+ public:
+  GemmRunner(cudaStream_t stream, size_t workspace_bytes = size_t(32) << 20);
+  ~GemmRunner();
+  GemmRunner(const GemmRunner&) = delete;
+  GemmRunner& operator=(const GemmRunner&) = delete;
+
+  // engine.json "tactics" (may be empty). Throws on a malformed entry.
+  void set_tactics(const nlohmann::json& tactics);
+  void run(const GemmArgs& a);                           // the engine's tactic (or the default)
+  void run(const GemmArgs& a, const GemmTactic& t);      // a given tactic
+  // Up to `max` algorithms cuBLASLt's heuristics offer for this shape (workspace within ours).
+  std::vector<cublasLtMatmulAlgo_t> heuristics(const GemmArgs& a, int max);
+  size_t cublaslt_version() const;
+
+  static std::string algo_to_hex(const cublasLtMatmulAlgo_t& a);
+  static cublasLtMatmulAlgo_t algo_from_hex(const std::string& s);
+
+ private:
+  struct Descs {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  };
+  struct Bucket {
+    int64_t max_m;
+    GemmTactic tactic;
+  };
+  Descs& descs(const GemmArgs& a);
+  GemmTactic choose(const GemmArgs& a);
+
+  cudaStream_t stream_;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, int, int, bool>, Descs> descs_;  // (M, N, K, dt, out_dt, bias)
+  std::map<std::string, std::vector<Bucket>> tactics_;                           // by gemm_key, max_m ascending
+  std::map<std::tuple<std::string, int64_t>, GemmTactic> chosen_;                // (key, M) -> checked tactic
+};
+
+}  // namespace kiln::cuda

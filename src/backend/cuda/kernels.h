@@ -1,0 +1,203 @@
+// The cuda backend's kernels: one params struct per kernel (raw device pointers, sizes, dtype), check() naming
+// what is wrong (kiln::Error), and invoke(params, stream). Tensors are row-major; "T" is the compute dtype
+// (F16 or BF16). Every kernel is templated over T (cuda_common.cuh dispatches), none is copied per dtype.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace kiln::cuda {
+
+// out[t] = table[ids[t]] (+ pos_table[positions[t]]). Out-of-range ids/positions set *error (1: id, 2: position)
+// and write zeros; the backend reports them at the next synchronization.
+struct EmbeddingKParams {
+  const int32_t* ids = nullptr;        // [T]
+  const void* table = nullptr;         // T [V, H]
+  const int32_t* positions = nullptr;  // [T]
+  const void* pos_table = nullptr;     // T [P, H] or null
+  void* out = nullptr;                 // T [T, H]
+  int64_t T = 0, H = 0, V = 0, P = 0;
+  int* error = nullptr;  // [1] device flag
+  DType dt = DType::BF16;
+  void check() const;
+};
+void invoke(const EmbeddingKParams& p, cudaStream_t s);
+
+// residual += add (if add); out = norm(residual) * weight (+ bias). RMSNorm or LayerNorm, fp32 statistics.
+struct NormKParams {
+  bool layer_norm = false;
+  float eps = 1e-6f;
+  const void* add = nullptr;  // T [T, H] or null
+  void* residual = nullptr;   // T [T, H] in/out
+  const void* weight = nullptr;  // T [H]
+  const void* bias = nullptr;    // T [H] or null
+  void* out = nullptr;           // T [T, H]
+  int64_t T = 0, H = 0;
+  DType dt = DType::BF16;
+  void check() const;
+};
+void invoke(const NormKParams& p, cudaStream_t s);
+
+// gelu: out = gelu_tanh(in) with in [T, I]; silu-gated: out = silu(in[:, :I]) * in[:, I:] with in [T, 2I].
+struct ActKParams {
+  bool gelu = false;
+  const void* in = nullptr;  // T [T, 2I] or [T, I]
+  void* out = nullptr;       // T [T, I]
+  int64_t T = 0, I = 0;
+  DType dt = DType::BF16;
+  void check() const;
+};
+void invoke(const ActKParams& p, cudaStream_t s);
+
+// out[r] = x[rows[r]]
+struct GatherKParams {
+  const void* x = nullptr;         // [T, H]
+  const int32_t* rows = nullptr;   // [R]
+  void* out = nullptr;             // [R, H]
+  int64_t R = 0, H = 0, T = 0;
+  DType dt = DType::BF16;
+  void check() const;
+};
+void invoke(const GatherKParams& p, cudaStream_t s);
+
+struct ArgmaxKParams {
+  const float* logits = nullptr;  // [R, V]
+  int32_t* out = nullptr;         // [R]
+  int64_t R = 0, V = 0;
+  void check() const;
+};
+void invoke(const ArgmaxKParams& p, cudaStream_t s);
+
+// out[i] = scale * random_uniform(seed, i) (backend.h), rounded to dt.
+struct RandomKParams {
+  void* out = nullptr;  // dt [n]
+  int64_t n = 0;
+  uint64_t seed = 0;
+  float scale = 1.0f;
+  DType dt = DType::BF16;
+  void check() const;
+};
+void invoke(const RandomKParams& p, cudaStream_t s);
+
+// out[t, n] += bias[n] for out of dtype out_dt (F32 or T).
+struct BiasKParams {
+  void* out = nullptr;         // out_dt [T, N]
+  const void* bias = nullptr;  // T [N]
+  int64_t T = 0, N = 0;
+  DType dt = DType::BF16, out_dt = DType::BF16;
+  void check() const;
+};
+void invoke(const BiasKParams& p, cudaStream_t s);
+
+// Converts n elements between F32/F16/BF16 on the device.
+struct ConvertKParams {
+  const void* in = nullptr;
+  void* out = nullptr;
+  int64_t n = 0;
+  DType in_dt = DType::F32, out_dt = DType::BF16;
+  void check() const;
+};
+void invoke(const ConvertKParams& p, cudaStream_t s);
+
+// In place on qkv [T, (nh + 2 nkv) hd]: per-head RMSNorm of q and k (when q_norm/k_norm), RoPE with the given
+// inverse frequencies (rotate-half; angles in fp64 as the cpu backend), then k and v written into the paged
+// cache layer [num_blocks, 2, nkv, tpb, hd] at slots[t] (block = slot / tpb, offset = slot % tpb).
+struct RopeKvKParams {
+  void* qkv = nullptr;
+  const void* q_norm = nullptr;      // T [hd] or null
+  const void* k_norm = nullptr;      // T [hd] or null
+  float qk_norm_eps = 1e-6f;
+  const float* inv_freq = nullptr;   // [hd / 2], or null: no rotation
+  const int32_t* positions = nullptr;  // [T]
+  const int32_t* slots = nullptr;      // [T]
+  void* cache = nullptr;               // T [num_blocks, 2, nkv, tpb, hd] (one layer)
+  int64_t T = 0, nh = 0, nkv = 0, hd = 0, tpb = 0, num_blocks = 0;
+  DType dt = DType::BF16;
+  void check() const;
+  size_t smem_bytes() const;
+};
+void invoke(const RopeKvKParams& p, cudaStream_t s);
+
+// Paged causal attention of every new token over its sequence's cached keys, GQA, optional sliding window
+// (keys p - window < k <= p). q from qkv, k and v from the cache layer.
+struct AttentionKParams {
+  const void* qkv = nullptr;          // T [T, (nh + 2 nkv) hd]
+  void* out = nullptr;                // T [T, nh hd]
+  const void* cache = nullptr;        // T [num_blocks, 2, nkv, tpb, hd] (one layer)
+  const int32_t* seq_offsets = nullptr;   // [S + 1]
+  const int32_t* num_cached = nullptr;    // [S]
+  const int32_t* block_tables = nullptr;  // [S, max_blocks]
+  int64_t T = 0, S = 0, nh = 0, nkv = 0, hd = 0, tpb = 0, max_blocks = 0, window = 0;
+  int64_t max_new_tokens = 0;  // context kernel: query tiles per sequence
+  float scale = 1.0f;
+  // Decode kernel (one new token per sequence): split-KV partials and per-(seq, kv head) arrival counters.
+  int num_splits = 1;
+  float* part_o = nullptr;     // [S, nh, num_splits, hd]
+  float* part_lse = nullptr;   // [S, nh, num_splits]
+  int* counters = nullptr;     // [S, nkv], zero between launches
+  DType dt = DType::BF16;
+  void check() const;
+};
+bool decode_attention_supported(int64_t nh, int64_t nkv);  // heads per kv head in {1, 2, 3, 4, 8}
+void invoke_context_attention(const AttentionKParams& p, cudaStream_t s);  // flash-style, tensor cores
+void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s);   // split-KV + in-kernel reduction
+
+// out[t, n] = sum_k x[t, k] w[n, k] (+ bias[n]) for a few rows t (T <= kGemvMaxRows): one weight pass.
+constexpr int kGemvMaxRows = 8;
+struct GemvKParams {
+  const void* x = nullptr;     // T [T, K]
+  const void* w = nullptr;     // T [N, K]
+  const void* bias = nullptr;  // T [N] or null
+  void* out = nullptr;         // out_dt [T, N]
+  int64_t T = 0, N = 0, K = 0;
+  DType dt = DType::BF16, out_dt = DType::BF16;
+  void check() const;
+  static bool supports(int64_t T, int64_t K) { return T >= 1 && T <= kGemvMaxRows && K % 8 == 0; }
+};
+void invoke(const GemvKParams& p, cudaStream_t s);
+
+// MoE routing: per token, softmax over the router logits, top-k (stable: lower expert first on ties),
+// renormalized weights; then tokens grouped by expert: offsets[e] .. offsets[e + 1] are expert e's slots,
+// slot_token[j] the token of slot j, token_slot[t * k + i] the slot of token t's i-th choice.
+struct MoeRouteKParams {
+  const float* logits = nullptr;  // [T, E]
+  int64_t T = 0, E = 0, top_k = 0;
+  float* topk_weight = nullptr;   // [T, k]
+  int32_t* topk_expert = nullptr; // [T, k]
+  int32_t* offsets = nullptr;     // [E + 1]
+  int32_t* slot_token = nullptr;  // [T k]
+  int32_t* token_slot = nullptr;  // [T k]
+  void check() const;
+};
+void invoke(const MoeRouteKParams& p, cudaStream_t s);
+
+// Grouped GEMM over expert segments: out[j, n] = sum_k x[row(j), k] w[e, n, k] for slots j of expert e,
+// row(j) = gather ? gather[j] : j. Tensor cores (wmma), fp32 accumulation.
+struct GroupedGemmKParams {
+  const void* x = nullptr;        // T [*, K]
+  const int32_t* gather = nullptr;  // [M] or null
+  const void* w = nullptr;        // T [E, N, K]
+  const int32_t* offsets = nullptr;  // [E + 1]
+  void* out = nullptr;            // out_dt [M, N]
+  int64_t E = 0, M = 0, N = 0, K = 0;
+  int64_t max_group_rows = 0;  // bound on any one expert's rows (the token count: one choice per expert)
+  DType dt = DType::BF16, out_dt = DType::BF16;
+  void check() const;
+};
+void invoke(const GroupedGemmKParams& p, cudaStream_t s);
+
+// out[t] = sum_i topk_weight[t, i] * y[token_slot[t k + i]] (fixed order: deterministic).
+struct MoeCombineKParams {
+  const float* y = nullptr;          // [T k, H]
+  const float* topk_weight = nullptr;  // [T, k]
+  const int32_t* token_slot = nullptr; // [T k]
+  void* out = nullptr;               // T [T, H]
+  int64_t T = 0, H = 0, top_k = 0;
+  DType dt = DType::BF16;
+  void check() const;
+};
+void invoke(const MoeCombineKParams& p, cudaStream_t s);
+
+}  // namespace kiln::cuda

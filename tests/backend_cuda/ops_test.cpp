@@ -1,0 +1,266 @@
+// Every op of the cuda backend against the cpu backend (the reference) on random inputs, per compute dtype, with
+// the dtype's tolerance on ||cuda - cpu|| / ||cpu||. Inputs are rounded to the compute dtype first, so both
+// backends compute from identical values. Skips with a message when there is no GPU.
+#include <gtest/gtest.h>
+
+#include "backend_cuda/cuda_test_util.h"
+#include "core/error.h"
+
+namespace kiln::test {
+namespace {
+
+class CudaOps : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << no_gpu_message();
+    dt = GetParam();
+    gpu = cuda_backend(dt);
+  }
+  DType dt = DType::BF16;
+  CpuBackend cpu{4};
+  std::unique_ptr<Backend> gpu;
+};
+
+TEST_P(CudaOps, Embedding) {
+  for (bool learned : {false, true}) {
+    const int64_t V = 50, H = 72, P = 40;
+    auto table = rnd(size_t(V * H), 1, 1.f, dt), pos_table = rnd(size_t(P * H), 2, 1.f, dt);
+    std::vector<int32_t> ids{3, 0, 49, 17, 17, 8}, pos{0, 5, 39, 2, 3, 1};
+    EmbeddingParams c{put_i32(cpu, ids), put(cpu, table, {V, H}, DType::F32), put_i32(cpu, pos),
+                      learned ? put(cpu, pos_table, {P, H}, DType::F32) : Tensor(), cpu.alloc(DType::F32, {6, H})};
+    EmbeddingParams g{put_i32(*gpu, ids), put(*gpu, table, {V, H}, dt), put_i32(*gpu, pos),
+                      learned ? put(*gpu, pos_table, {P, H}, dt) : Tensor(), gpu->alloc(dt, {6, H})};
+    cpu.embedding(c);
+    gpu->embedding(g);
+    EXPECT_LE(rel(get(*gpu, g.out), get(cpu, c.out)), tol_for(dt)) << "learned positions " << learned;
+  }
+}
+
+TEST_P(CudaOps, EmbeddingRejectsOutOfRangeIds) {
+  const int64_t V = 10, H = 16;
+  EmbeddingParams g{put_i32(*gpu, {1, 10}), put(*gpu, rnd(size_t(V * H), 1, 1.f, dt), {V, H}, dt),
+                    put_i32(*gpu, {0, 1}), Tensor(), gpu->alloc(dt, {2, H})};
+  gpu->embedding(g);
+  EXPECT_THROW(gpu->synchronize(), Error);
+  gpu->synchronize();  // the error was reported once; the backend stays usable
+}
+
+TEST_P(CudaOps, NormsWithResidual) {
+  struct Case {
+    NormType type;
+    bool add, bias;
+    int64_t T, H;
+  };
+  for (Case k : {Case{NormType::RMSNorm, true, false, 5, 4096}, Case{NormType::RMSNorm, false, false, 3, 96},
+                 Case{NormType::LayerNorm, true, true, 7, 200}, Case{NormType::LayerNorm, false, true, 1, 64}}) {
+    auto res = rnd(size_t(k.T * k.H), 3, 2.f, dt), add = rnd(size_t(k.T * k.H), 4, 2.f, dt);
+    auto w = rnd(size_t(k.H), 5, 1.f, dt), b = rnd(size_t(k.H), 6, 0.5f, dt);
+    auto run = [&](Backend& be, DType t) {
+      NormParams p{k.type, 1e-5, k.add ? put(be, add, {k.T, k.H}, t) : Tensor(), put(be, res, {k.T, k.H}, t),
+                   put(be, w, {k.H}, t), k.bias ? put(be, b, {k.H}, t) : Tensor(), be.alloc(t, {k.T, k.H})};
+      be.norm(p);
+      return std::make_pair(get(be, p.out), get(be, p.residual));
+    };
+    auto [co, cr] = run(cpu, DType::F32);
+    auto [go, gr] = run(*gpu, dt);
+    EXPECT_LE(rel(go, co), tol_for(dt)) << "out, H=" << k.H;
+    EXPECT_LE(rel(gr, cr), tol_for(dt)) << "residual, H=" << k.H;
+  }
+}
+
+TEST_P(CudaOps, Linear) {
+  // Few rows (GEMV), many rows (cuBLASLt), bias or not, compute-dtype or F32 output.
+  for (int64_t T : {1, 3, 8, 37, 300}) {
+    for (bool bias : {false, true}) {
+      for (DType out_dt : {dt, DType::F32}) {
+        const int64_t K = 136, N = 200;
+        auto x = rnd(size_t(T * K), 7, 1.f, dt), w = rnd(size_t(N * K), 8, 0.1f, dt), b = rnd(size_t(N), 9, 1.f, dt);
+        LinearParams c{put(cpu, x, {T, K}, DType::F32), put(cpu, w, {N, K}, DType::F32),
+                       bias ? put(cpu, b, {N}, DType::F32) : Tensor(), cpu.alloc(DType::F32, {T, N})};
+        LinearParams g{put(*gpu, x, {T, K}, dt), put(*gpu, w, {N, K}, dt), bias ? put(*gpu, b, {N}, dt) : Tensor(),
+                       gpu->alloc(out_dt, {T, N})};
+        cpu.linear(c);
+        gpu->linear(g);
+        EXPECT_LE(rel(get(*gpu, g.out), get(cpu, c.out)), tol_for(dt))
+            << "T=" << T << " bias=" << bias << " out=" << dtype_name(out_dt);
+      }
+    }
+  }
+}
+
+TEST_P(CudaOps, Activations) {
+  const int64_t T = 9, I = 200;
+  auto gu = rnd(size_t(T * 2 * I), 10, 4.f, dt), x = rnd(size_t(T * I), 11, 4.f, dt);
+  for (ActKind kind : {ActKind::SiluGated, ActKind::GeluTanh}) {
+    const auto& in = kind == ActKind::SiluGated ? gu : x;
+    const int64_t w = kind == ActKind::SiluGated ? 2 * I : I;
+    ActivationParams c{kind, put(cpu, in, {T, w}, DType::F32), cpu.alloc(DType::F32, {T, I})};
+    ActivationParams g{kind, put(*gpu, in, {T, w}, dt), gpu->alloc(dt, {T, I})};
+    cpu.activation(c);
+    gpu->activation(g);
+    EXPECT_LE(rel(get(*gpu, g.out), get(cpu, c.out)), tol_for(dt));
+  }
+}
+
+TEST_P(CudaOps, GatherRowsAndArgmax) {
+  const int64_t T = 11, H = 40, V = 1000;
+  auto x = rnd(size_t(T * H), 12, 1.f, dt);
+  std::vector<int32_t> rows{10, 0, 4, 4};
+  GatherRowsParams c{put(cpu, x, {T, H}, DType::F32), put_i32(cpu, rows), cpu.alloc(DType::F32, {4, H})};
+  GatherRowsParams g{put(*gpu, x, {T, H}, dt), put_i32(*gpu, rows), gpu->alloc(dt, {4, H})};
+  cpu.gather_rows(c);
+  gpu->gather_rows(g);
+  EXPECT_EQ(get(*gpu, g.out), get(cpu, c.out));  // a copy: exact
+
+  auto logits = rnd(size_t(3 * V), 13, 5.f, DType::F32);
+  logits[V + 17] = 9.f;  // row 1: a tie between 17 and 400, the lower index wins
+  logits[V + 400] = 9.f;
+  logits[2 * V + 999] = 7.f;
+  ArgmaxParams ca{put(cpu, logits, {3, V}, DType::F32), cpu.alloc(DType::I32, {3})};
+  ArgmaxParams ga{put(*gpu, logits, {3, V}, DType::F32), gpu->alloc(DType::I32, {3})};
+  cpu.argmax(ca);
+  gpu->argmax(ga);
+  std::vector<int32_t> a(3), b(3);
+  std::memcpy(a.data(), ca.out.data, 12);
+  gpu->download(b.data(), ga.out, 12);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(b[1], 17);
+  EXPECT_EQ(b[2], 999);
+}
+
+TEST_P(CudaOps, RandomWeightsMatchCpu) {
+  Tensor c = cpu.random_weight({300, 7}, 42, 0.5f), g = gpu->random_weight({300, 7}, 42, 0.5f);
+  auto cv = get(cpu, c), gv = get(*gpu, g);
+  std::vector<uint16_t> h(cv.size());
+  convert_from_f32(cv.data(), dt, h.data(), cv.size());  // the cpu values rounded to dt are the gpu's exactly
+  convert_to_f32(dt, h.data(), cv.data(), cv.size());
+  EXPECT_EQ(gv, cv);
+  float mn = 1, mx = -1;
+  for (float v : gv) mn = std::min(mn, v), mx = std::max(mx, v);
+  EXPECT_LT(mn, -0.45f);
+  EXPECT_GT(mx, 0.45f);
+  EXPECT_NE(get(*gpu, gpu->random_weight({300, 7}, 43, 0.5f)), gv);  // another seed, other values
+}
+
+// RoPE (+ q/k norm) and the KV write, over a chunked batch: qkv in place and the cache must match.
+TEST_P(CudaOps, RopeKvWrite) {
+  struct Case {
+    int64_t nh, nkv, hd;
+    bool qk_norm;
+    RopeScaling scaling;
+  };
+  for (Case k : {Case{4, 2, 32, false, RopeScaling::None}, Case{8, 2, 128, true, RopeScaling::Llama3},
+                 Case{6, 2, 16, false, RopeScaling::Linear}, Case{4, 4, 24, true, RopeScaling::None}}) {
+    HostMeta h = make_meta({{{0, 5}, {37, 1}, {3, 20}}, 16, 3});
+    const int64_t row = (k.nh + 2 * k.nkv) * k.hd;
+    auto qkv = rnd(size_t(h.T * row), 14, 2.f, dt);
+    auto cache = rnd(size_t(1 * h.num_blocks * 2 * k.nkv * 16 * k.hd), 15, 1.f, dt);
+    auto qn = rnd(size_t(k.hd), 16, 1.f, dt), kn = rnd(size_t(k.hd), 17, 1.f, dt);
+    RopeConfig rope;
+    rope.theta = 500000;
+    rope.scaling = k.scaling;
+    rope.factor = 8;
+    rope.original_max_position = 64;
+    auto run = [&](Backend& be, DType t, StepMeta& m) {
+      RopeKvParams p;
+      p.qkv = put(be, qkv, {h.T, row}, t);
+      if (k.qk_norm) {
+        p.q_norm = put(be, qn, {k.hd}, t);
+        p.k_norm = put(be, kn, {k.hd}, t);
+      }
+      p.rope = rope;
+      p.num_heads = k.nh;
+      p.num_kv_heads = k.nkv;
+      p.head_dim = k.hd;
+      p.meta = &m;
+      p.cache = make_cache(be, cache, 1, h.num_blocks, k.nkv, 16, k.hd, t);
+      be.rope_kv(p);
+      return std::make_pair(get(be, p.qkv), get(be, p.cache.pool));
+    };
+    StepMeta cm = upload_meta(cpu, h), gm = upload_meta(*gpu, h);
+    auto [cq, cc] = run(cpu, DType::F32, cm);
+    auto [gq, gc] = run(*gpu, dt, gm);
+    EXPECT_LE(rel(gq, cq), tol_for(dt)) << "qkv, hd=" << k.hd;
+    EXPECT_LE(rel(gc, cc), tol_for(dt)) << "cache, hd=" << k.hd;
+  }
+}
+
+// Paged attention: chunked context (earlier chunks read from the cache), decode with long contexts (split-KV),
+// GQA ratios 1..4, sliding windows, odd head dims.
+TEST_P(CudaOps, PagedAttention) {
+  struct Case {
+    int64_t nh, nkv, hd, window;
+    std::vector<std::pair<int32_t, int32_t>> seqs;
+  };
+  std::vector<Case> cases = {
+      {4, 2, 32, 0, {{0, 7}, {33, 1}, {5, 70}}},            // mixed step: prefill, decode, chunk after a prefix
+      {8, 2, 128, 0, {{0, 130}}},                            // one long prompt, several key tiles
+      {4, 1, 16, 16, {{0, 40}, {20, 9}}},                    // MQA + sliding window
+      {6, 2, 24, 0, {{100, 3}, {0, 1}}},                     // GQA 3:1, head_dim 24
+      {8, 2, 128, 0, {{1000, 1}, {70, 1}, {0, 1}, {4095, 1}}},  // decode only: split-KV
+      {4, 4, 64, 0, {{300, 1}, {2, 1}}},                     // decode, MHA
+      {4, 1, 16, 16, {{200, 1}, {5, 1}}},                    // decode with a window
+      {6, 2, 48, 0, {{64, 64}, {0, 65}}},                    // tile edges, head_dim 48
+      {2, 1, 256, 0, {{10, 40}, {90, 1}}},                   // head_dim 256
+  };
+  for (const Case& k : cases) {
+    for (int64_t tpb : {16, 32}) {
+      SCOPED_TRACE("nh=" + std::to_string(k.nh) + " nkv=" + std::to_string(k.nkv) + " hd=" + std::to_string(k.hd) +
+                   " window=" + std::to_string(k.window) + " tpb=" + std::to_string(tpb));
+      HostMeta h = make_meta({k.seqs, tpb, uint32_t(k.hd + tpb)});
+      const int64_t row = (k.nh + 2 * k.nkv) * k.hd;
+      auto qkv = rnd(size_t(h.T * row), 20, 1.f, dt);
+      auto cache = rnd(size_t(2 * h.num_blocks * 2 * k.nkv * tpb * k.hd), 21, 1.f, dt);  // 2 layers
+      auto run = [&](Backend& be, DType t) {
+        StepMeta m = upload_meta(be, h);
+        AttentionParams p;
+        p.qkv = put(be, qkv, {h.T, row}, t);
+        p.out = be.alloc(t, {h.T, k.nh * k.hd});
+        p.num_heads = k.nh;
+        p.num_kv_heads = k.nkv;
+        p.head_dim = k.hd;
+        p.sliding_window = k.window;
+        p.scale = 2.0f / std::sqrt(float(k.hd));
+        p.meta = &m;
+        p.cache = make_cache(be, cache, 2, h.num_blocks, k.nkv, tpb, k.hd, t);
+        p.layer = 1;
+        be.attention(p);
+        return get(be, p.out);
+      };
+      auto c = run(cpu, DType::F32);
+      auto g = run(*gpu, dt);
+      EXPECT_LE(rel(g, c), tol_for(dt));
+    }
+  }
+}
+
+TEST_P(CudaOps, MixtureOfExperts) {
+  const int64_t H = 64, I = 96, E = 4, K = 2;
+  for (int64_t T : {1, 5, 37}) {
+    auto x = rnd(size_t(T * H), 30, 1.f, dt), router = rnd(size_t(E * H), 31, 0.5f, dt);
+    auto gu = rnd(size_t(E * 2 * I * H), 32, 0.2f, dt), down = rnd(size_t(E * H * I), 33, 0.2f, dt);
+    auto run = [&](Backend& be, DType t) {
+      MoeParams p{put(be, x, {T, H}, t), put(be, router, {E, H}, t), put(be, gu, {E, 2 * I, H}, t),
+                  put(be, down, {E, H, I}, t), K, be.alloc(t, {T, H})};
+      be.moe(p);
+      return get(be, p.out);
+    };
+    EXPECT_LE(rel(run(*gpu, dt), run(cpu, DType::F32)), tol_for(dt)) << "T=" << T;
+  }
+}
+
+TEST_P(CudaOps, CopyKvBlocks) {
+  const int64_t L = 2, B = 6, nkv = 2, tpb = 4, hd = 8;
+  auto v = rnd(size_t(L * B * 2 * nkv * tpb * hd), 40, 1.f, dt);
+  KvCacheDesc c = make_cache(cpu, v, L, B, nkv, tpb, hd, DType::F32), g = make_cache(*gpu, v, L, B, nkv, tpb, hd, dt);
+  cpu.copy_kv_blocks(c, {{1, 4}, {4, 0}});
+  gpu->copy_kv_blocks(g, {{1, 4}, {4, 0}});
+  EXPECT_EQ(get(*gpu, g.pool), get(cpu, c.pool));
+  EXPECT_THROW(gpu->copy_kv_blocks(g, {{0, 6}}), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, ::testing::Values(DType::F16, DType::BF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace kiln::test
