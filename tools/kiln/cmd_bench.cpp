@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "cmd_run_batch.h"
 #include "commands.h"
@@ -238,6 +239,11 @@ void bench(const BenchOptions& o) {
                    {"target", info.target},        {"compute_dtype", dtype_name(info.compute_dtype)},
                    {"max_batch_size", info.limits.max_batch_size}, {"max_num_tokens", info.limits.max_num_tokens},
                    {"max_seq_len", info.limits.max_seq_len}};
+    std::string cpu;
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string l; cpu.empty() && std::getline(cpuinfo, l);)
+      if (l.rfind("model name", 0) == 0 && l.find(':') != std::string::npos) cpu = l.substr(l.find(':') + 2);
+    j["host"] = {{"cpu", cpu}, {"hardware_threads", std::thread::hardware_concurrency()}, {"kiln_version", kKilnVersion}};
     j["workload"] = {{"requests", n},
                      {"dataset", o.dataset},
                      {"input_len", o.input_len},
