@@ -39,7 +39,9 @@ std::vector<BeamHypothesis> run(float length_penalty, EarlyStopping es, int* ste
     auto choices = bs.step(lp.data(), rows, 3);
     ++*steps;
     rows = int(choices.size());
-    if (!bs.done()) EXPECT_EQ(rows, 2);
+    if (!bs.done()) {
+      EXPECT_EQ(rows, 2);
+    }
   }
   return bs.results();
 }

@@ -188,7 +188,9 @@ TEST(Executor, BadWordsAreNeverGenerated) {
   EXPECT_NE(out[0], full[0]);
   for (size_t j = 0; j < out.size(); ++j) {
     EXPECT_NE(out[j], full[0]);
-    if (j > 0) EXPECT_FALSE(out[j - 1] == full[1] && out[j] == full[2]);
+    if (j > 0) {
+      EXPECT_FALSE(out[j - 1] == full[1] && out[j] == full[2]);
+    }
   }
 }
 

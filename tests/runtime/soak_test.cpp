@@ -125,14 +125,23 @@ TEST_P(Soak, TwoThousandRequestsNothingLostNothingLeaked) {
     for (size_t k = 0; k < o.reasons.size(); ++k) {
       const FinishReason fr = o.reasons[k];
       EXPECT_NE(fr, FinishReason::None) << "id " << id;
-      if (fr == FinishReason::Cancelled) EXPECT_TRUE(cancel_asked.count(id)) << "cancelled without being asked";
+      if (fr == FinishReason::Cancelled) {
+        EXPECT_TRUE(cancel_asked.count(id)) << "cancelled without being asked";
+      }
       cancelled += fr == FinishReason::Cancelled;
-      if (k < o.ids.size()) EXPECT_LE(o.ids[k].size(), size_t(r.max_new_tokens)) << "id " << id;
-      if (fr == FinishReason::Length && (k < o.ids.size())) EXPECT_EQ(o.ids[k].size(), size_t(r.max_new_tokens));
-      if (r.return_log_probs && fr != FinishReason::Cancelled && k < o.log_probs.size())
+      if (k < o.ids.size()) {
+        EXPECT_LE(o.ids[k].size(), size_t(r.max_new_tokens)) << "id " << id;
+      }
+      if (fr == FinishReason::Length && (k < o.ids.size())) {
+        EXPECT_EQ(o.ids[k].size(), size_t(r.max_new_tokens));
+      }
+      if (r.return_log_probs && fr != FinishReason::Cancelled && k < o.log_probs.size()) {
         EXPECT_EQ(o.log_probs[k].size(), o.ids[k].size());
+      }
     }
-    if (!r.streaming) EXPECT_EQ(o.responses, 1) << "non-streaming requests get exactly one response";
+    if (!r.streaming) {
+      EXPECT_EQ(o.responses, 1) << "non-streaming requests get exactly one response";
+    }
     beams += r.beam_width > 1;
   }
   EXPECT_EQ(errors, 0);
