@@ -6,7 +6,7 @@
 #
 # Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
 # kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
-# PHASES selects parts (default: "tests memcheck bench peer"); PEER_COMPILE=0 skips torch.compile runs;
+# PHASES selects parts and their order (default: "tests memcheck bench peer"); PEER_COMPILE=0 skips torch.compile runs;
 # MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
 # command, its exit code and wall time, and the run's own JSON result (or the tail of its log).
 set -uo pipefail
@@ -52,8 +52,6 @@ record() {
   return $rc
 }
 
-has() { [[ " $PHASES " == *" $1 "* ]]; }
-
 # The GPU tests: the gtest report summarized (full log beside the JSON).
 run_tests() {
   timeout "$LIMIT" "$BIN/test_backend_cuda" --gtest_output="json:$WORK/gtest.json" >"$OUT/gpu_tests.log" 2>&1
@@ -72,10 +70,10 @@ run_memcheck() {
   return $rc
 }
 
-if has tests; then record gpu_tests 900 run_tests; fi
-if has memcheck; then record memcheck 900 run_memcheck; fi
+phase_tests() { record gpu_tests 900 run_tests; }
+phase_memcheck() { record memcheck 900 run_memcheck; }
 
-if has bench; then
+phase_bench() {
   E1=$WORK/llama-3.2-1b.engine
   E8=$WORK/llama-3.1-8b.engine
   record build_1b 300 "$BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$E1" \
@@ -87,9 +85,9 @@ if has bench; then
   record decode_8b 300 "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
   record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
   record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128
-fi
+}
 
-if has peer; then
+phase_peer() {
   PEER=$ROOT/bench/gpu/peer_hf.py
   peer() {  # peer NAME LIMIT ARGS...: the transformers peer (bench/gpu/peer_hf.py), result JSON on stdout
     local name=$1 limit=$2
@@ -105,6 +103,11 @@ if has peer; then
   peer peer_ttft_8b 300 --shape llama-3.1-8b --mode eager --workload ttft --input-len 2048
   peer peer_throughput_8b 420 --shape llama-3.1-8b --mode eager --workload throughput --requests 2000 --batch 256 \
     --input-len 128 --output-len 128
-fi
+}
+
+for phase in $PHASES; do
+  declare -F "phase_$phase" >/dev/null || { echo "gpu-check: unknown phase '$phase'" >&2; exit 2; }
+  "phase_$phase"
+done
 echo "gpu-check: results in $OUT"
 ls "$OUT"

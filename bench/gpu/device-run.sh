@@ -8,7 +8,7 @@ mkdir -p build-gpu/bin && tar -xJf .gpu-carry/bin.tar.xz -C build-gpu/bin || exi
 # The test binaries find fixtures through the source path compiled into them (/work/main).
 [ -e /work/main ] || { mkdir -p /work && ln -s "$ROOT" /work/main; }
 RES=$(mktemp -d /tmp/gpu-results-XXXXXX)
-KILN_BUILD=$ROOT/build-gpu bash scripts/gpu-check.sh "$RES"
+KILN_BUILD=$ROOT/build-gpu timeout "${BUDGET_S:-540}" bash scripts/gpu-check.sh "$RES"
 rc=$?
 tar -czf "${OUT:-/tmp}/results.tar.gz" -C "$RES" .
 exit $rc

@@ -102,11 +102,15 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
 
   Tensor rows_t = upload_i32(rows_buf_, rows.empty() ? std::vector<int32_t>{0} : rows, {std::max<int64_t>(R, 1)});
   // A decode-only step replays the graph recorded for its batch size (all metadata was uploaded above, into
-  // buffers at fixed addresses); the first step of a batch size records it.
+  // buffers at fixed addresses). The first step of a batch size runs directly (lazy initializations happen
+  // outside any recording), the second records the graph.
   const bool graph = be_.supports_step_graphs() && max_new == 1 && R == S;
-  if (graph) {
-    auto it = graphs_.find(S);
-    if (it == graphs_.end()) {
+  auto it = graph ? graphs_.find(S) : graphs_.end();
+  if (graph && it == graphs_.end()) {
+    graphs_.emplace(S, nullptr);
+    run_layers(T, R, ids_t, rows_t);
+  } else if (graph) {
+    if (!it->second) {
       be_.begin_capture();
       try {
         run_layers(T, R, ids_t, rows_t);
@@ -114,7 +118,7 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
         be_.end_capture();
         throw;
       }
-      it = graphs_.emplace(S, be_.end_capture()).first;
+      it->second = be_.end_capture();
     }
     it->second->replay();
   } else {

@@ -42,8 +42,9 @@ class ModelRunner {
   Tensor selected_, logits_;                                                    // [R, H], [R, V]
   Tensor ids_buf_, rows_buf_, pos_buf_, seq_buf_, offsets_buf_, cached_buf_, tables_buf_, slots_buf_;
   StepMeta meta_;
-  // Decode-only steps (one new token per sequence) recorded per batch size, on backends with step graphs.
-  // They hold the addresses of the buffers above, so any reallocation drops them.
+  // Decode-only steps (one new token per sequence) recorded per batch size, on backends with step graphs
+  // (null: seen once, recorded at the next). They hold the addresses of the buffers above, so any reallocation
+  // drops them.
   std::map<int64_t, std::unique_ptr<StepGraph>> graphs_;
   void run_layers(int64_t T, int64_t R, const Tensor& ids, const Tensor& rows);
 };

@@ -68,8 +68,8 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
-// Lets Kernel use up to `bytes` of dynamic shared memory; once per kernel (at its first launch, which is never
-// inside a graph recording: a prefill step always precedes the first recorded decode step).
+// Lets Kernel use up to `bytes` of dynamic shared memory; once per kernel, at its first launch (never inside a
+// graph recording: ModelRunner runs each batch size once directly before recording it).
 template <auto Kernel>
 void allow_smem(size_t bytes) {
   static const bool done = [&] {
