@@ -119,13 +119,17 @@ bool Scheduler::reserve(Sequence& s, int32_t upto, StepPlan& plan) {
   return true;
 }
 
-void Scheduler::preempt(SequenceGroup* g, StepPlan& plan) {
+void Scheduler::drop_blocks(SequenceGroup* g, StepPlan& plan) {
   std::vector<int32_t> freed;
   drop_blocks(g, &freed);
   // A copy into a block that was just freed must not run: that block may be handed to another sequence.
   std::erase_if(plan.copies, [&](const std::pair<int32_t, int32_t>& c) {
     return std::find(freed.begin(), freed.end(), c.second) != freed.end();
   });
+}
+
+void Scheduler::preempt(SequenceGroup* g, StepPlan& plan) {
+  drop_blocks(g, plan);
   running_.erase(std::find(running_.begin(), running_.end(), g));
   if (cfg_.policy == SchedulerPolicy::GuaranteedNoEvict) committed_ -= g->worst_case_blocks;
   g->admitted = false;
@@ -204,7 +208,7 @@ StepPlan Scheduler::schedule() {
       ok = reserve(s, s.num_computed + work[k].num_tokens, plan);
     }
     if (!ok) {  // not this step: give back what it took (the pool is as before, matched blocks stay cached)
-      drop_blocks(g, nullptr);
+      drop_blocks(g, plan);
       break;
     }
     waiting_.pop_front();

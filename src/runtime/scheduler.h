@@ -77,6 +77,7 @@ class Scheduler {
   void preempt(SequenceGroup* g, StepPlan& plan);
   int32_t match_prefix(Sequence& s);  // cached blocks for the sequence's leading full blocks
   void drop_blocks(SequenceGroup* g, std::vector<int32_t>* freed);
+  void drop_blocks(SequenceGroup* g, StepPlan& plan);  // and cancels planned copies into freed blocks
   void insert_by_arrival(std::deque<SequenceGroup*>& q, SequenceGroup* g);
 
   SchedulerConfig cfg_;
