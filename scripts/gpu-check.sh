@@ -28,7 +28,8 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
          $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13", "lib") for p in nvidia.__path__))' 2>/dev/null); do
   [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
-COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || cat "$ROOT/.gpu-carry/commit" 2>/dev/null || echo unknown)
+# The commit: from the carried binaries' stamp (bench/gpu/pack.sh), else from git.
+COMMIT=$(cat "$ROOT/.gpu-carry/commit" 2>/dev/null || git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 echo "gpu-check: $GPU, commit $COMMIT, phases: $PHASES"
 
@@ -84,6 +85,10 @@ phase_bench() {
   record decode_1b 300 "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
   record decode_8b 300 "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
   record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
+  record profile_1b 120 "$BIN/kiln_gpu_bench" profile --engine "$E1" --prompt-len 128
+  record profile_8b 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 128
+  cp "$E1/engine.json" "$OUT/engine_1b.json" 2>/dev/null
+  cp "$E8/engine.json" "$OUT/engine_8b.json" 2>/dev/null
   record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128
 }
 

@@ -10,8 +10,9 @@ cmake --build "$BUILD" -j "${JOBS:-2}" --target test_backend_cuda kiln kiln_gpu_
 grep -qx '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >> .git/info/exclude
 mkdir -p .gpu-carry/stage
 for b in test_backend_cuda kiln kiln_gpu_bench; do strip -o ".gpu-carry/stage/$b" "$BUILD/bin/$b"; done
-git rev-parse HEAD > .gpu-carry/commit
-git diff --quiet HEAD -- src tests bench tools CMakeLists.txt || echo "(with uncommitted changes)" >> .gpu-carry/commit
+c=$(git rev-parse HEAD)
+git diff --quiet HEAD -- src tests bench tools scripts CMakeLists.txt || c="$c+uncommitted"
+echo "$c" > .gpu-carry/commit
 tar -cJf .gpu-carry/bin.tar.xz -C .gpu-carry/stage .
 rm -rf .gpu-carry/stage
 ls -la .gpu-carry

@@ -88,6 +88,26 @@ TEST_P(CudaOps, Linear) {
   }
 }
 
+// A few-row GEMV followed by the SiLU-gated activation of its output runs fused (gate and up rows read by one
+// warp): same result as the cpu's linear + activation, with and without bias.
+TEST_P(CudaOps, GateUpGemvFusedWithActivation) {
+  for (int64_t T : {1, 3, 8}) {
+    for (bool bias : {false, true}) {
+      const int64_t K = 256, I = 72;
+      auto x = rnd(size_t(T * K), 50, 1.f, dt), w = rnd(size_t(2 * I * K), 51, 0.1f, dt), b = rnd(size_t(2 * I), 52, 1.f, dt);
+      auto run = [&](Backend& be, DType t) {
+        LinearParams lp{put(be, x, {T, K}, t), put(be, w, {2 * I, K}, t), bias ? put(be, b, {2 * I}, t) : Tensor(),
+                        be.alloc(t, {T, 2 * I})};
+        ActivationParams ap{ActKind::SiluGated, lp.out, be.alloc(t, {T, I})};
+        be.linear(lp);
+        be.activation(ap);
+        return get(be, ap.out);
+      };
+      EXPECT_LE(rel(run(*gpu, dt), run(cpu, DType::F32)), tol_for(dt)) << "T=" << T << " bias=" << bias;
+    }
+  }
+}
+
 TEST_P(CudaOps, Activations) {
   const int64_t T = 9, I = 200;
   auto gu = rnd(size_t(T * 2 * I), 10, 4.f, dt), x = rnd(size_t(T * I), 11, 4.f, dt);

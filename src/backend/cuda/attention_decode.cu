@@ -41,6 +41,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(AttentionKPa
   __shared__ int is_last;
 
   pdl_wait();
+  pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
   const int s = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
   const int t = p.seq_offsets[s];
   const int pos = p.num_cached[s];  // the new token's position (its k, v are already in the cache)
@@ -143,7 +144,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(AttentionKPa
     }
   }
   __syncthreads();
-  pdl_launch_dependents();
   const bool single = active == 1;
   T* out = static_cast<T*>(p.out) + int64_t(t) * p.nh * hd;
   const int64_t part_base = (int64_t(s) * p.nh + int64_t(kvh) * G) * p.num_splits;  // + gi * num_splits + split

@@ -1,5 +1,6 @@
 // CudaBackend: device memory, uploads through pinned staging, the op set over the kernels of kernels.h and the
-// GEMMs of gemm.h, and step graphs (CUDA stream capture). One stream; every op is asynchronous; download() and
+// GEMMs of gemm.h (a decode GEMV feeding a SiLU-gated activation fuses with it), and step graphs (CUDA stream
+// capture). One stream; every op is asynchronous; download() and
 // synchronize() are the only points where the host waits (and where kernel-detected bad input is reported).
 #include "backend/cuda/cuda_backend.h"
 
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
@@ -162,6 +164,7 @@ class CudaBackend final : public Backend {
   }
 
   void upload(Tensor& dst, const void* src, size_t bytes) override {
+    flush();
     if (capturing_) fail("cuda backend: upload while a step graph is recorded");
     if (bytes > dst.nbytes()) fail("cuda upload: {} bytes into a tensor of {}", bytes, dst.nbytes());
     if (bytes <= kStageSlot) {
@@ -180,15 +183,20 @@ class CudaBackend final : public Backend {
   }
 
   void download(void* dst, const Tensor& src, size_t bytes) override {
+    flush();
     if (capturing_) fail("cuda backend: download while a step graph is recorded");
     if (bytes > src.nbytes()) fail("cuda download: {} bytes from a tensor of {}", bytes, src.nbytes());
     KILN_CUDA_CHECK(cudaMemcpyAsync(dst, src.data, bytes, cudaMemcpyDeviceToHost, stream_));
     synchronize();
   }
 
-  void fill_zero(Tensor& t) override { KILN_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), stream_)); }
+  void fill_zero(Tensor& t) override {
+    flush();
+    KILN_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), stream_));
+  }
 
   void synchronize() override {
+    flush();
     KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
     const int err = *error_host_;
     if (err) {
@@ -220,6 +228,7 @@ class CudaBackend final : public Backend {
   }
 
   Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) override {
+    flush();
     Tensor t = alloc(dt_, std::move(shape));
     cuda::RandomKParams p;
     p.out = t.data;
@@ -233,6 +242,7 @@ class CudaBackend final : public Backend {
 
   // ---- ops ----
   void embedding(const EmbeddingParams& p) override {
+    flush();
     expect(p.table, "embedding table");
     expect(p.out, "embedding out");
     cuda::EmbeddingKParams k;
@@ -251,6 +261,7 @@ class CudaBackend final : public Backend {
   }
 
   void norm(const NormParams& p) override {
+    flush();
     expect(p.residual, "norm residual");
     expect(p.out, "norm out");
     cuda::NormKParams k;
@@ -285,10 +296,20 @@ class CudaBackend final : public Backend {
     a.K = K;
     a.dt = dt_;
     a.out_dt = p.out.dtype;
+    flush();
+    if (a.M <= cuda::kGemvMaxRows && a.N % 2 == 0 && a.out_dt == dt_) {
+      const cuda::GemmTactic t = gemm_->tactic(a);
+      if (t.kind == cuda::GemmTactic::Gemv) {  // may fuse with a SiLU-gated activation next
+        pending_ = a;
+        pending_unroll_ = t.gemv_unroll;
+        return;
+      }
+    }
     gemm_->run(a);
   }
 
   void rope_kv(const RopeKvParams& p) override {
+    flush();
     const StepMeta& m = *p.meta;
     expect(p.qkv, "rope_kv qkv");
     expect(p.cache.pool, "KV cache");
@@ -312,6 +333,7 @@ class CudaBackend final : public Backend {
   }
 
   void attention(const AttentionParams& p) override {
+    flush();
     const StepMeta& m = *p.meta;
     expect(p.qkv, "attention qkv");
     expect(p.out, "attention out");
@@ -350,6 +372,25 @@ class CudaBackend final : public Backend {
   void activation(const ActivationParams& p) override {
     expect(p.in, "activation in");
     expect(p.out, "activation out");
+    if (pending_ && p.kind == ActKind::SiluGated && p.in.data == pending_->out && p.in.dim(0) == pending_->M &&
+        p.in.dim(1) == pending_->N && p.out.dim(1) * 2 == pending_->N) {
+      cuda::GemvKParams g;  // the pending gate/up GEMV and this activation as one kernel
+      g.x = pending_->x;
+      g.w = pending_->w;
+      g.bias = pending_->bias;
+      g.out = p.out.data;
+      g.T = pending_->M;
+      g.N = pending_->N;
+      g.K = pending_->K;
+      g.dt = dt_;
+      g.out_dt = dt_;
+      g.unroll = pending_unroll_;
+      g.silu_gated = true;
+      pending_.reset();
+      cuda::invoke(g, stream_);
+      return;
+    }
+    flush();
     cuda::ActKParams k;
     k.gelu = p.kind == ActKind::GeluTanh;
     k.in = p.in.data;
@@ -363,6 +404,7 @@ class CudaBackend final : public Backend {
   void moe(const MoeParams& p) override;
 
   void gather_rows(const GatherRowsParams& p) override {
+    flush();
     cuda::GatherKParams k;
     k.x = p.x.data;
     k.rows = p.rows.ptr<int32_t>();
@@ -376,6 +418,7 @@ class CudaBackend final : public Backend {
   }
 
   void argmax(const ArgmaxParams& p) override {
+    flush();
     if (p.logits.dtype != DType::F32 || p.out.dtype != DType::I32) fail("argmax: needs F32 logits and an I32 output");
     cuda::ArgmaxKParams k;
     k.logits = p.logits.ptr<float>();
@@ -386,6 +429,7 @@ class CudaBackend final : public Backend {
   }
 
   void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override {
+    flush();
     const size_t block = size_t(2 * cache.num_kv_heads * cache.tokens_per_block * cache.head_dim) * dtype_size(dt_);
     for (auto [src, dst] : src_dst) {
       if (src < 0 || src >= cache.num_blocks || dst < 0 || dst >= cache.num_blocks)
@@ -402,11 +446,13 @@ class CudaBackend final : public Backend {
   bool supports_step_graphs() const override { return true; }
   void begin_capture() override {
     if (capturing_) fail("cuda backend: a step graph is already being recorded");
+    flush();
     KILN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     capturing_ = true;
   }
   std::unique_ptr<StepGraph> end_capture() override {
     if (!capturing_) fail("cuda backend: end_capture without begin_capture");
+    flush();
     capturing_ = false;
     cudaGraph_t graph = nullptr;
     KILN_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
@@ -459,6 +505,18 @@ class CudaBackend final : public Backend {
     moe_y_.get<float>(size_t(T * K * H), capturing_, "moe");
   }
 
+  // Peephole fusion for decode: a few-row GEMV stays pending until the next call; when that is the SiLU-gated
+  // activation of its output, both run as one kernel (the [T, 2I] intermediate is never written), otherwise it
+  // runs as is first. Every entry point that reads or orders device work calls flush().
+  void flush() {
+    if (!pending_) return;
+    const cuda::GemmArgs a = *pending_;
+    pending_.reset();
+    gemm_->run(a);
+  }
+  std::optional<cuda::GemmArgs> pending_;
+  int pending_unroll_ = 4;
+
   DType dt_;
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
@@ -476,6 +534,7 @@ class CudaBackend final : public Backend {
 };
 
 void CudaBackend::moe(const MoeParams& p) {
+  flush();
   const int64_t T = p.x.dim(0), H = p.x.dim(1), E = p.router.dim(0), I = p.down.dim(2), K = p.top_k;
   expect(p.x, "moe x");
   expect(p.out, "moe out");

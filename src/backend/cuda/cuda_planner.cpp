@@ -152,11 +152,16 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
         nlohmann::json best;
         float best_us = 1e30f;
         if (cuda::GemvKParams::supports(M, g.K)) {
-          cuda::GemmTactic t;
-          t.kind = cuda::GemmTactic::Gemv;
-          const float us = time_us(s, reps, run_on(t));
-          best = {{"max_m", M}, {"kind", "gemv"}, {"us", us}};
-          best_us = us;
+          for (int unroll : {4, 8}) {
+            cuda::GemmTactic t;
+            t.kind = cuda::GemmTactic::Gemv;
+            t.gemv_unroll = unroll;
+            const float us = time_us(s, reps, run_on(t));
+            if (us < best_us) {
+              best = {{"max_m", M}, {"kind", "gemv"}, {"unroll", unroll}, {"us", us}};
+              best_us = us;
+            }
+          }
         }
         a.w = w.p;
         for (auto& algo : runner.heuristics(a, 8)) {

@@ -17,6 +17,7 @@ void need(bool ok, const char* what) {
 template <class T>
 __global__ void embedding_kernel(EmbeddingKParams p) {
   pdl_wait();
+  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
   const int64_t t = blockIdx.x;
   const int32_t id = p.ids[t];
   const bool id_ok = id >= 0 && id < p.V;
@@ -44,6 +45,7 @@ template <class T>
 __global__ void norm_kernel(NormKParams p) {
   __shared__ float scratch[32];
   pdl_wait();
+  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
   const int64_t t = blockIdx.x, H = p.H;
   T* r = static_cast<T*>(p.residual) + t * H;
   const T* a = p.add ? static_cast<const T*>(p.add) + t * H : nullptr;
@@ -86,6 +88,7 @@ __global__ void norm_kernel(NormKParams p) {
 template <class T>
 __global__ void act_kernel(ActKParams p) {
   pdl_wait();
+  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
   const int64_t n = p.T * p.I;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / p.I, c = i % p.I;
@@ -106,6 +109,7 @@ __global__ void act_kernel(ActKParams p) {
 template <class T>
 __global__ void gather_kernel(GatherKParams p) {
   pdl_wait();
+  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
   const int64_t r = blockIdx.x;
   const int32_t src = p.rows[r];
   const T* x = static_cast<const T*>(p.x) + int64_t(src) * p.H;
@@ -118,6 +122,7 @@ __global__ void argmax_kernel(ArgmaxKParams p) {
   __shared__ float sv[32];
   __shared__ int32_t si[32];
   pdl_wait();
+  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
   const int64_t r = blockIdx.x;
   const float* x = p.logits + r * p.V;
   float best = -FLT_MAX;
@@ -180,6 +185,7 @@ __global__ void random_kernel(RandomKParams p) {
 template <class T, class O>
 __global__ void bias_kernel(BiasKParams p) {
   pdl_wait();
+  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
   const int64_t n = p.T * p.N;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     O* o = static_cast<O*>(p.out) + i;

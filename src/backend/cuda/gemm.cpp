@@ -89,6 +89,9 @@ void GemmRunner::set_tactics(const nlohmann::json& t) {
       const std::string kind = e.at("kind").get<std::string>();
       if (kind == "gemv") {
         b.tactic.kind = GemmTactic::Gemv;
+        b.tactic.gemv_unroll = e.value("unroll", 4);
+        if (b.tactic.gemv_unroll != 4 && b.tactic.gemv_unroll != 8)
+          fail("engine.json tactics: GEMV unroll {} for {} (expected 4 or 8)", b.tactic.gemv_unroll, key);
       } else if (kind == "cublaslt") {
         b.tactic.kind = GemmTactic::Cublaslt;
         // An algorithm from another cuBLASLt version is not trusted: that bucket falls back to the heuristic.
@@ -146,7 +149,7 @@ std::vector<cublasLtMatmulAlgo_t> GemmRunner::heuristics(const GemmArgs& a, int 
   return out;
 }
 
-GemmTactic GemmRunner::choose(const GemmArgs& a) {
+GemmTactic GemmRunner::tactic(const GemmArgs& a) {
   const std::string key = gemm_key(a.N, a.K, a.dt, a.out_dt, a.bias != nullptr);
   auto ck = std::make_tuple(key, a.M);
   auto it = chosen_.find(ck);
@@ -182,7 +185,7 @@ GemmTactic GemmRunner::choose(const GemmArgs& a) {
   return t;
 }
 
-void GemmRunner::run(const GemmArgs& a) { run(a, choose(a)); }
+void GemmRunner::run(const GemmArgs& a) { run(a, tactic(a)); }
 
 void GemmRunner::run(const GemmArgs& a, const GemmTactic& t) {
   if (a.M == 0) return;
@@ -197,6 +200,7 @@ void GemmRunner::run(const GemmArgs& a, const GemmTactic& t) {
     g.K = a.K;
     g.dt = a.dt;
     g.out_dt = a.out_dt;
+    g.unroll = t.gemv_unroll;
     invoke(g, stream_);
     return;
   }

@@ -31,6 +31,7 @@ std::string gemm_key(int64_t N, int64_t K, DType dt, DType out_dt, bool bias);
 
 struct GemmTactic {
   enum Kind { Gemv, Cublaslt } kind = Cublaslt;
+  int gemv_unroll = 4;    // Gemv: 16-byte loads in flight per lane (4 or 8)
   cublasLtMatmulAlgo_t algo{};
   bool has_algo = false;  // Cublaslt without an algo: the first heuristic
 };
@@ -46,6 +47,7 @@ class GemmRunner {
   void set_tactics(const nlohmann::json& tactics);
   void run(const GemmArgs& a);                           // the engine's tactic (or the default)
   void run(const GemmArgs& a, const GemmTactic& t);      // a given tactic
+  GemmTactic tactic(const GemmArgs& a);                  // what run(a) uses (checked, cached per shape and M)
   // Up to `max` algorithms cuBLASLt's heuristics offer for this shape (workspace within ours).
   std::vector<cublasLtMatmulAlgo_t> heuristics(const GemmArgs& a, int max);
   size_t cublaslt_version() const;
@@ -63,7 +65,6 @@ class GemmRunner {
     GemmTactic tactic;
   };
   Descs& descs(const GemmArgs& a);
-  GemmTactic choose(const GemmArgs& a);
 
   cudaStream_t stream_;
   cublasLtHandle_t handle_ = nullptr;

@@ -1,6 +1,7 @@
 // Bandwidth-bound GEMV for decode: out[t, n] = sum_k x[t, k] w[n, k] (+ bias[n]) for T <= 8 rows, one pass
-// over the weights. One warp per output column n: 16-byte streaming loads of w (4 in flight per lane, the first
-// ones issued before waiting on the previous kernel), x through L1, fp32 accumulation, a warp reduction.
+// over the weights. One warp per output column n: 16-byte streaming loads of w (4 or 8 in flight per lane: a
+// tactic; the first ones issued before waiting on the previous kernel), x through L1, fp32 accumulation, a warp
+// reduction. A SiLU-gated form computes the gate and up columns together and writes silu(gate) * up.
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
 
@@ -8,41 +9,54 @@ namespace kiln::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;   // output columns per block
-constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
+constexpr int kWarps = 4;  // output columns per block
 
-template <class T, class O, int R>
+// U: 16-byte weight loads in flight per lane and weight row. GATED: each warp reads the gate row n and the up
+// row n + N/2 and writes silu(gate) * up (the SiLU-gated MLP's first half, fused).
+template <class T, class O, int R, int U, bool GATED>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
+  constexpr int NR = GATED ? 2 : 1;
   const int lane = threadIdx.x & 31;
+  const int64_t n_out = GATED ? p.N / 2 : p.N;
   const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const int64_t nv = p.K / 8;  // 16-byte vectors per row
-  const bool active = n < p.N;
-  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const T*>(p.w) + (active ? n : 0) * p.K);
+  const bool active = n < n_out;
+  const uint4* w[NR];
+#pragma unroll
+  for (int j = 0; j < NR; ++j)
+    w[j] = reinterpret_cast<const uint4*>(static_cast<const T*>(p.w) + ((active ? n : 0) + j * n_out) * p.K);
   // The weights do not depend on earlier kernels: start streaming them before the dependency wait.
-  uint4 wv[kUnroll];
+  uint4 wv[NR][U];
 #pragma unroll
-  for (int u = 0; u < kUnroll; ++u) {
-    const int64_t v = lane + int64_t(u) * 32;
-    wv[u] = active && v < nv ? ld_stream(w + v) : make_uint4(0, 0, 0, 0);
-  }
-  pdl_wait();
-  float acc[R];
+  for (int j = 0; j < NR; ++j)
 #pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  const T* x = static_cast<const T*>(p.x);
-  for (int64_t base = 0; base < nv; base += 32 * kUnroll) {
-    uint4 next[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t v = base + 32 * kUnroll + lane + int64_t(u) * 32;
-      next[u] = active && v < nv ? ld_stream(w + v) : make_uint4(0, 0, 0, 0);
+    for (int u = 0; u < U; ++u) {
+      const int64_t v = lane + int64_t(u) * 32;
+      wv[j][u] = active && v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
     }
+  pdl_wait();
+  float acc[NR][R];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+  for (int j = 0; j < NR; ++j)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[j][r] = 0.f;
+  const T* x = static_cast<const T*>(p.x);
+  for (int64_t base = 0; base < nv; base += 32 * U) {
+    uint4 next[NR][U];
+#pragma unroll
+    for (int j = 0; j < NR; ++j)
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int64_t v = base + 32 * U + lane + int64_t(u) * 32;
+        next[j][u] = active && v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
       const int64_t v = base + lane + int64_t(u) * 32;
       if (v < nv) {
-        float wf[8];
-        unpack8<T>(wv[u], wf);
+        float wf[NR][8];
+#pragma unroll
+        for (int j = 0; j < NR; ++j) unpack8<T>(wv[j][u], wf[j]);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           if (r < p.T) {
@@ -50,36 +64,59 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
             float xf[8];
             unpack8<T>(xv, xf);
 #pragma unroll
-            for (int i = 0; i < 8; ++i) acc[r] = fmaf(wf[i], xf[i], acc[r]);
+            for (int j = 0; j < NR; ++j)
+#pragma unroll
+              for (int i = 0; i < 8; ++i) acc[j][r] = fmaf(wf[j][i], xf[i], acc[j][r]);
           }
         }
       }
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) wv[u] = next[u];
+    for (int j = 0; j < NR; ++j)
+#pragma unroll
+      for (int u = 0; u < U; ++u) wv[j][u] = next[j][u];
   }
   pdl_launch_dependents();
 #pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
-  if (lane == 0 && active) {
-    const float b = p.bias ? to_f(static_cast<const T*>(p.bias)[n]) : 0.f;
+  for (int j = 0; j < NR; ++j)
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-      if (r < p.T) static_cast<O*>(p.out)[int64_t(r) * p.N + n] = from_f<O>(acc[r] + b);
+    for (int r = 0; r < R; ++r) acc[j][r] = warp_sum(acc[j][r]);
+  if (lane == 0 && active) {
+    const T* bias = static_cast<const T*>(p.bias);
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (r >= p.T) continue;
+      float v = acc[0][r] + (bias ? to_f(bias[n]) : 0.f);
+      if constexpr (GATED) {
+        const float g = round_to<T>(v), u = round_to<T>(acc[1][r] + (bias ? to_f(bias[n + n_out]) : 0.f));
+        v = g / (1.0f + __expf(-g)) * u;  // as activation() on the rounded gate_up output
+      }
+      static_cast<O*>(p.out)[int64_t(r) * n_out + n] = from_f<O>(v);
+    }
   }
 }
 
-template <class T, class O>
+template <class T, class O, int U, bool GATED>
 void launch_rows(const GemvKParams& p, cudaStream_t s) {
-  const dim3 grid(unsigned(ceil_div(p.N, kWarps))), block(kWarps * 32);
+  const int64_t n_out = GATED ? p.N / 2 : p.N;
+  const dim3 grid(unsigned(ceil_div(n_out, kWarps))), block(kWarps * 32);
   if (p.T == 1) {
-    launch_pdl(gemv_kernel<T, O, 1>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 1, U, GATED>, grid, block, 0, s, p);
   } else if (p.T == 2) {
-    launch_pdl(gemv_kernel<T, O, 2>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 2, U, GATED>, grid, block, 0, s, p);
   } else if (p.T <= 4) {
-    launch_pdl(gemv_kernel<T, O, 4>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 4, U, GATED>, grid, block, 0, s, p);
   } else {
-    launch_pdl(gemv_kernel<T, O, 8>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 8, U, GATED>, grid, block, 0, s, p);
+  }
+}
+
+template <class T, class O, bool GATED>
+void launch_unroll(const GemvKParams& p, cudaStream_t s) {
+  if (p.unroll == 8) {
+    launch_rows<T, O, 8, GATED>(p, s);
+  } else {
+    launch_rows<T, O, 4, GATED>(p, s);
   }
 }
 
@@ -89,16 +126,20 @@ void GemvKParams::check() const {
   if (!x || !w || !out) throw_error("gemv: null pointer");
   if (!supports(T, K) || N <= 0) throw_error("gemv: needs 1..8 rows and K a multiple of 8");
   if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w)) % 16) throw_error("gemv: x and w must be 16-byte aligned");
+  if (unroll != 4 && unroll != 8) throw_error("gemv: unroll must be 4 or 8");
+  if (silu_gated && (N % 2 || out_dt != dt)) throw_error("gemv: the SiLU-gated form needs an even N and a compute-dtype output");
 }
 
 void invoke(const GemvKParams& p, cudaStream_t s) {
   p.check();
   dispatch_half(p.dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    if (p.out_dt == DType::F32) {
-      launch_rows<T, float>(p, s);
+    if (p.silu_gated) {
+      launch_unroll<T, T, true>(p, s);
+    } else if (p.out_dt == DType::F32) {
+      launch_unroll<T, float, false>(p, s);
     } else if (p.out_dt == p.dt) {
-      launch_rows<T, T>(p, s);
+      launch_unroll<T, T, false>(p, s);
     } else {
       throw_error("gemv: output must be float32 or the compute dtype");
     }

@@ -153,6 +153,8 @@ struct GemvKParams {
   void* out = nullptr;         // out_dt [T, N]
   int64_t T = 0, N = 0, K = 0;
   DType dt = DType::BF16, out_dt = DType::BF16;
+  int unroll = 4;           // 16-byte weight loads in flight per lane: 4 or 8 (a build-time tactic)
+  bool silu_gated = false;  // w = [gate rows; up rows]: out [T, N / 2] = silu(x w_gate^T + b) * (x w_up^T + b)
   void check() const;
   static bool supports(int64_t T, int64_t K) { return T >= 1 && T <= kGemvMaxRows && K % 8 == 0; }
 };

@@ -15,6 +15,7 @@ __global__ void rope_kv_kernel(RopeKvKParams p) {
   float* x = sm;         // [row]   the token's q | k | v in fp32
   float* cs = sm + row;  // [hd]    cos[0, half) | sin[0, half)
   pdl_wait();
+  pdl_launch_dependents();  // let the next kernel launch now
   const int64_t t = blockIdx.x;
   T* qkv = static_cast<T*>(p.qkv) + t * row;
   for (int64_t i = threadIdx.x; i < row; i += blockDim.x) x[i] = to_f(qkv[i]);
