@@ -188,7 +188,8 @@ json throughput(const Args& a) {
   std::vector<Seq> running;
   Tensor ids = be.alloc(DType::I32, {B});
   std::vector<int32_t> host_ids(static_cast<size_t>(B));
-  int64_t out_tokens = 0, steps = 0, mixed_steps = 0;
+  int64_t out_tokens = 0, steps = 0, mixed_steps = 0, decode_rows = 0;
+  double mixed_s = 0, decode_s = 0;  // time in steps that admit prompts / in decode-only steps
   const auto t0 = Clock::now();
   while (!running.empty() || !waiting.empty()) {
     std::vector<SeqStep> st;
@@ -220,11 +221,15 @@ json throughput(const Args& a) {
       st.push_back(std::move(q));
     }
     for (size_t i = 0; i < st.size(); ++i) st[i].block_table = &running[i].table;  // after any reallocation
-    mixed_steps += first_new < running.size();
+    const bool mixed = first_new < running.size();
+    mixed_steps += mixed;
+    const auto ts = Clock::now();
     Tensor logits = runner.step(st);
     const int64_t R = logits.dim(0);
     be.argmax({logits, ids.rows(0, R)});
     be.download(host_ids.data(), ids, size_t(R) * 4);
+    (mixed ? mixed_s : decode_s) += secs(ts, Clock::now());
+    if (!mixed) decode_rows += R;
     ++steps;
     std::vector<Seq> still;
     for (int64_t i = 0; i < R; ++i) {
@@ -243,7 +248,9 @@ json throughput(const Args& a) {
   const double t = secs(t0, Clock::now());
   return {{"bench", "throughput"}, {"requests", a.requests}, {"input_len", a.input}, {"output_len", a.output},
           {"max_batch_size", B}, {"max_num_tokens", lim.max_num_tokens}, {"seconds", t},
-          {"output_tok_s", double(out_tokens) / t}, {"steps", steps}, {"steps_admitting_prompts", mixed_steps}};
+          {"output_tok_s", double(out_tokens) / t}, {"steps", steps}, {"steps_admitting_prompts", mixed_steps},
+          {"seconds_in_steps_admitting_prompts", mixed_s}, {"seconds_in_decode_steps", decode_s},
+          {"mean_decode_batch", double(decode_rows) / double(std::max<int64_t>(1, steps - mixed_steps))}};
 }
 
 // Per-op decode profile. Each op is recorded num_layers x kReps times back to back in one graph (layer l's own

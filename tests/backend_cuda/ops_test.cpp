@@ -123,7 +123,7 @@ TEST_P(CudaOps, Activations) {
 }
 
 TEST_P(CudaOps, GatherRowsAndArgmax) {
-  const int64_t T = 11, H = 40, V = 1000;
+  const int64_t T = 11, H = 40;
   auto x = rnd(size_t(T * H), 12, 1.f, dt);
   std::vector<int32_t> rows{10, 0, 4, 4};
   GatherRowsParams c{put(cpu, x, {T, H}, DType::F32), put_i32(cpu, rows), cpu.alloc(DType::F32, {4, H})};
@@ -132,20 +132,25 @@ TEST_P(CudaOps, GatherRowsAndArgmax) {
   gpu->gather_rows(g);
   EXPECT_EQ(get(*gpu, g.out), get(cpu, c.out));  // a copy: exact
 
-  auto logits = rnd(size_t(3 * V), 13, 5.f, DType::F32);
-  logits[V + 17] = 9.f;  // row 1: a tie between 17 and 400, the lower index wins
-  logits[V + 400] = 9.f;
-  logits[2 * V + 999] = 7.f;
-  ArgmaxParams ca{put(cpu, logits, {3, V}, DType::F32), cpu.alloc(DType::I32, {3})};
-  ArgmaxParams ga{put(*gpu, logits, {3, V}, DType::F32), gpu->alloc(DType::I32, {3})};
-  cpu.argmax(ca);
-  gpu->argmax(ga);
-  std::vector<int32_t> a(3), b(3);
-  std::memcpy(a.data(), ca.out.data, 12);
-  gpu->download(b.data(), ga.out, 12);
-  EXPECT_EQ(a, b);
-  EXPECT_EQ(b[1], 17);
-  EXPECT_EQ(b[2], 999);
+  // One block per row (small V) and a vocabulary split over blocks (large V), ties inside and across slices.
+  for (int64_t V : {1000, 128256}) {
+    auto logits = rnd(size_t(3 * V), 13, 5.f, DType::F32);
+    logits[size_t(V + 17)] = 9.f;  // row 1: a tie between 17 and V - 600, the lower index wins
+    logits[size_t(2 * V - 600)] = 9.f;
+    logits[size_t(3 * V - 1)] = 7.f;  // row 2: the last entry
+    ArgmaxParams ca{put(cpu, logits, {3, V}, DType::F32), cpu.alloc(DType::I32, {3})};
+    ArgmaxParams ga{put(*gpu, logits, {3, V}, DType::F32), gpu->alloc(DType::I32, {3})};
+    cpu.argmax(ca);
+    for (int rep = 0; rep < 2; ++rep) {  // twice: the split's arrival counters must have been reset
+      gpu->argmax(ga);
+      std::vector<int32_t> a(3), b(3);
+      std::memcpy(a.data(), ca.out.data, 12);
+      gpu->download(b.data(), ga.out, 12);
+      EXPECT_EQ(a, b) << "V=" << V;
+      EXPECT_EQ(b[1], 17) << "V=" << V;
+      EXPECT_EQ(b[2], V - 1) << "V=" << V;
+    }
+  }
 }
 
 TEST_P(CudaOps, RandomWeightsMatchCpu) {

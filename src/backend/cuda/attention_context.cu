@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(kWarps * 32) context_attention_kernel(Attentio
   pdl_wait();
   const int s = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kBM;
   const int tok0 = p.seq_offsets[s], n_new = p.seq_offsets[s + 1] - tok0;
-  if (q0 >= n_new) return;
+  if (q0 >= n_new || (p.skip_single && n_new == 1)) return;
   const int cached = p.num_cached[s];
   const int64_t hd = p.hd, row = (p.nh + 2 * p.nkv) * hd;
   const int kvh = int(h / (p.nh / p.nkv));

@@ -15,8 +15,7 @@ namespace kiln::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMinChunk = 64;  // keys per split at least
-constexpr int KB = 4;          // keys batched per group
+constexpr int KB = 4;  // keys batched per group; a split takes at least two rounds of NG * KB keys
 
 template <int HD>
 struct DCfg {
@@ -44,10 +43,11 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(AttentionKPa
   pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
   const int s = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
   const int t = p.seq_offsets[s];
+  if (p.seq_offsets[s + 1] - t != 1) return;  // a context chunk: the context kernel's
   const int pos = p.num_cached[s];  // the new token's position (its k, v are already in the cache)
   const int k_lo = p.window > 0 ? max(0, pos - int(p.window) + 1) : 0;
   const int n = pos + 1 - k_lo;
-  const int chunk = max(kMinChunk, (n + p.num_splits - 1) / p.num_splits);
+  const int chunk = max(2 * NG * KB, (n + p.num_splits - 1) / p.num_splits);
   const int active = (n + chunk - 1) / chunk;
   if (split >= active) return;
   const int k0 = k_lo + split * chunk, k1 = min(k_lo + n, k0 + chunk);
@@ -221,7 +221,6 @@ bool decode_attention_supported(int64_t nh, int64_t nkv) {
 void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s) {
   p.check();
   if (p.T == 0) return;
-  if (p.T != p.S) throw_error("decode attention: one new token per sequence");
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");
   dispatch_half(p.dt, [&](auto tag) {

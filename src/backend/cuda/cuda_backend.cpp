@@ -133,7 +133,17 @@ class CudaBackend final : public Backend {
     max_seq_len_ = info.limits.max_seq_len;
     gemm_->set_tactics(info.tactics);
     const ModelConfig& m = info.model;
-    if (m.position == PositionType::Rope) inv_freq(m.rope, m.head_dim);  // made now, outside any graph
+    if (m.position == PositionType::Rope) {  // frequencies and the cos/sin table, made now (outside any graph)
+      const float* f = inv_freq(m.rope, m.head_dim);
+      rope_table_ = alloc(DType::F32, {max_seq_len_, m.head_dim});
+      cuda::RopeTableKParams t;
+      t.inv_freq = f;
+      t.out = rope_table_.ptr<float>();
+      t.len = max_seq_len_;
+      t.hd = m.head_dim;
+      cuda::invoke(t, stream_);
+      rope_table_key_ = rope_key(m.rope, m.head_dim);
+    }
     // Workspaces sized for the limits now, so that recording a step graph never allocates.
     const int64_t max_seqs = info.limits.max_batch_size * info.limits.max_beam_width;
     int64_t most = 0;
@@ -141,6 +151,10 @@ class CudaBackend final : public Backend {
     attn_o_.get<float>(size_t(most * m.num_heads * m.head_dim), false, "attention partials");
     attn_lse_.get<float>(size_t(most * m.num_heads), false, "attention partials");
     attn_counters_.get<int>(size_t(max_seqs * m.num_kv_heads), false, "attention counters");
+    const int ab = cuda::ArgmaxKParams::blocks_for(m.vocab_size);
+    argmax_val_.get<float>(size_t(max_seqs * ab), false, "argmax partials");
+    argmax_idx_.get<int32_t>(size_t(max_seqs * ab), false, "argmax partials");
+    argmax_counters_.get<int>(size_t(max_seqs), false, "argmax counters");
     if (m.num_experts > 0) moe_workspace(info.limits.max_num_tokens, m.hidden_size, m.intermediate_size, m.num_experts,
                                          m.experts_top_k);
   }
@@ -319,6 +333,10 @@ class CudaBackend final : public Backend {
     k.k_norm = p.k_norm.empty() ? nullptr : p.k_norm.data;
     k.qk_norm_eps = float(p.qk_norm_eps);
     k.inv_freq = p.apply_rope ? inv_freq(p.rope, p.head_dim) : nullptr;
+    if (p.apply_rope && !rope_table_.empty() && rope_key(p.rope, p.head_dim) == rope_table_key_) {
+      k.cos_sin = rope_table_.ptr<float>();
+      k.table_len = rope_table_.dim(0);
+    }
     k.positions = m.positions.ptr<int32_t>();
     k.slots = m.slot_mapping.ptr<int32_t>();
     k.cache = layer_ptr(p.cache, p.layer);
@@ -355,7 +373,10 @@ class CudaBackend final : public Backend {
     k.max_new_tokens = m.max_new_tokens;
     k.scale = p.scale;
     k.dt = dt_;
-    if (m.max_new_tokens == 1 && m.num_tokens == m.num_seqs && cuda::decode_attention_supported(k.nh, k.nkv)) {
+    // Sequences with one new token go to the split-KV decode kernel, prompt chunks to the context kernel; a
+    // mixed step runs both (each skips the other's sequences).
+    const bool decode_ok = cuda::decode_attention_supported(k.nh, k.nkv);
+    if (decode_ok && (m.max_new_tokens == 1 || m.num_seqs > 1)) {
       const int64_t max_ctx = max_seq_len_ > 0 ? max_seq_len_ : m.max_context;
       k.num_splits = int(decode_splits(k.S, k.nkv, max_ctx));
       if (k.num_splits > 1) {
@@ -364,7 +385,9 @@ class CudaBackend final : public Backend {
         k.counters = attn_counters_.get<int>(size_t(k.S * k.nkv), capturing_, "attention counters");
       }
       cuda::invoke_decode_attention(k, stream_);
-    } else {
+    }
+    if (m.max_new_tokens > 1 || !decode_ok) {
+      k.skip_single = decode_ok;
       cuda::invoke_context_attention(k, stream_);
     }
   }
@@ -425,6 +448,12 @@ class CudaBackend final : public Backend {
     k.out = p.out.ptr<int32_t>();
     k.R = p.logits.dim(0);
     k.V = p.logits.dim(1);
+    k.blocks = cuda::ArgmaxKParams::blocks_for(k.V);
+    if (k.blocks > 1) {
+      k.part_val = argmax_val_.get<float>(size_t(k.R * k.blocks), capturing_, "argmax partials");
+      k.part_idx = argmax_idx_.get<int32_t>(size_t(k.R * k.blocks), capturing_, "argmax partials");
+      k.counters = argmax_counters_.get<int>(size_t(k.R), capturing_, "argmax counters");
+    }
     cuda::invoke(k, stream_);
   }
 
@@ -480,9 +509,12 @@ class CudaBackend final : public Backend {
     const int64_t cap = std::clamp<int64_t>(cuda::ceil_div(max_ctx, 64), 1, 64);
     return std::clamp<int64_t>(cuda::ceil_div(2 * props_.multiProcessorCount, S * nkv), 1, cap);
   }
+  static std::string rope_key(const RopeConfig& r, int64_t hd) {
+    return fmt::format("{}_{}_{}_{}_{}_{}_{}_{}", r.theta, int(r.scaling), r.factor, r.low_freq_factor,
+                       r.high_freq_factor, r.original_max_position, int(r.freq_dtype), hd);
+  }
   const float* inv_freq(const RopeConfig& r, int64_t hd) {
-    const std::string key = fmt::format("{}_{}_{}_{}_{}_{}_{}_{}", r.theta, int(r.scaling), r.factor, r.low_freq_factor,
-                                        r.high_freq_factor, r.original_max_position, int(r.freq_dtype), hd);
+    const std::string key = rope_key(r, hd);
     auto it = inv_freq_.find(key);
     if (it != inv_freq_.end()) return static_cast<const float*>(it->second.data);
     if (capturing_) fail("cuda backend: RoPE frequencies first needed while a step graph is recorded");
@@ -529,7 +561,9 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   int64_t max_seq_len_ = 0;
   std::map<std::string, Tensor> inv_freq_;
-  DeviceBuffer attn_o_, attn_lse_, attn_counters_;
+  DeviceBuffer attn_o_, attn_lse_, attn_counters_, argmax_val_, argmax_idx_, argmax_counters_;
+  std::string rope_table_key_;  // the RoPE config rope_table_ was made for
+  Tensor rope_table_;           // F32 [max_seq_len, hd]: cos | sin per position
   DeviceBuffer moe_logits_, moe_w_, moe_e_, moe_off_, moe_slot_token_, moe_token_slot_, moe_gu_, moe_act_, moe_y_;
 };
 

@@ -1,5 +1,6 @@
 // Row-wise and element-wise kernels: embedding, norms fused with the residual add, activations, row gather,
 // argmax, random weights, bias add, dtype conversion. Each mirrors the cpu backend's loop of the same name.
+#include <algorithm>
 #include <cfloat>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -84,6 +85,66 @@ __global__ void norm_kernel(NormKParams p) {
   }
 }
 
+// The same with 16-byte vectors, the row in registers (VPT vectors per thread), one pass over memory.
+template <class T, int VPT>
+__global__ void norm_vec_kernel(NormKParams p) {
+  __shared__ float scratch[32];
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t t = blockIdx.x, nvec = p.H / 8;
+  uint4* r = reinterpret_cast<uint4*>(static_cast<T*>(p.residual) + t * p.H);
+  const uint4* a = p.add ? reinterpret_cast<const uint4*>(static_cast<const T*>(p.add) + t * p.H) : nullptr;
+  float v[VPT][8];
+  float sum = 0.f, sumsq = 0.f;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int64_t j = threadIdx.x + int64_t(i) * blockDim.x;
+    if (j < nvec) {
+      unpack8<T>(r[j], v[i]);
+      if (a) {
+        float av[8];
+        unpack8<T>(a[j], av);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) v[i][k] = round_to<T>(v[i][k] + av[k]);
+        r[j] = pack8<T>(v[i]);
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        sum += v[i][k];
+        sumsq += v[i][k] * v[i][k];
+      }
+    }
+  }
+  float mean = 0.f, inv;
+  if (p.layer_norm) {
+    mean = block_sum(sum, scratch) / float(p.H);
+    float var = 0.f;
+#pragma unroll
+    for (int i = 0; i < VPT; ++i)
+      if (threadIdx.x + int64_t(i) * blockDim.x < nvec)
+#pragma unroll
+        for (int k = 0; k < 8; ++k) var += (v[i][k] - mean) * (v[i][k] - mean);
+    inv = rsqrtf(block_sum(var, scratch) / float(p.H) + p.eps);
+  } else {
+    inv = rsqrtf(block_sum(sumsq, scratch) / float(p.H) + p.eps);
+  }
+  const uint4* w = reinterpret_cast<const uint4*>(p.weight);
+  const uint4* b = reinterpret_cast<const uint4*>(p.bias);
+  uint4* o = reinterpret_cast<uint4*>(static_cast<T*>(p.out) + t * p.H);
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int64_t j = threadIdx.x + int64_t(i) * blockDim.x;
+    if (j < nvec) {
+      float wv[8], bv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      unpack8<T>(w[j], wv);
+      if (b) unpack8<T>(b[j], bv);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[i][k] = (v[i][k] - mean) * inv * wv[k] + bv[k];
+      o[j] = pack8<T>(v[i]);
+    }
+  }
+}
+
 // ---- activations ----
 template <class T>
 __global__ void act_kernel(ActKParams p) {
@@ -118,23 +179,12 @@ __global__ void gather_kernel(GatherKParams p) {
 }
 
 // ---- argmax (lowest index among equal maxima) ----
-__global__ void argmax_kernel(ArgmaxKParams p) {
+__device__ __forceinline__ bool better(float a, int32_t ai, float b, int32_t bj) { return a > b || (a == b && ai < bj); }
+
+// Block-wide (value, index) arg-max; every thread gets the result.
+__device__ void block_argmax(float& best, int32_t& bi) {
   __shared__ float sv[32];
   __shared__ int32_t si[32];
-  pdl_wait();
-  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
-  const int64_t r = blockIdx.x;
-  const float* x = p.logits + r * p.V;
-  float best = -FLT_MAX;
-  int32_t bi = INT32_MAX;
-  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) {
-    const float y = x[v];
-    if (y > best) {  // per thread, indices ascend: strict > keeps the first maximum
-      best = y;
-      bi = int32_t(v);
-    }
-  }
-  auto better = [](float a, int32_t ai, float b, int32_t bj) { return a > b || (a == b && ai < bj); };
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float ob = __shfl_xor_sync(0xffffffffu, best, o);
@@ -144,27 +194,71 @@ __global__ void argmax_kernel(ArgmaxKParams p) {
       bi = oi;
     }
   }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads();
   if (lane == 0) {
     sv[warp] = best;
     si[warp] = bi;
   }
   __syncthreads();
-  if (warp == 0) {
-    const int nw = blockDim.x >> 5;
-    best = lane < nw ? sv[lane] : -FLT_MAX;
-    bi = lane < nw ? si[lane] : INT32_MAX;
+  best = lane < nw ? sv[lane] : -FLT_MAX;
+  bi = lane < nw ? si[lane] : INT32_MAX;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (better(ob, oi, best, bi)) {
-        best = ob;
-        bi = oi;
-      }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (better(ob, oi, best, bi)) {
+      best = ob;
+      bi = oi;
     }
-    if (lane == 0) p.out[r] = bi == INT32_MAX ? 0 : bi;
   }
+}
+
+// Grid (blocks, R): block b of row r scans a contiguous slice; the last to arrive reduces the slices.
+__global__ void argmax_kernel(ArgmaxKParams p) {
+  __shared__ int is_last;
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.y, slice = (p.V + gridDim.x - 1) / gridDim.x;
+  const int64_t v0 = int64_t(blockIdx.x) * slice, v1 = min(p.V, v0 + slice);
+  const float* x = p.logits + r * p.V;
+  float best = -FLT_MAX;
+  int32_t bi = INT32_MAX;
+  for (int64_t v = v0 + threadIdx.x; v < v1; v += blockDim.x) {
+    const float y = x[v];
+    if (y > best) {  // per thread, indices ascend: strict > keeps the first maximum
+      best = y;
+      bi = int32_t(v);
+    }
+  }
+  block_argmax(best, bi);
+  if (gridDim.x == 1) {
+    if (threadIdx.x == 0) p.out[r] = bi == INT32_MAX ? 0 : bi;
+    return;
+  }
+  if (threadIdx.x == 0) {
+    p.part_val[r * gridDim.x + blockIdx.x] = best;
+    p.part_idx[r * gridDim.x + blockIdx.x] = bi;
+    __threadfence();
+    const int prev = atomicAdd(p.counters + r, 1);
+    is_last = prev == int(gridDim.x) - 1;
+    if (is_last) p.counters[r] = 0;
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  best = -FLT_MAX;
+  bi = INT32_MAX;
+  for (int i = threadIdx.x; i < int(gridDim.x); i += blockDim.x) {
+    const float b = __ldcg(p.part_val + r * gridDim.x + i);
+    const int32_t j = __ldcg(p.part_idx + r * gridDim.x + i);
+    if (better(b, j, best, bi)) {
+      best = b;
+      bi = j;
+    }
+  }
+  block_argmax(best, bi);
+  if (threadIdx.x == 0) p.out[r] = bi == INT32_MAX ? 0 : bi;
 }
 
 // ---- random weights: the same function as kiln::random_uniform (backend.h) ----
@@ -180,6 +274,17 @@ template <class T>
 __global__ void random_kernel(RandomKParams p) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.n; i += int64_t(gridDim.x) * blockDim.x)
     static_cast<T*>(p.out)[i] = from_f<T>(p.scale * random_uniform_dev(p.seed, uint64_t(i)));
+}
+
+__global__ void rope_table_kernel(RopeTableKParams p) {
+  const int64_t half = p.hd / 2, n = p.len * half;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t pos = i / half, k = i % half;
+    double sn, c;
+    sincos(double(pos) * double(p.inv_freq[k]), &sn, &c);
+    p.out[pos * p.hd + k] = float(c);
+    p.out[pos * p.hd + half + k] = float(sn);
+  }
 }
 
 template <class T, class O>
@@ -225,9 +330,25 @@ void NormKParams::check() const {
 void invoke(const NormKParams& p, cudaStream_t s) {
   p.check();
   if (p.T == 0) return;
+  const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  const bool vec = p.H % 8 == 0 && p.H <= 32768 && aligned(p.residual) && aligned(p.out) && aligned(p.weight) &&
+                   (!p.add || aligned(p.add)) && (!p.bias || aligned(p.bias));
   dispatch_half(p.dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch_pdl(norm_kernel<T>, dim3(unsigned(p.T)), dim3(row_threads(p.H)), 0, s, p);
+    if (!vec) {
+      launch_pdl(norm_kernel<T>, dim3(unsigned(p.T)), dim3(row_threads(p.H)), 0, s, p);
+      return;
+    }
+    const int64_t nvec = p.H / 8;
+    const int vpt = nvec <= 1024 ? 1 : nvec <= 2048 ? 2 : 4;
+    const unsigned threads = unsigned(std::max<int64_t>(32, (ceil_div(nvec, vpt) + 31) / 32 * 32));
+    if (vpt == 1) {
+      launch_pdl(norm_vec_kernel<T, 1>, dim3(unsigned(p.T)), dim3(threads), 0, s, p);
+    } else if (vpt == 2) {
+      launch_pdl(norm_vec_kernel<T, 2>, dim3(unsigned(p.T)), dim3(threads), 0, s, p);
+    } else {
+      launch_pdl(norm_vec_kernel<T, 4>, dim3(unsigned(p.T)), dim3(threads), 0, s, p);
+    }
   });
 }
 
@@ -259,12 +380,13 @@ void invoke(const GatherKParams& p, cudaStream_t s) {
 
 void ArgmaxKParams::check() const {
   need(logits && out, "argmax: null pointer");
-  need(R >= 0 && V > 0, "argmax: bad sizes");
+  need(R >= 0 && V > 0 && blocks >= 1, "argmax: bad sizes");
+  need(blocks == 1 || (part_val && part_idx && counters), "argmax: split workspace missing");
 }
 void invoke(const ArgmaxKParams& p, cudaStream_t s) {
   p.check();
   if (p.R == 0) return;
-  launch_pdl(argmax_kernel, dim3(unsigned(p.R)), dim3(1024), 0, s, p);
+  launch_pdl(argmax_kernel, dim3(unsigned(p.blocks), unsigned(p.R)), dim3(p.blocks > 1 ? 256 : 1024), 0, s, p);
 }
 
 void RandomKParams::check() const { need(out || n == 0, "random_weight: null pointer"); }
@@ -276,6 +398,14 @@ void invoke(const RandomKParams& p, cudaStream_t s) {
     random_kernel<T><<<grid_for(p.n, 256), 256, 0, s>>>(p);
     KILN_CUDA_CHECK(cudaGetLastError());
   });
+}
+
+void RopeTableKParams::check() const { need(inv_freq && out && len >= 0 && hd > 0 && hd % 2 == 0, "rope table: bad params"); }
+void invoke(const RopeTableKParams& p, cudaStream_t s) {
+  p.check();
+  if (p.len == 0) return;
+  rope_table_kernel<<<grid_for(p.len * p.hd / 2, 256), 256, 0, s>>>(p);
+  KILN_CUDA_CHECK(cudaGetLastError());
 }
 
 void BiasKParams::check() const { need(out && bias, "bias: null pointer"); }

@@ -2,6 +2,8 @@
 // over the weights. One warp per output column n: 16-byte streaming loads of w (4 or 8 in flight per lane: a
 // tactic; the first ones issued before waiting on the previous kernel), x through L1, fp32 accumulation, a warp
 // reduction. A SiLU-gated form computes the gate and up columns together and writes silu(gate) * up.
+#include <algorithm>
+
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
 
@@ -9,97 +11,110 @@ namespace kiln::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;  // output columns per block
+constexpr int kWarps = 4;         // warps per block, one output column at a time each
+constexpr int kBlocksPerSm = 4;   // a persistent grid using part of each SM: the next kernel's blocks fit beside
 
 // U: 16-byte weight loads in flight per lane and weight row. GATED: each warp reads the gate row n and the up
-// row n + N/2 and writes silu(gate) * up (the SiLU-gated MLP's first half, fused).
+// row n + N/2 and writes silu(gate) * up (the SiLU-gated MLP's first half, fused). Warps stride over the output
+// columns (a persistent grid), prefetching the next column's first weights while reducing the current one.
 template <class T, class O, int R, int U, bool GATED>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
+__global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) gemv_kernel(GemvKParams p) {
   constexpr int NR = GATED ? 2 : 1;
   const int lane = threadIdx.x & 31;
   const int64_t n_out = GATED ? p.N / 2 : p.N;
-  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t stride = int64_t(gridDim.x) * kWarps;
   const int64_t nv = p.K / 8;  // 16-byte vectors per row
-  const bool active = n < n_out;
+  const T* W = static_cast<const T*>(p.w);
+  int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const uint4* w[NR];
-#pragma unroll
-  for (int j = 0; j < NR; ++j)
-    w[j] = reinterpret_cast<const uint4*>(static_cast<const T*>(p.w) + ((active ? n : 0) + j * n_out) * p.K);
-  // The weights do not depend on earlier kernels: start streaming them before the dependency wait.
   uint4 wv[NR][U];
+  auto start_row = [&](int64_t row) {  // row pointers and the first U loads of each
 #pragma unroll
-  for (int j = 0; j < NR; ++j)
+    for (int j = 0; j < NR; ++j) {
+      w[j] = reinterpret_cast<const uint4*>(W + (row < n_out ? row + j * n_out : 0) * p.K);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t v = lane + int64_t(u) * 32;
-      wv[j][u] = active && v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
+      for (int u = 0; u < U; ++u) {
+        const int64_t v = lane + int64_t(u) * 32;
+        wv[j][u] = row < n_out && v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
+      }
     }
+  };
+  start_row(n);  // the weights do not depend on earlier kernels: stream them before the dependency wait
   pdl_wait();
-  float acc[NR][R];
-#pragma unroll
-  for (int j = 0; j < NR; ++j)
-#pragma unroll
-    for (int r = 0; r < R; ++r) acc[j][r] = 0.f;
   const T* x = static_cast<const T*>(p.x);
-  for (int64_t base = 0; base < nv; base += 32 * U) {
-    uint4 next[NR][U];
+  for (; n < n_out; n += stride) {
+    float acc[NR][R];
 #pragma unroll
     for (int j = 0; j < NR; ++j)
 #pragma unroll
+      for (int r = 0; r < R; ++r) acc[j][r] = 0.f;
+    for (int64_t base = 0; base < nv; base += 32 * U) {
+      uint4 next[NR][U];
+#pragma unroll
+      for (int j = 0; j < NR; ++j)
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int64_t v = base + 32 * U + lane + int64_t(u) * 32;
+          next[j][u] = v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
       for (int u = 0; u < U; ++u) {
-        const int64_t v = base + 32 * U + lane + int64_t(u) * 32;
-        next[j][u] = active && v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
-      }
+        const int64_t v = base + lane + int64_t(u) * 32;
+        if (v < nv) {
+          float wf[NR][8];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t v = base + lane + int64_t(u) * 32;
-      if (v < nv) {
-        float wf[NR][8];
+          for (int j = 0; j < NR; ++j) unpack8<T>(wv[j][u], wf[j]);
 #pragma unroll
-        for (int j = 0; j < NR; ++j) unpack8<T>(wv[j][u], wf[j]);
+          for (int r = 0; r < R; ++r) {
+            if (r < p.T) {
+              const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + int64_t(r) * p.K) + v);
+              float xf[8];
+              unpack8<T>(xv, xf);
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          if (r < p.T) {
-            const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + int64_t(r) * p.K) + v);
-            float xf[8];
-            unpack8<T>(xv, xf);
+              for (int j = 0; j < NR; ++j)
 #pragma unroll
-            for (int j = 0; j < NR; ++j)
-#pragma unroll
-              for (int i = 0; i < 8; ++i) acc[j][r] = fmaf(wf[j][i], xf[i], acc[j][r]);
+                for (int i = 0; i < 8; ++i) acc[j][r] = fmaf(wf[j][i], xf[i], acc[j][r]);
+            }
           }
         }
       }
+#pragma unroll
+      for (int j = 0; j < NR; ++j)
+#pragma unroll
+        for (int u = 0; u < U; ++u) wv[j][u] = next[j][u];
     }
+    start_row(n + stride);  // in flight while this column is reduced and written
 #pragma unroll
     for (int j = 0; j < NR; ++j)
 #pragma unroll
-      for (int u = 0; u < U; ++u) wv[j][u] = next[j][u];
-  }
-  pdl_launch_dependents();
+      for (int r = 0; r < R; ++r) acc[j][r] = warp_sum(acc[j][r]);
+    if (lane == 0) {
+      const T* bias = static_cast<const T*>(p.bias);
 #pragma unroll
-  for (int j = 0; j < NR; ++j)
-#pragma unroll
-    for (int r = 0; r < R; ++r) acc[j][r] = warp_sum(acc[j][r]);
-  if (lane == 0 && active) {
-    const T* bias = static_cast<const T*>(p.bias);
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if (r >= p.T) continue;
-      float v = acc[0][r] + (bias ? to_f(bias[n]) : 0.f);
-      if constexpr (GATED) {
-        const float g = round_to<T>(v), u = round_to<T>(acc[1][r] + (bias ? to_f(bias[n + n_out]) : 0.f));
-        v = g / (1.0f + __expf(-g)) * u;  // as activation() on the rounded gate_up output
+      for (int r = 0; r < R; ++r) {
+        if (r >= p.T) continue;
+        float v = acc[0][r] + (bias ? to_f(bias[n]) : 0.f);
+        if constexpr (GATED) {
+          const float g = round_to<T>(v), u = round_to<T>(acc[1][r] + (bias ? to_f(bias[n + n_out]) : 0.f));
+          v = g / (1.0f + __expf(-g)) * u;  // as activation() on the rounded gate_up output
+        }
+        static_cast<O*>(p.out)[int64_t(r) * n_out + n] = from_f<O>(v);
       }
-      static_cast<O*>(p.out)[int64_t(r) * n_out + n] = from_f<O>(v);
     }
   }
+  pdl_launch_dependents();
 }
 
 template <class T, class O, int U, bool GATED>
 void launch_rows(const GemvKParams& p, cudaStream_t s) {
+  static const int sms = [] {
+    int d = 0, n = 0;
+    KILN_CUDA_CHECK(cudaGetDevice(&d));
+    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d));
+    return n;
+  }();
   const int64_t n_out = GATED ? p.N / 2 : p.N;
-  const dim3 grid(unsigned(ceil_div(n_out, kWarps))), block(kWarps * 32);
+  const dim3 grid(unsigned(std::min<int64_t>(ceil_div(n_out, kWarps), int64_t(kBlocksPerSm) * sms))), block(kWarps * 32);
   if (p.T == 1) {
     launch_pdl(gemv_kernel<T, O, 1, U, GATED>, grid, block, 0, s, p);
   } else if (p.T == 2) {

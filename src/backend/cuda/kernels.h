@@ -26,6 +26,7 @@ struct EmbeddingKParams {
 void invoke(const EmbeddingKParams& p, cudaStream_t s);
 
 // residual += add (if add); out = norm(residual) * weight (+ bias). RMSNorm or LayerNorm, fp32 statistics.
+// (16-byte vectors and a single pass over registers when H % 8 == 0 and H <= 32768.)
 struct NormKParams {
   bool layer_norm = false;
   float eps = 1e-6f;
@@ -62,11 +63,18 @@ struct GatherKParams {
 };
 void invoke(const GatherKParams& p, cudaStream_t s);
 
+// Split over `blocks` slices of the vocabulary per row; the last block of a row to finish reduces the partials
+// (an arrival counter per row, reset by that block).
 struct ArgmaxKParams {
   const float* logits = nullptr;  // [R, V]
   int32_t* out = nullptr;         // [R]
   int64_t R = 0, V = 0;
+  int blocks = 1;                  // slices per row
+  float* part_val = nullptr;       // [R, blocks] (blocks > 1)
+  int32_t* part_idx = nullptr;     // [R, blocks]
+  int* counters = nullptr;         // [R], zero between launches
   void check() const;
+  static int blocks_for(int64_t V) { return int(V >= 16384 ? 32 : 1); }
 };
 void invoke(const ArgmaxKParams& p, cudaStream_t s);
 
@@ -110,6 +118,8 @@ struct RopeKvKParams {
   const void* k_norm = nullptr;      // T [hd] or null
   float qk_norm_eps = 1e-6f;
   const float* inv_freq = nullptr;   // [hd / 2], or null: no rotation
+  const float* cos_sin = nullptr;    // [table_len, hd]: cos | sin per position (fp64-exact), or null
+  int64_t table_len = 0;
   const int32_t* positions = nullptr;  // [T]
   const int32_t* slots = nullptr;      // [T]
   void* cache = nullptr;               // T [num_blocks, 2, nkv, tpb, hd] (one layer)
@@ -131,6 +141,7 @@ struct AttentionKParams {
   const int32_t* block_tables = nullptr;  // [S, max_blocks]
   int64_t T = 0, S = 0, nh = 0, nkv = 0, hd = 0, tpb = 0, max_blocks = 0, window = 0;
   int64_t max_new_tokens = 0;  // context kernel: query tiles per sequence
+  bool skip_single = false;    // context kernel: leave sequences with one new token to the decode kernel
   float scale = 1.0f;
   // Decode kernel (one new token per sequence): split-KV partials and per-(seq, kv head) arrival counters.
   int num_splits = 1;
@@ -142,7 +153,17 @@ struct AttentionKParams {
 };
 bool decode_attention_supported(int64_t nh, int64_t nkv);  // heads per kv head in {1, 2, 3, 4, 8}
 void invoke_context_attention(const AttentionKParams& p, cudaStream_t s);  // flash-style, tensor cores
-void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s);   // split-KV + in-kernel reduction
+// Split-KV + in-kernel reduction, over the sequences with exactly one new token (the others are skipped).
+void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s);
+
+// cos | sin table for RoPE: out[pos, i] = cos(pos * inv_freq[i]), out[pos, hd/2 + i] = sin(...) (fp64, rounded).
+struct RopeTableKParams {
+  const float* inv_freq = nullptr;  // [hd / 2]
+  float* out = nullptr;             // [len, hd]
+  int64_t len = 0, hd = 0;
+  void check() const;
+};
+void invoke(const RopeTableKParams& p, cudaStream_t s);
 
 // out[t, n] = sum_k x[t, k] w[n, k] (+ bias[n]) for a few rows t (T <= kGemvMaxRows): one weight pass.
 constexpr int kGemvMaxRows = 8;

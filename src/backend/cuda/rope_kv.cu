@@ -20,12 +20,16 @@ __global__ void rope_kv_kernel(RopeKvKParams p) {
   T* qkv = static_cast<T*>(p.qkv) + t * row;
   for (int64_t i = threadIdx.x; i < row; i += blockDim.x) x[i] = to_f(qkv[i]);
   if (p.inv_freq) {
-    const double pos = double(p.positions[t]);
-    for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
-      double sn, c;
-      sincos(pos * double(p.inv_freq[i]), &sn, &c);
-      cs[i] = float(c);
-      cs[half + i] = float(sn);
+    const int32_t pos = p.positions[t];
+    if (p.cos_sin && pos >= 0 && pos < p.table_len) {  // precomputed at configure (the same fp64 values)
+      for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) cs[i] = p.cos_sin[int64_t(pos) * hd + i];
+    } else {
+      for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+        double sn, c;
+        sincos(double(pos) * double(p.inv_freq[i]), &sn, &c);
+        cs[i] = float(c);
+        cs[half + i] = float(sn);
+      }
     }
   }
   __syncthreads();
