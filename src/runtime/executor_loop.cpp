@@ -164,6 +164,7 @@ void Executor::Impl::sample_group(SequenceGroup& g, const std::vector<std::pair<
     sr.seed = g.seed;
     sr.stream = uint64_t(s.stream);
     sr.counter = uint64_t(s.len() - g.prompt_len);
+    sr.want_log_prob = r.return_log_probs;
     srows.push_back(sr);
   }
   const std::vector<SampledToken> picked = sample_batch(srows, vocab_);

@@ -144,7 +144,7 @@ SampledToken sample_row(const SampleRow& r, int64_t V) {
     if (*best == -std::numeric_limits<float>::infinity())
       fail("no token can be chosen: every logit is -inf (bad_words exclude them all?)");
     t.id = int32_t(best - r.logits);
-    t.log_prob = float(log_softmax_at(r.logits, V, t.id));
+    if (r.want_log_prob) t.log_prob = float(log_softmax_at(r.logits, V, t.id));
     return t;
   }
   TokenDistribution d = sampling_distribution(r.logits, V, p);

@@ -42,12 +42,14 @@ struct SampleRow {
   int32_t prompt_len = 0;
   const std::vector<std::vector<int32_t>>* bad_words = nullptr;
   uint64_t seed = 0, stream = 0, counter = 0;
+  bool want_log_prob = true;  // greedy rows skip a softmax over the vocabulary without it
 };
 
 struct SampledToken {
   int32_t id = -1;
   // Log-probability of `id` in the distribution it was chosen from: log_softmax of the penalized logits for
-  // greedy; the final (temperature-scaled, filtered, renormalized) distribution when sampling.
+  // greedy; the final (temperature-scaled, filtered, renormalized) distribution when sampling. 0 for a greedy
+  // row that did not want it.
   float log_prob = 0;
 };
 
