@@ -135,7 +135,8 @@ void register_run(CLI::App& app) {
   cmd->add_flag("--chat", o->chat, "render --prompt as a user message through the chat template");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "with --prompt: do not stop at the end-of-sequence token");
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate");
-  cmd->add_option("--output-file", o->output_file, "write {\"output_ids\": [...]} here");
+  cmd->add_option("--output-file", o->output_file,
+                  "write the result here: {\"output_ids\": [...], ...}; with --input-file, one JSON line per request");
   cmd->add_option("--logits-out", o->logits_out, "write float32 context_logits and generation_logits here");
   cmd->add_option("--threads", o->threads, "cpu threads (default: all cores)");
   cmd->add_option("--input-file", o->input_file, "JSONL requests, run concurrently (results to --output-file)");
