@@ -87,6 +87,8 @@ phase_bench() {
   record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
   record profile_1b 120 "$BIN/kiln_gpu_bench" profile --engine "$E1" --prompt-len 128
   record profile_8b 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 128
+  record profile_8b_batch512 180 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 192 --batch 512
+  record profile_8b_prefill 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 2048 --mode prefill
   cp "$E1/engine.json" "$OUT/engine_1b.json" 2>/dev/null
   cp "$E8/engine.json" "$OUT/engine_8b.json" 2>/dev/null
   record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128

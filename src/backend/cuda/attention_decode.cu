@@ -15,7 +15,8 @@ namespace kiln::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int KB = 4;  // keys batched per group; a split takes at least two rounds of NG * KB keys
+constexpr int KB = 4;  // keys batched per group; a split takes at least one round of NG * KB keys (measured:
+                       // more splits of one round each beat fewer splits of two rounds at batch 1)
 
 template <int HD>
 struct DCfg {
@@ -39,21 +40,63 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(AttentionKPa
   float* sm_l = sm_m + NG * G;             // [NG][G]
   __shared__ int is_last;
 
-  pdl_wait();
-  pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
+  // Step metadata comes from host copies and keys before the new token from earlier steps: both are read
+  // before the dependency wait; the new token's q, k and v (written by rope_kv just before) after it.
   const int s = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
   const int t = p.seq_offsets[s];
   if (p.seq_offsets[s + 1] - t != 1) return;  // a context chunk: the context kernel's
   const int pos = p.num_cached[s];  // the new token's position (its k, v are already in the cache)
   const int k_lo = p.window > 0 ? max(0, pos - int(p.window) + 1) : 0;
   const int n = pos + 1 - k_lo;
-  const int chunk = max(2 * NG * KB, (n + p.num_splits - 1) / p.num_splits);
+  const int chunk = max(NG * KB, (n + p.num_splits - 1) / p.num_splits);
   const int active = (n + chunk - 1) / chunk;
   if (split >= active) return;
   const int k0 = k_lo + split * chunk, k1 = min(k_lo + n, k0 + chunk);
   const int64_t hd = p.hd, row = (p.nh + 2 * p.nkv) * hd;
   const int hd_vecs = int(hd / 8);
   const int tid = threadIdx.x, gid = tid / LPK, lig = tid % LPK;
+  const T* cache = static_cast<const T*>(p.cache);
+  const int32_t* table = p.block_tables + int64_t(s) * p.max_blocks;
+  const int64_t kv_plane = p.nkv * p.tpb * hd;
+  uint4 kv[KB][2][VPL];
+  // Loads key/value rows of one round (KB keys per group); `ready`: which keys may be read now.
+  auto load_round = [&](int base, bool before_wait) {
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      const int kp = base + gid + b * NG;
+      const bool want = kp < k1 && (before_wait ? kp != pos : true);
+      const T* src = want ? cache + int64_t(table[kp / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + kp % p.tpb) * hd
+                          : nullptr;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        const int vec = lig + v * LPK;
+        const bool ok = src && vec < hd_vecs;
+        kv[b][0][v] = ok ? *reinterpret_cast<const uint4*>(src + vec * 8) : make_uint4(0, 0, 0, 0);
+        kv[b][1][v] = ok ? *reinterpret_cast<const uint4*>(src + kv_plane + vec * 8) : make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+  load_round(k0, true);
+  pdl_wait();
+  pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
+  {  // the new token's key, if it falls in the first round
+    const int b = (pos - k0 - gid) / NG;
+    if (pos >= k0 && pos < k0 + NG * KB && (pos - k0 - gid) % NG == 0 && (pos - k0 - gid) >= 0) {
+      const T* src = cache + int64_t(table[pos / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pos % p.tpb) * hd;
+#pragma unroll
+      for (int bb = 0; bb < KB; ++bb) {
+        if (bb != b) continue;
+#pragma unroll
+        for (int v = 0; v < VPL; ++v) {
+          const int vec = lig + v * LPK;
+          if (vec < hd_vecs) {
+            kv[bb][0][v] = *reinterpret_cast<const uint4*>(src + vec * 8);
+            kv[bb][1][v] = *reinterpret_cast<const uint4*>(src + kv_plane + vec * 8);
+          }
+        }
+      }
+    }
+  }
 
   // This lane's dims: vectors lig + v * LPK (v < VPL), each 8 elements.
   const T* qkv = static_cast<const T*>(p.qkv) + int64_t(t) * row;
@@ -79,25 +122,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(AttentionKPa
     for (int i = 0; i < VPL * 8; ++i) acc[gi][i] = 0.f;
   }
 
-  const T* cache = static_cast<const T*>(p.cache);
-  const int32_t* table = p.block_tables + int64_t(s) * p.max_blocks;
-  const int64_t kv_plane = p.nkv * p.tpb * hd;
   // Trip counts are uniform across the CTA (the shuffles below need whole warps); keys past k1 are masked.
   for (int base = k0; base < k1; base += NG * KB) {
-    uint4 kv[KB][2][VPL];
-#pragma unroll
-    for (int b = 0; b < KB; ++b) {
-      const int kp = base + gid + b * NG;
-      const T* src = nullptr;
-      if (kp < k1) src = cache + int64_t(table[kp / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + kp % p.tpb) * hd;
-#pragma unroll
-      for (int v = 0; v < VPL; ++v) {
-        const int vec = lig + v * LPK;
-        const bool ok = src && vec < hd_vecs;
-        kv[b][0][v] = ok ? *reinterpret_cast<const uint4*>(src + vec * 8) : make_uint4(0, 0, 0, 0);
-        kv[b][1][v] = ok ? *reinterpret_cast<const uint4*>(src + kv_plane + vec * 8) : make_uint4(0, 0, 0, 0);
-      }
-    }
+    if (base != k0) load_round(base, false);  // the first round was loaded above
 #pragma unroll
     for (int b = 0; b < KB; ++b) {
       const bool valid = base + gid + b * NG < k1;

@@ -14,22 +14,33 @@ __global__ void rope_kv_kernel(RopeKvKParams p) {
   const int64_t row = nq + 2 * nk;
   float* x = sm;         // [row]   the token's q | k | v in fp32
   float* cs = sm + row;  // [hd]    cos[0, half) | sin[0, half)
+  const int64_t t = blockIdx.x;
+  // Step metadata and the cos/sin table come from host copies, not from kernels: read before the wait.
+  const int32_t pos = p.positions[t], slot = p.slots[t];
+  const bool table = p.inv_freq && p.cos_sin && pos >= 0 && pos < p.table_len;
+  if (table)
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) cs[i] = p.cos_sin[int64_t(pos) * hd + i];
   pdl_wait();
   pdl_launch_dependents();  // let the next kernel launch now
-  const int64_t t = blockIdx.x;
   T* qkv = static_cast<T*>(p.qkv) + t * row;
-  for (int64_t i = threadIdx.x; i < row; i += blockDim.x) x[i] = to_f(qkv[i]);
-  if (p.inv_freq) {
-    const int32_t pos = p.positions[t];
-    if (p.cos_sin && pos >= 0 && pos < p.table_len) {  // precomputed at configure (the same fp64 values)
-      for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) cs[i] = p.cos_sin[int64_t(pos) * hd + i];
-    } else {
-      for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
-        double sn, c;
-        sincos(double(pos) * double(p.inv_freq[i]), &sn, &c);
-        cs[i] = float(c);
-        cs[half + i] = float(sn);
-      }
+  const bool vec = hd % 8 == 0;  // 16-byte accesses (rows and heads then start on 16-byte boundaries)
+  if (vec) {
+#pragma unroll 4
+    for (int64_t i = threadIdx.x; i < row / 8; i += blockDim.x) {
+      float f[8];
+      unpack8<T>(reinterpret_cast<const uint4*>(qkv)[i], f);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) x[i * 8 + k] = f[k];
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < row; i += blockDim.x) x[i] = to_f(qkv[i]);
+  }
+  if (p.inv_freq && !table) {  // no precomputed table (the same fp64 values)
+    for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+      double sn, c;
+      sincos(double(pos) * double(p.inv_freq[i]), &sn, &c);
+      cs[i] = float(c);
+      cs[half + i] = float(sn);
     }
   }
   __syncthreads();
@@ -60,15 +71,32 @@ __global__ void rope_kv_kernel(RopeKvKParams p) {
     }
     __syncthreads();
   }
-  const int32_t slot = p.slots[t];
   const int64_t blk = slot / p.tpb, off = slot % p.tpb;
   T* kb = static_cast<T*>(p.cache) + blk * 2 * p.nkv * p.tpb * hd;  // [nkv, tpb, hd]
   T* vb = kb + p.nkv * p.tpb * hd;
-  for (int64_t i = threadIdx.x; i < nq + nk; i += blockDim.x) qkv[i] = from_f<T>(x[i]);
-  for (int64_t i = threadIdx.x; i < nk; i += blockDim.x) {
-    const int64_t h = i / hd, d = i % hd;
-    kb[(h * p.tpb + off) * hd + d] = from_f<T>(x[nq + i]);
-    vb[(h * p.tpb + off) * hd + d] = from_f<T>(x[nq + nk + i]);
+  if (vec) {
+    auto load8 = [&](int64_t i) {
+      float f[8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) f[k] = x[i + k];
+      return pack8<T>(f);
+    };
+#pragma unroll 4
+    for (int64_t i = threadIdx.x; i < (nq + nk) / 8; i += blockDim.x)
+      reinterpret_cast<uint4*>(qkv)[i] = load8(i * 8);
+#pragma unroll 2
+    for (int64_t i = threadIdx.x; i < nk / 8; i += blockDim.x) {
+      const int64_t h = i * 8 / hd, d = i * 8 % hd;
+      *reinterpret_cast<uint4*>(kb + (h * p.tpb + off) * hd + d) = load8(nq + i * 8);
+      *reinterpret_cast<uint4*>(vb + (h * p.tpb + off) * hd + d) = load8(nq + nk + i * 8);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < nq + nk; i += blockDim.x) qkv[i] = from_f<T>(x[i]);
+    for (int64_t i = threadIdx.x; i < nk; i += blockDim.x) {
+      const int64_t h = i / hd, d = i % hd;
+      kb[(h * p.tpb + off) * hd + d] = from_f<T>(x[nq + i]);
+      vb[(h * p.tpb + off) * hd + d] = from_f<T>(x[nq + nk + i]);
+    }
   }
 }
 
