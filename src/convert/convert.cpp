@@ -63,6 +63,7 @@ void convert_checkpoint(const ConvertOptions& o) {
     if (!is_float(*o.dtype)) fail("--dtype {}: expected float32, float16 or bfloat16", dtype_name(*o.dtype));
     cfg.dtype = *o.dtype;
   }
+  if (o.rope_freq_f32) cfg.rope.freq_dtype = DType::F32;
   SafetensorsSet src(o.model_dir);
   const auto recipes = hf_recipes(cfg);
   // Check every tensor before writing anything.

@@ -12,6 +12,9 @@ struct ConvertOptions {
   std::string output_dir;
   std::optional<DType> dtype;  // default: the checkpoint's dtype
   bool progress = true;
+  // RoPE inverse frequencies: rounded to the HF checkpoint's dtype (false, the default: what transformers computes
+  // when it runs the model in that dtype) or kept in float32 (true: transformers loading the model in float32).
+  bool rope_freq_f32 = false;
 };
 
 void convert_checkpoint(const ConvertOptions& opts);

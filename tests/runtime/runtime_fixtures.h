@@ -53,13 +53,8 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
     co.output_dir = b->dir / "ckpt";
     co.dtype = DType::F32;
     co.progress = false;
+    co.rope_freq_f32 = lim.rope_freq_f32;  // kiln convert --rope-freq-dtype float32
     convert_checkpoint(co);
-    if (lim.rope_freq_f32) {
-      const std::string cfg = co.output_dir + "/config.json";
-      auto j = read_json_file(cfg);
-      j["rope"]["freq_dtype"] = "float32";
-      write_json_file(cfg, j);
-    }
     BuildOptions bo;
     bo.checkpoint_dir = co.output_dir;
     bo.output_dir = b->dir / "engine";

@@ -17,8 +17,14 @@ void register_convert(CLI::App& app) {
   cmd->add_option("--output", o->output_dir, "kiln checkpoint folder to create (must not exist)")->required();
   cmd->add_option("--dtype", *dtype, "weight dtype: float32 | float16 | bfloat16 (default: the checkpoint's)")
       ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
-  cmd->callback([o, dtype] {
+  auto freq = std::make_shared<std::string>("checkpoint");
+  cmd->add_option("--rope-freq-dtype", *freq,
+                  "RoPE frequencies: checkpoint (rounded to the checkpoint's dtype, as transformers runs it in that "
+                  "dtype; default) | float32 (as transformers runs it loaded in float32)")
+      ->check(CLI::IsMember({"checkpoint", "float32"}));
+  cmd->callback([o, dtype, freq] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
+    o->rope_freq_f32 = *freq == "float32";
     convert_checkpoint(*o);
   });
 }
