@@ -108,6 +108,40 @@ TEST_P(CudaOps, GateUpGemvFusedWithActivation) {
   }
 }
 
+// A decode layer's op sequence, where the cuda backend fuses: GEMV + residual add (into the next norm), norm as
+// the next GEMV's prologue, gate/up GEMV + SiLU. Every intermediate output must still be written and match.
+TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
+  for (int64_t T : {1, 3}) {
+    const int64_t H = 256, I = 96, Nq = 384;
+    auto xa = rnd(size_t(T * H), 60, 1.f, dt), res0 = rnd(size_t(T * H), 61, 2.f, dt);
+    auto wd = rnd(size_t(H * H), 62, 0.1f, dt), wn1 = rnd(size_t(H), 63, 1.f, dt), wn2 = rnd(size_t(H), 64, 1.f, dt);
+    auto wgu = rnd(size_t(2 * I * H), 65, 0.1f, dt), wdn = rnd(size_t(H * I), 66, 0.1f, dt);
+    auto wq = rnd(size_t(Nq * H), 67, 0.1f, dt), bq = rnd(size_t(Nq), 68, 0.5f, dt);
+    auto run = [&](Backend& be, DType t) {
+      Tensor attn = put(be, xa, {T, H}, t), res = put(be, res0, {T, H}, t);
+      Tensor proj = be.alloc(t, {T, H}), normed = be.alloc(t, {T, H}), mlp_in = be.alloc(t, {T, 2 * I});
+      Tensor act = be.alloc(t, {T, I}), mlp_out = be.alloc(t, {T, H}), normed2 = be.alloc(t, {T, H});
+      Tensor qkv = be.alloc(t, {T, Nq});
+      Tensor Wd = put(be, wd, {H, H}, t), Wn1 = put(be, wn1, {H}, t), Wn2 = put(be, wn2, {H}, t);
+      Tensor Wgu = put(be, wgu, {2 * I, H}, t), Wdn = put(be, wdn, {H, I}, t), Wq = put(be, wq, {Nq, H}, t);
+      Tensor Bq = put(be, bq, {Nq}, t);
+      be.linear({attn, Wd, Tensor(), proj});
+      be.norm({NormType::RMSNorm, 1e-5, proj, res, Wn1, Tensor(), normed});
+      be.linear({normed, Wgu, Tensor(), mlp_in});
+      be.activation({ActKind::SiluGated, mlp_in, act});
+      be.linear({act, Wdn, Tensor(), mlp_out});
+      be.norm({NormType::RMSNorm, 1e-5, mlp_out, res, Wn2, Tensor(), normed2});
+      be.linear({normed2, Wq, Bq, qkv});
+      std::vector<std::vector<float>> outs;
+      for (const Tensor* x : {&proj, &res, &normed, &mlp_in, &act, &mlp_out, &normed2, &qkv}) outs.push_back(get(be, *x));
+      return outs;
+    };
+    auto c = run(cpu, DType::F32), g = run(*gpu, dt);
+    const char* names[] = {"proj", "residual", "normed", "mlp_in", "act", "mlp_out", "normed2", "qkv"};
+    for (size_t i = 0; i < c.size(); ++i) EXPECT_LE(rel(g[i], c[i]), tol_for(dt)) << names[i] << " T=" << T;
+  }
+}
+
 TEST_P(CudaOps, Activations) {
   const int64_t T = 9, I = 200;
   auto gu = rnd(size_t(T * 2 * I), 10, 4.f, dt), x = rnd(size_t(T * I), 11, 4.f, dt);

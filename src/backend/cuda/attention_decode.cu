@@ -31,7 +31,8 @@ constexpr size_t decode_smem() {
 }
 
 template <class T, int HD, int G>
-__global__ void __launch_bounds__(kThreads) decode_attention_kernel(AttentionKParams p) {
+// Two CTAs per SM where registers allow it without spilling (more loads in flight at large batch).
+__global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decode_attention_kernel(AttentionKParams p) {
   using C = DCfg<HD>;
   constexpr int LPK = C::LPK, VPL = C::VPL, NG = C::NG;
   extern __shared__ __align__(16) float dsm[];

@@ -275,9 +275,25 @@ class CudaBackend final : public Backend {
   }
 
   void norm(const NormParams& p) override {
-    flush();
     expect(p.residual, "norm residual");
     expect(p.out, "norm out");
+    if (pending_ && !p.add.empty() && p.add.data == pending_->a.out && !pending_->norm_residual &&
+        pending_->a.M == p.residual.dim(0) && pending_->a.N == p.residual.dim(1)) {
+      // The pending GEMV produced this norm's `add`: it adds itself into the residual (and still writes its
+      // output); the norm then runs without the add.
+      PendingGemv g = *pending_;
+      pending_.reset();
+      run_gemv(g, [&](cuda::GemvKParams& k) { k.residual = p.residual.data; });
+      NormParams q = p;
+      q.add = Tensor();
+      defer_or_run_norm(q);
+      return;
+    }
+    flush();
+    defer_or_run_norm(p);
+  }
+
+  void run_norm(const NormParams& p) {
     cuda::NormKParams k;
     k.layer_norm = p.type == NormType::LayerNorm;
     k.eps = float(p.eps);
@@ -310,14 +326,19 @@ class CudaBackend final : public Backend {
     a.K = K;
     a.dt = dt_;
     a.out_dt = p.out.dtype;
+    const bool gemv = a.M <= cuda::kGemvMaxRows && a.out_dt == dt_ && gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
+    PendingGemv g{a, gemv ? gemm_->tactic(a).gemv_unroll : 4};
+    if (gemv && pending_norm_ && p.x.data == pending_norm_->out.data &&
+        size_t(a.M * a.K) * dtype_size(dt_) <= cuda::kGemvNormSmem) {
+      g.norm_residual = pending_norm_->residual.data;  // the pending RMSNorm becomes this GEMV's prologue
+      g.norm_weight = pending_norm_->weight.data;
+      g.norm_eps = float(pending_norm_->eps);
+      pending_norm_.reset();
+    }
     flush();
-    if (a.M <= cuda::kGemvMaxRows && a.N % 2 == 0 && a.out_dt == dt_) {
-      const cuda::GemmTactic t = gemm_->tactic(a);
-      if (t.kind == cuda::GemmTactic::Gemv) {  // may fuse with a SiLU-gated activation next
-        pending_ = a;
-        pending_unroll_ = t.gemv_unroll;
-        return;
-      }
+    if (gemv) {
+      pending_ = g;  // may fuse with what comes next (a SiLU-gated activation, a residual add)
+      return;
     }
     gemm_->run(a);
   }
@@ -395,22 +416,15 @@ class CudaBackend final : public Backend {
   void activation(const ActivationParams& p) override {
     expect(p.in, "activation in");
     expect(p.out, "activation out");
-    if (pending_ && p.kind == ActKind::SiluGated && p.in.data == pending_->out && p.in.dim(0) == pending_->M &&
-        p.in.dim(1) == pending_->N && p.out.dim(1) * 2 == pending_->N) {
-      cuda::GemvKParams g;  // the pending gate/up GEMV and this activation as one kernel
-      g.x = pending_->x;
-      g.w = pending_->w;
-      g.bias = pending_->bias;
-      g.out = p.out.data;
-      g.T = pending_->M;
-      g.N = pending_->N;
-      g.K = pending_->K;
-      g.dt = dt_;
-      g.out_dt = dt_;
-      g.unroll = pending_unroll_;
-      g.silu_gated = true;
+    if (pending_ && p.kind == ActKind::SiluGated && p.in.data == pending_->a.out && p.in.dim(0) == pending_->a.M &&
+        p.in.dim(1) == pending_->a.N && p.out.dim(1) * 2 == pending_->a.N) {
+      PendingGemv g = *pending_;  // the pending gate/up GEMV and this activation as one kernel
       pending_.reset();
-      cuda::invoke(g, stream_);
+      run_gemv(g, [&](cuda::GemvKParams& k) {
+        k.out = p.out.data;
+        k.gate_up = p.in.data;
+        k.silu_gated = true;
+      });
       return;
     }
     flush();
@@ -537,17 +551,58 @@ class CudaBackend final : public Backend {
     moe_y_.get<float>(size_t(T * K * H), capturing_, "moe");
   }
 
-  // Peephole fusion for decode: a few-row GEMV stays pending until the next call; when that is the SiLU-gated
-  // activation of its output, both run as one kernel (the [T, 2I] intermediate is never written), otherwise it
-  // runs as is first. Every entry point that reads or orders device work calls flush().
-  void flush() {
-    if (!pending_) return;
-    const cuda::GemmArgs a = *pending_;
-    pending_.reset();
-    gemm_->run(a);
+  // Peephole fusion for decode (few rows, GEMV tactic). A GEMV stays pending until the next call, and an RMSNorm
+  // without residual add stays pending until the linear that reads its output. Fused: norm -> GEMV (the norm as
+  // the GEMV's prologue), GEMV -> SiLU-gated activation (one kernel), GEMV -> norm(add = its output) (the GEMV
+  // adds into the residual). Every output an op promises is still written, so results are the same op by op;
+  // only the number of kernels changes. Every entry point that reads or orders device work calls flush().
+  struct PendingGemv {
+    cuda::GemmArgs a;
+    int unroll = 4;
+    const void* norm_residual = nullptr;  // norm prologue
+    const void* norm_weight = nullptr;
+    float norm_eps = 0.f;
+  };
+  template <class F>
+  void run_gemv(const PendingGemv& g, F&& adjust) {
+    cuda::GemvKParams k;
+    k.x = g.a.x;
+    k.w = g.a.w;
+    k.bias = g.a.bias;
+    k.out = g.a.out;
+    k.T = g.a.M;
+    k.N = g.a.N;
+    k.K = g.a.K;
+    k.dt = dt_;
+    k.out_dt = g.a.out_dt;
+    k.unroll = g.unroll;
+    k.norm_residual = g.norm_residual;
+    k.norm_weight = g.norm_weight;
+    k.norm_eps = g.norm_eps;
+    adjust(k);
+    cuda::invoke(k, stream_);
   }
-  std::optional<cuda::GemmArgs> pending_;
-  int pending_unroll_ = 4;
+  void defer_or_run_norm(const NormParams& p) {
+    if (p.add.empty() && p.type == NormType::RMSNorm && p.bias.empty() && p.residual.dim(0) <= cuda::kGemvMaxRows) {
+      pending_norm_ = p;
+    } else {
+      run_norm(p);
+    }
+  }
+  void flush() {
+    if (pending_norm_) {
+      const NormParams p = *pending_norm_;
+      pending_norm_.reset();
+      run_norm(p);
+    }
+    if (pending_) {
+      const PendingGemv g = *pending_;
+      pending_.reset();
+      run_gemv(g, [](cuda::GemvKParams&) {});
+    }
+  }
+  std::optional<PendingGemv> pending_;
+  std::optional<NormParams> pending_norm_;
 
   DType dt_;
   cudaDeviceProp props_{};

@@ -11,17 +11,34 @@ namespace kiln::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;  // warps per block, one output column at a time each
+constexpr int kWarps = 4;        // warps per block, one output column at a time each
+constexpr int kBlocksPerSm = 8;  // grid cap: columns are strided over at most this many blocks per SM
+
+// Block-wide sum for the norm prologue (every thread gets the result).
+__device__ float block_sum_f(float v, float* scratch) {
+  v = warp_sum(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = 0.f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) r += scratch[w];
+  return r;
+}
 
 // U: 16-byte weight loads in flight per lane and weight row. GATED: each warp reads the gate row n and the up
-// row n + N/2 and writes silu(gate) * up (the SiLU-gated MLP's first half, fused). One column per warp (a
-// persistent grid over a part of each SM measured slower: fewer loads in flight).
-template <class T, class O, int R, int U, bool GATED>
+// row n + N/2 and writes silu(gate) * up (the SiLU-gated MLP's first half, fused). NORM: x is made by the RMSNorm
+// prologue into shared memory. Warps stride over the output columns (the grid is capped at kBlocksPerSm blocks
+// per SM, so the last wave is not a partial one), prefetching the next column's first weights while reducing.
+template <class T, class O, int R, int U, bool GATED, bool NORM>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   constexpr int NR = GATED ? 2 : 1;
+  extern __shared__ __align__(16) unsigned char gemv_smem[];
+  __shared__ float scratch[kWarps];
   const int lane = threadIdx.x & 31;
   const int64_t n_out = GATED ? p.N / 2 : p.N;
-  const int64_t stride = int64_t(gridDim.x) * kWarps;  // grid covers all columns: one iteration
+  const int64_t stride = int64_t(gridDim.x) * kWarps;
   const int64_t nv = p.K / 8;  // 16-byte vectors per row
   const T* W = static_cast<const T*>(p.w);
   int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
@@ -39,8 +56,37 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
     }
   };
   start_row(n);  // the weights do not depend on earlier kernels: stream them before the dependency wait
+  const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
   pdl_wait();
-  const T* x = static_cast<const T*>(p.x);
+  const uint4* xs;  // x rows, 16-byte vectors: global, or shared memory after the norm prologue
+  if constexpr (NORM) {
+    uint4* xsm = reinterpret_cast<uint4*>(gemv_smem);  // [T, K]
+    const uint4* res = reinterpret_cast<const uint4*>(p.norm_residual);
+    for (int r = 0; r < int(p.T); ++r) {
+      float ss = 0.f;
+      for (int64_t v = threadIdx.x; v < nv; v += blockDim.x) {
+        float f[8];
+        unpack8<T>(res[r * nv + v], f);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) ss += f[i] * f[i];
+      }
+      const float inv = rsqrtf(block_sum_f(ss, scratch) / float(p.K) + p.norm_eps);
+      for (int64_t v = threadIdx.x; v < nv; v += blockDim.x) {
+        float f[8], g[8];
+        unpack8<T>(res[r * nv + v], f);
+        unpack8<T>(normw[v], g);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) f[i] = f[i] * inv * g[i];
+        const uint4 o = pack8<T>(f);
+        xsm[r * nv + v] = o;
+        if (blockIdx.x == 0) reinterpret_cast<uint4*>(const_cast<void*>(p.x))[r * nv + v] = o;  // the norm's output
+      }
+    }
+    __syncthreads();
+    xs = xsm;
+  } else {
+    xs = reinterpret_cast<const uint4*>(p.x);
+  }
   for (; n < n_out; n += stride) {
     float acc[NR][R];
 #pragma unroll
@@ -66,7 +112,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             if (r < p.T) {
-              const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + int64_t(r) * p.K) + v);
+              uint4 xv;
+              if constexpr (NORM) {
+                xv = xs[r * nv + v];
+              } else {
+                xv = __ldg(xs + r * nv + v);
+              }
               float xf[8];
               unpack8<T>(xv, xf);
 #pragma unroll
@@ -95,36 +146,51 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
         float v = acc[0][r] + (bias ? to_f(bias[n]) : 0.f);
         if constexpr (GATED) {
           const float g = round_to<T>(v), u = round_to<T>(acc[1][r] + (bias ? to_f(bias[n + n_out]) : 0.f));
+          if (p.gate_up) {  // what the unfused linear writes
+            static_cast<T*>(p.gate_up)[int64_t(r) * p.N + n] = from_f<T>(g);
+            static_cast<T*>(p.gate_up)[int64_t(r) * p.N + n_out + n] = from_f<T>(u);
+          }
           v = g / (1.0f + __expf(-g)) * u;  // as activation() on the rounded gate_up output
         }
         static_cast<O*>(p.out)[int64_t(r) * n_out + n] = from_f<O>(v);
+        if (p.residual) {  // residual += out, as the next norm's add would do
+          T* rr = static_cast<T*>(p.residual) + int64_t(r) * n_out + n;
+          *rr = from_f<T>(to_f(*rr) + round_to<O>(v));
+        }
       }
     }
   }
   pdl_launch_dependents();
 }
 
-template <class T, class O, int U, bool GATED>
+template <class T, class O, int U, bool GATED, bool NORM>
 void launch_rows(const GemvKParams& p, cudaStream_t s) {
+  static const int sms = [] {
+    int d = 0, n = 0;
+    KILN_CUDA_CHECK(cudaGetDevice(&d));
+    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d));
+    return n;
+  }();
   const int64_t n_out = GATED ? p.N / 2 : p.N;
-  const dim3 grid(unsigned(ceil_div(n_out, kWarps))), block(kWarps * 32);
+  const dim3 grid(unsigned(std::min<int64_t>(ceil_div(n_out, kWarps), int64_t(kBlocksPerSm) * sms))), block(kWarps * 32);
+  const size_t smem = NORM ? size_t(p.T * p.K) * sizeof(T) : 0;
   if (p.T == 1) {
-    launch_pdl(gemv_kernel<T, O, 1, U, GATED>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 1, U, GATED, NORM>, grid, block, smem, s, p);
   } else if (p.T == 2) {
-    launch_pdl(gemv_kernel<T, O, 2, U, GATED>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 2, U, GATED, NORM>, grid, block, smem, s, p);
   } else if (p.T <= 4) {
-    launch_pdl(gemv_kernel<T, O, 4, U, GATED>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 4, U, GATED, NORM>, grid, block, smem, s, p);
   } else {
-    launch_pdl(gemv_kernel<T, O, 8, U, GATED>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, O, 8, U, GATED, NORM>, grid, block, smem, s, p);
   }
 }
 
-template <class T, class O, bool GATED>
+template <class T, class O, bool GATED, bool NORM>
 void launch_unroll(const GemvKParams& p, cudaStream_t s) {
   if (p.unroll == 8) {
-    launch_rows<T, O, 8, GATED>(p, s);
+    launch_rows<T, O, 8, GATED, NORM>(p, s);
   } else {
-    launch_rows<T, O, 4, GATED>(p, s);
+    launch_rows<T, O, 4, GATED, NORM>(p, s);
   }
 }
 
@@ -136,18 +202,23 @@ void GemvKParams::check() const {
   if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w)) % 16) throw_error("gemv: x and w must be 16-byte aligned");
   if (unroll != 4 && unroll != 8) throw_error("gemv: unroll must be 4 or 8");
   if (silu_gated && (N % 2 || out_dt != dt)) throw_error("gemv: the SiLU-gated form needs an even N and a compute-dtype output");
+  if (norm_residual && (!norm_weight || size_t(T * K) * dtype_size(dt) > kGemvNormSmem || out_dt != dt))
+    throw_error("gemv: the norm prologue needs a weight, T * K small enough, a compute-dtype output");
+  if (residual && (silu_gated || out_dt != dt || norm_residual))
+    throw_error("gemv: the residual epilogue needs a plain compute-dtype output and no norm prologue");
 }
 
 void invoke(const GemvKParams& p, cudaStream_t s) {
   p.check();
   dispatch_half(p.dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
+    const bool norm = p.norm_residual != nullptr;
     if (p.silu_gated) {
-      launch_unroll<T, T, true>(p, s);
+      norm ? launch_unroll<T, T, true, true>(p, s) : launch_unroll<T, T, true, false>(p, s);
     } else if (p.out_dt == DType::F32) {
-      launch_unroll<T, float, false>(p, s);
+      launch_unroll<T, float, false, false>(p, s);
     } else if (p.out_dt == p.dt) {
-      launch_unroll<T, T, false>(p, s);
+      norm ? launch_unroll<T, T, false, true>(p, s) : launch_unroll<T, T, false, false>(p, s);
     } else {
       throw_error("gemv: output must be float32 or the compute dtype");
     }

@@ -167,6 +167,7 @@ void invoke(const RopeTableKParams& p, cudaStream_t s);
 
 // out[t, n] = sum_k x[t, k] w[n, k] (+ bias[n]) for a few rows t (T <= kGemvMaxRows): one weight pass.
 constexpr int kGemvMaxRows = 8;
+constexpr size_t kGemvNormSmem = 48 * 1024;
 struct GemvKParams {
   const void* x = nullptr;     // T [T, K]
   const void* w = nullptr;     // T [N, K]
@@ -176,6 +177,14 @@ struct GemvKParams {
   DType dt = DType::BF16, out_dt = DType::BF16;
   int unroll = 4;           // 16-byte weight loads in flight per lane: 4 or 8 (a build-time tactic)
   bool silu_gated = false;  // w = [gate rows; up rows]: out [T, N / 2] = silu(x w_gate^T + b) * (x w_up^T + b)
+  void* gate_up = nullptr;  // silu_gated: also write the [T, N] gate | up values here (what linear() writes)
+  // Fused RMSNorm prologue: x := rmsnorm(norm_residual) * norm_weight, computed per block into shared memory
+  // (and written to x by block 0, as the norm op would). Needs T * K * sizeof(T) <= kGemvNormSmem.
+  const void* norm_residual = nullptr;  // T [T, K]
+  const void* norm_weight = nullptr;    // T [K]
+  float norm_eps = 0.f;
+  // Fused residual epilogue: residual[t, n] = round(residual[t, n] + out[t, n]) (out is still written).
+  void* residual = nullptr;  // T [T, N]
   void check() const;
   static bool supports(int64_t T, int64_t K) { return T >= 1 && T <= kGemvMaxRows && K % 8 == 0; }
 };
