@@ -2,7 +2,9 @@
 // Each op takes one params struct. Tensors passed to ops live in the backend's memory (see alloc/upload).
 // Activations are in the backend's compute dtype (cpu: F32; cuda: F16/BF16); logits are always F32.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -169,11 +171,30 @@ class Backend {
   // every backend produces the same values up to its dtype's rounding. Synthetic engines are made of these.
   virtual Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) = 0;
 
+  // Asynchronous copy to the host, ordered after the work issued so far: returns a ticket; wait_download waits
+  // for that copy and writes its bytes to dst (each ticket once). The default copies synchronously.
+  virtual uint64_t download_async(const Tensor& src, size_t bytes) {
+    std::vector<uint8_t> b(bytes);
+    download(b.data(), src, bytes);
+    downloads_[next_ticket_] = std::move(b);
+    return next_ticket_++;
+  }
+  virtual void wait_download(uint64_t ticket, void* dst) {
+    auto it = downloads_.find(ticket);
+    if (it == downloads_.end()) fail("wait_download: unknown ticket {}", ticket);
+    std::copy(it->second.begin(), it->second.end(), static_cast<uint8_t*>(dst));
+    downloads_.erase(it);
+  }
+
   // Step graphs: ops issued between begin_capture() and end_capture() are recorded instead of run; the graph
   // returned has not run yet (call replay()). Only where supports_step_graphs() is true.
   virtual bool supports_step_graphs() const { return false; }
   virtual void begin_capture() { fail("backend {} does not record step graphs", name()); }
   virtual std::unique_ptr<StepGraph> end_capture() { fail("backend {} does not record step graphs", name()); }
+
+ private:
+  std::map<uint64_t, std::vector<uint8_t>> downloads_;  // the default download_async's copies
+  uint64_t next_ticket_ = 1;
 };
 
 // The shared definition of random_weight's values: element i of seed s, uniform in [-1, 1).

@@ -29,19 +29,50 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
   for (int64_t i = 0; i < nblocks; ++i) table[i] = int32_t(i);
 
   GreedyResult r;
+  const int64_t chunk = e.limits().max_num_tokens;  // prefill in chunks of at most max_num_tokens
+  if (!o.keep_logits) {
+    // Greedy on the device, pipelined: step j + 1 takes its token straight from step j's device-side choice and
+    // is queued before the host waits for that choice (an asynchronous 4-byte copy), so the host's work for a
+    // step overlaps the device's work on the previous one. A stop token discards the one step queued after it.
+    Backend& be = e.backend();
+    Tensor sampled;
+    for (int64_t b = 0; b < P; b += chunk) {
+      const int64_t n = std::min(chunk, P - b);
+      SeqStep s;
+      s.tokens.assign(prompt.begin() + b, prompt.begin() + b + n);
+      s.num_cached = int32_t(b);
+      s.block_table = &table;
+      s.want_logits = b + n == P;
+      Tensor logits = runner.step({s});
+      if (s.want_logits) sampled = runner.sample_greedy(logits);
+    }
+    uint64_t ticket = be.download_async(sampled, sizeof(int32_t));
+    for (int64_t j = 0, pos = P; j < o.max_new_tokens; ++j, ++pos) {
+      uint64_t queued = 0;
+      if (j + 1 < o.max_new_tokens) {
+        SeqStep s;
+        s.tokens = {0};  // the device-side choice of the previous step
+        s.num_cached = int32_t(pos);
+        s.block_table = &table;
+        queued = be.download_async(runner.sample_greedy(runner.step({s}, /*ids_from_sample=*/true)), sizeof(int32_t));
+      }
+      int32_t next = -1;
+      be.wait_download(ticket, &next);
+      ticket = queued;
+      r.output_ids.push_back(next);
+      if (o.on_token) o.on_token(next);
+      if (std::find(o.stop_ids.begin(), o.stop_ids.end(), next) != o.stop_ids.end()) break;
+    }
+    if (ticket) {  // the step queued after a stop token
+      int32_t unused;
+      be.wait_download(ticket, &unused);
+    }
+    return r;
+  }
+
+  // With --logits-out every row comes to the host; the choice is made there.
   std::vector<float> row(static_cast<size_t>(V));
   auto argmax = [&](const float* x) { return int32_t(std::max_element(x, x + V) - x); };
-  // Without --logits-out the choice is made on the device: only the chosen id crosses to the host.
-  Backend& be = e.backend();
-  Tensor chosen = be.alloc(DType::I32, {1});
-  auto device_argmax = [&](const Tensor& logits) {
-    be.argmax({logits.rows(logits.dim(0) - 1, 1), chosen});
-    int32_t id = -1;
-    be.download(&id, chosen, sizeof(id));
-    return id;
-  };
-  // Prefill in chunks of at most max_num_tokens.
-  const int64_t chunk = e.limits().max_num_tokens;
   int32_t next = -1;
   for (int64_t b = 0; b < P; b += chunk) {
     const int64_t n = std::min(chunk, P - b);
@@ -50,17 +81,12 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     s.num_cached = int32_t(b);
     s.block_table = &table;
     s.want_logits = b + n == P;
-    s.all_logits = o.keep_logits;
+    s.all_logits = true;
     Tensor logits = runner.step({s});
-    if (!s.want_logits && !s.all_logits) continue;
-    if (!o.keep_logits) {
-      next = device_argmax(logits);
-      continue;
-    }
     const int64_t rows = logits.dim(0);
     std::vector<float> host(static_cast<size_t>(rows * V));
     e.backend().download(host.data(), logits, host.size() * 4);
-    if (o.keep_logits) r.context_logits.insert(r.context_logits.end(), host.begin(), host.end());
+    r.context_logits.insert(r.context_logits.end(), host.begin(), host.end());
     if (s.want_logits) {
       std::copy(host.end() - V, host.end(), row.begin());
       next = argmax(row.data());
@@ -68,7 +94,7 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
   }
   int64_t pos = P;
   for (int64_t j = 0; j < o.max_new_tokens; ++j) {
-    if (o.keep_logits) r.generation_logits.insert(r.generation_logits.end(), row.begin(), row.end());
+    r.generation_logits.insert(r.generation_logits.end(), row.begin(), row.end());
     r.output_ids.push_back(next);
     if (o.on_token) o.on_token(next);
     if (std::find(o.stop_ids.begin(), o.stop_ids.end(), next) != o.stop_ids.end()) break;
@@ -78,12 +104,8 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     s.num_cached = int32_t(pos);
     s.block_table = &table;
     Tensor logits = runner.step({s});
-    if (o.keep_logits) {
-      be.download(row.data(), logits, size_t(V) * 4);
-      next = argmax(row.data());
-    } else {
-      next = device_argmax(logits);
-    }
+    e.backend().download(row.data(), logits, size_t(V) * 4);
+    next = argmax(row.data());
     ++pos;
   }
   return r;

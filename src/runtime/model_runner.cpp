@@ -41,6 +41,13 @@ void ModelRunner::ensure_capacity(int64_t T, int64_t S, int64_t R) {
   if (R > cap_rows_) {
     cap_rows_ = std::max(R, cap_rows_ * 2);
     rows_buf_ = be_.alloc(DType::I32, {cap_rows_});
+    Tensor sampled = be_.alloc(DType::I32, {cap_rows_});
+    if (!sampled_.empty()) {  // keep the choices made so far (a step with ids_from_sample may follow)
+      std::vector<int32_t> keep(static_cast<size_t>(sampled_.dim(0)));
+      be_.download(keep.data(), sampled_, keep.size() * 4);
+      be_.upload(sampled, keep.data(), keep.size() * 4);
+    }
+    sampled_ = sampled;
     selected_ = be_.alloc(dt, {cap_rows_, H});
     logits_ = be_.alloc(DType::F32, {cap_rows_, cfg_.vocab_size});
   }
@@ -52,9 +59,22 @@ Tensor ModelRunner::upload_i32(Tensor& buf, const std::vector<int32_t>& v, std::
   return t;
 }
 
-Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
+Tensor ModelRunner::sample_greedy(const Tensor& logits) {
+  const int64_t R = logits.dim(0);
+  if (R > cap_rows_ || sampled_.empty()) fail("sample_greedy: logits of {} rows from another step", R);
+  Tensor out = sampled_.rows(0, R);
+  be_.argmax({logits, out});
+  return out;
+}
+
+Tensor ModelRunner::step(const std::vector<SeqStep>& seqs, bool ids_from_sample) {
   const int64_t S = int64_t(seqs.size());
   if (S == 0) fail("model step with no sequences");
+  if (ids_from_sample) {
+    if (sampled_.empty() || S > sampled_.dim(0)) fail("model step: ids_from_sample without a previous sample_greedy");
+    for (auto& q : seqs)
+      if (q.tokens.size() != 1) fail("model step: ids_from_sample needs one new token per sequence");
+  }
   const int64_t tpb = cache_.tokens_per_block;
   const int64_t max_blocks = (engine_.limits().max_seq_len + tpb - 1) / tpb;
   // Host-side metadata for the packed batch.
@@ -92,7 +112,7 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
   meta_.max_blocks_per_seq = int32_t(max_blocks);
   meta_.max_new_tokens = max_new;
   meta_.max_context = max_ctx;
-  Tensor ids_t = upload_i32(ids_buf_, ids, {T});
+  Tensor ids_t = ids_from_sample ? sampled_.rows(0, T) : upload_i32(ids_buf_, ids, {T});
   meta_.positions = upload_i32(pos_buf_, pos, {T});
   meta_.token_seq = upload_i32(seq_buf_, seq_of, {T});
   meta_.slot_mapping = upload_i32(slots_buf_, slots, {T});
@@ -105,9 +125,10 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs) {
   // buffers at fixed addresses). The first step of a batch size runs directly (lazy initializations happen
   // outside any recording), the second records the graph.
   const bool graph = be_.supports_step_graphs() && max_new == 1 && R == S;
-  auto it = graph ? graphs_.find(S) : graphs_.end();
+  const int64_t key = 2 * S + (ids_from_sample ? 1 : 0);
+  auto it = graph ? graphs_.find(key) : graphs_.end();
   if (graph && it == graphs_.end()) {
-    graphs_.emplace(S, nullptr);
+    graphs_.emplace(key, nullptr);
     run_layers(T, R, ids_t, rows_t);
   } else if (graph) {
     if (!it->second) {

@@ -1,10 +1,12 @@
-// Flash-style paged attention for the context phase (and mixed steps): one CTA per (64-query tile, head,
-// sequence), 4 warps of 16 query rows each. Q stays in registers as mma fragments; K and V tiles are gathered
+// Flash-style paged attention for the context phase (and mixed steps): one CTA per (query tile, head, sequence),
+// warps of 16 query rows each (64-row tiles by default). Q stays in registers as mma fragments; K and V tiles are gathered
 // from the paged cache through the block table with cp.async into a double buffer; S = Q K^T and O += P V on
 // tensor cores (mma.sync m16n8k16, fp32 accumulation); online softmax in registers (exp2, scale folded in).
 // Causal over positions num_cached + i, GQA (head h reads kv head h / (nh / nkv)), optional sliding window;
 // earlier chunks of a prompt are read from the cache like any other key.
 #include <cfloat>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -13,9 +15,7 @@ namespace kiln::cuda {
 
 namespace {
 
-constexpr int kBM = 64;       // query rows per CTA
-constexpr int kWarps = 4;     // 16 rows each
-constexpr int kPad = 8;       // smem row padding (elements): conflict-free fragment loads
+constexpr int kPad = 8;  // smem row padding (elements): conflict-free fragment loads
 
 template <class T>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
@@ -48,17 +48,20 @@ __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t& r0, uint32_t& r1, co
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(s));
 }
 
-template <int HD>
+// 16 query rows per warp; W warps per CTA (W * 16-row query tiles).
+template <int HD, int W>
 struct Cfg {
+  static constexpr int WARPS = W;
+  static constexpr int BM = 16 * WARPS;           // query rows per CTA
   static constexpr int BN = HD > 128 ? 32 : 64;  // keys per tile
   static constexpr int LD = HD + kPad;            // smem row stride (elements)
-  static constexpr size_t smem_elems = size_t(kBM) * LD + 2 * 2 * size_t(BN) * LD;  // Q + 2 x (K, V)
+  static constexpr size_t smem_elems = size_t(BM) * LD + 2 * 2 * size_t(BN) * LD;  // Q + 2 x (K, V)
 };
 
-template <class T, int HD>
-__global__ void __launch_bounds__(kWarps * 32) context_attention_kernel(AttentionKParams p) {
-  using C = Cfg<HD>;
-  constexpr int BN = C::BN, LD = C::LD, VPR = HD / 8;  // 16-byte vectors per row
+template <class T, int HD, int W>
+__global__ void __launch_bounds__(W * 32) context_attention_kernel(AttentionKParams p) {
+  using C = Cfg<HD, W>;
+  constexpr int BN = C::BN, LD = C::LD, VPR = HD / 8, kBM = C::BM;  // VPR: 16-byte vectors per row
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* Qs = reinterpret_cast<T*>(smem_raw);  // [kBM][LD]
   T* KVs = Qs + kBM * LD;                  // [2 buffers][K, V][BN][LD]
@@ -229,12 +232,23 @@ __global__ void __launch_bounds__(kWarps * 32) context_attention_kernel(Attentio
   }
 }
 
+template <class T, int HD, int W>
+void launch_context_w(const AttentionKParams& p, cudaStream_t s) {
+  using C = Cfg<HD, W>;
+  const size_t smem = C::smem_elems * sizeof(T);
+  allow_smem<context_attention_kernel<T, HD, W>>(smem);
+  const dim3 grid(unsigned(ceil_div(p.max_new_tokens, C::BM)), unsigned(p.nh), unsigned(p.S));
+  launch_pdl(context_attention_kernel<T, HD, W>, grid, dim3(W * 32), smem, s, p);
+}
+
+// 4 warps (64-row query tiles) by default; KILN_CONTEXT_ATTN_WARPS=8 selects 128-row tiles (head_dim <= 128).
 template <class T, int HD>
 void launch_context(const AttentionKParams& p, cudaStream_t s) {
-  const size_t smem = Cfg<HD>::smem_elems * sizeof(T);
-  allow_smem<context_attention_kernel<T, HD>>(smem);
-  const dim3 grid(unsigned(ceil_div(p.max_new_tokens, kBM)), unsigned(p.nh), unsigned(p.S));
-  launch_pdl(context_attention_kernel<T, HD>, grid, dim3(kWarps * 32), smem, s, p);
+  const char* e = std::getenv("KILN_CONTEXT_ATTN_WARPS");
+  if constexpr (HD <= 128) {
+    if (e && std::string(e) == "8") return launch_context_w<T, HD, 8>(p, s);
+  }
+  launch_context_w<T, HD, 4>(p, s);
 }
 
 }  // namespace

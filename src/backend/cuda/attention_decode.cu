@@ -25,9 +25,21 @@ struct DCfg {
   static constexpr int NG = kThreads / LPK;              // key groups per CTA
 };
 
-template <int HD, int G>
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned sa = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(sa), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+// Shared memory: the K/V rounds, double-buffered ([2][KB][NG][k, v][HD] of T), later reused for the merge of the
+// groups ([NG][G][HD] acc, [NG][G] m, [NG][G] l, fp32).
+template <class T, int HD, int G>
 constexpr size_t decode_smem() {
-  return size_t(DCfg<HD>::NG) * G * (HD + 2) * sizeof(float) + 16;
+  const size_t kv = size_t(2) * KB * DCfg<HD>::NG * 2 * HD * sizeof(T);
+  const size_t merge = size_t(DCfg<HD>::NG) * G * (HD + 2) * sizeof(float);
+  return (kv > merge ? kv : merge) + 16;
 }
 
 template <class T, int HD, int G>
@@ -36,7 +48,8 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   using C = DCfg<HD>;
   constexpr int LPK = C::LPK, VPL = C::VPL, NG = C::NG;
   extern __shared__ __align__(16) float dsm[];
-  float* sm_acc = dsm;                     // [NG][G][HD]
+  T* kvs = reinterpret_cast<T*>(dsm);      // [2][KB][NG][2][HD] K/V rounds (each thread reads only its own slots)
+  float* sm_acc = dsm;                     // [NG][G][HD] (after the loop)
   float* sm_m = sm_acc + NG * G * HD;      // [NG][G]
   float* sm_l = sm_m + NG * G;             // [NG][G]
   __shared__ int is_last;
@@ -59,43 +72,40 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   const T* cache = static_cast<const T*>(p.cache);
   const int32_t* table = p.block_tables + int64_t(s) * p.max_blocks;
   const int64_t kv_plane = p.nkv * p.tpb * hd;
-  uint4 kv[KB][2][VPL];
-  // Loads key/value rows of one round (KB keys per group); `ready`: which keys may be read now.
-  auto load_round = [&](int base, bool before_wait) {
+  auto slot = [&](int buf, int b, int kv) { return kvs + ((size_t(buf * KB + b) * NG + gid) * 2 + kv) * HD; };
+  // Starts the copies of one round (KB keys per group) into buffer `buf`; keys past k1 and dims past hd are
+  // zero-filled. Before the wait the new token's key is skipped (rope_kv is writing it).
+  auto issue_round = [&](int base, int buf, bool before_wait) {
 #pragma unroll
     for (int b = 0; b < KB; ++b) {
       const int kp = base + gid + b * NG;
-      const bool want = kp < k1 && (before_wait ? kp != pos : true);
+      const bool want = kp < k1 && !(before_wait && kp == pos);
       const T* src = want ? cache + int64_t(table[kp / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + kp % p.tpb) * hd
-                          : nullptr;
+                          : cache;
 #pragma unroll
       for (int v = 0; v < VPL; ++v) {
         const int vec = lig + v * LPK;
-        const bool ok = src && vec < hd_vecs;
-        kv[b][0][v] = ok ? *reinterpret_cast<const uint4*>(src + vec * 8) : make_uint4(0, 0, 0, 0);
-        kv[b][1][v] = ok ? *reinterpret_cast<const uint4*>(src + kv_plane + vec * 8) : make_uint4(0, 0, 0, 0);
+        const bool ok = want && vec < hd_vecs;
+        cp_async16(slot(buf, b, 0) + vec * 8, ok ? src + vec * 8 : cache, ok);
+        cp_async16(slot(buf, b, 1) + vec * 8, ok ? src + kv_plane + vec * 8 : cache, ok);
       }
     }
+    cp_async_commit();
   };
-  load_round(k0, true);
+  issue_round(k0, 0, true);
   pdl_wait();
   pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
-  {  // the new token's key, if it falls in the first round
-    const int b = (pos - k0 - gid) / NG;
-    if (pos >= k0 && pos < k0 + NG * KB && (pos - k0 - gid) % NG == 0 && (pos - k0 - gid) >= 0) {
-      const T* src = cache + int64_t(table[pos / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pos % p.tpb) * hd;
+  // The new token's key and value, if this group's first round holds them: loaded now, into registers.
+  int new_b = -1;
+  uint4 new_kv[2][VPL];
+  if (pos >= k0 && pos < min(k1, k0 + NG * KB) && (pos - k0 - gid) >= 0 && (pos - k0 - gid) % NG == 0) {
+    new_b = (pos - k0 - gid) / NG;
+    const T* src = cache + int64_t(table[pos / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pos % p.tpb) * hd;
 #pragma unroll
-      for (int bb = 0; bb < KB; ++bb) {
-        if (bb != b) continue;
-#pragma unroll
-        for (int v = 0; v < VPL; ++v) {
-          const int vec = lig + v * LPK;
-          if (vec < hd_vecs) {
-            kv[bb][0][v] = *reinterpret_cast<const uint4*>(src + vec * 8);
-            kv[bb][1][v] = *reinterpret_cast<const uint4*>(src + kv_plane + vec * 8);
-          }
-        }
-      }
+    for (int v = 0; v < VPL; ++v) {
+      const int vec = lig + v * LPK;
+      new_kv[0][v] = vec < hd_vecs ? *reinterpret_cast<const uint4*>(src + vec * 8) : make_uint4(0, 0, 0, 0);
+      new_kv[1][v] = vec < hd_vecs ? *reinterpret_cast<const uint4*>(src + kv_plane + vec * 8) : make_uint4(0, 0, 0, 0);
     }
   }
 
@@ -124,19 +134,30 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   }
 
   // Trip counts are uniform across the CTA (the shuffles below need whole warps); keys past k1 are masked.
-  for (int base = k0; base < k1; base += NG * KB) {
-    if (base != k0) load_round(base, false);  // the first round was loaded above
+  // Round r + 1's copies are in flight while round r is computed.
+  int buf = 0;
+  for (int base = k0; base < k1; base += NG * KB, buf ^= 1) {
+    if (base + NG * KB < k1) {
+      issue_round(base + NG * KB, buf ^ 1, false);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
 #pragma unroll
     for (int b = 0; b < KB; ++b) {
       const bool valid = base + gid + b * NG < k1;
+      const bool is_new = base == k0 && b == new_b;
       float kf[VPL * 8], vf[VPL * 8];
 #pragma unroll
       for (int v = 0; v < VPL; ++v) {
+        const int vec = lig + v * LPK;
+        const uint4 kv0 = is_new ? new_kv[0][v] : *reinterpret_cast<const uint4*>(slot(buf, b, 0) + vec * 8);
+        const uint4 kv1 = is_new ? new_kv[1][v] : *reinterpret_cast<const uint4*>(slot(buf, b, 1) + vec * 8);
         float f[8];
-        unpack8<T>(kv[b][0][v], f);
+        unpack8<T>(kv0, f);
 #pragma unroll
         for (int i = 0; i < 8; ++i) kf[v * 8 + i] = f[i];
-        unpack8<T>(kv[b][1][v], f);
+        unpack8<T>(kv1, f);
 #pragma unroll
         for (int i = 0; i < 8; ++i) vf[v * 8 + i] = f[i];
       }
@@ -157,7 +178,8 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
       }
     }
   }
-  // Merge the NG groups of this CTA.
+  // Merge the NG groups of this CTA (the K/V buffers become the merge arrays).
+  __syncthreads();
 #pragma unroll
   for (int gi = 0; gi < G; ++gi) {
 #pragma unroll
@@ -221,7 +243,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
 template <class T, int HD, int G>
 void launch_decode(const AttentionKParams& p, cudaStream_t s) {
-  const size_t smem = decode_smem<HD, G>();
+  const size_t smem = decode_smem<T, HD, G>();
   allow_smem<decode_attention_kernel<T, HD, G>>(smem);
   const dim3 grid(unsigned(p.num_splits), unsigned(p.nkv), unsigned(p.S));
   launch_pdl(decode_attention_kernel<T, HD, G>, grid, dim3(kThreads), smem, s, p);

@@ -108,11 +108,19 @@ class CudaBackend final : public Backend {
     KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&stage_), kStageSlot * kStageSlots, cudaHostAllocDefault));
     for (auto& e : stage_events_) KILN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    for (auto& r : reads_) {
+      KILN_CUDA_CHECK(cudaHostAlloc(&r.host, kReadSlot, cudaHostAllocDefault));
+      KILN_CUDA_CHECK(cudaEventCreateWithFlags(&r.done, cudaEventDisableTiming));
+    }
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     gemm_.reset();
     for (auto& e : stage_events_) cudaEventDestroy(e);
+    for (auto& r : reads_) {
+      cudaEventDestroy(r.done);
+      cudaFreeHost(r.host);
+    }
     cudaFreeHost(stage_);
     cudaFreeHost(error_host_);
     cudaStreamDestroy(stream_);
@@ -204,6 +212,30 @@ class CudaBackend final : public Backend {
     synchronize();
   }
 
+  // Pinned slots with an event each: the copy is queued now, wait_download waits for its event only.
+  uint64_t download_async(const Tensor& src, size_t bytes) override {
+    flush();
+    if (capturing_) fail("cuda backend: download while a step graph is recorded");
+    if (bytes > kReadSlot) fail("download_async: {} bytes (at most {})", bytes, kReadSlot);
+    if (bytes > src.nbytes()) fail("cuda download: {} bytes from a tensor of {}", bytes, src.nbytes());
+    const uint64_t ticket = next_read_++;
+    ReadSlot& r = reads_[ticket % kReadSlots];
+    if (r.ticket) fail("download_async: more than {} copies outstanding", kReadSlots);
+    KILN_CUDA_CHECK(cudaMemcpyAsync(r.host, src.data, bytes, cudaMemcpyDeviceToHost, stream_));
+    KILN_CUDA_CHECK(cudaEventRecord(r.done, stream_));
+    r.ticket = ticket;
+    r.bytes = bytes;
+    return ticket;
+  }
+  void wait_download(uint64_t ticket, void* dst) override {
+    ReadSlot& r = reads_[ticket % kReadSlots];
+    if (r.ticket != ticket) fail("wait_download: unknown ticket {}", ticket);
+    KILN_CUDA_CHECK(cudaEventSynchronize(r.done));
+    std::memcpy(dst, r.host, r.bytes);
+    r.ticket = 0;
+    check_error_flag();
+  }
+
   void fill_zero(Tensor& t) override {
     flush();
     KILN_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), stream_));
@@ -212,6 +244,9 @@ class CudaBackend final : public Backend {
   void synchronize() override {
     flush();
     KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    check_error_flag();
+  }
+  void check_error_flag() {
     const int err = *error_host_;
     if (err) {
       *error_host_ = 0;
@@ -613,6 +648,16 @@ class CudaBackend final : public Backend {
   char* stage_ = nullptr;
   cudaEvent_t stage_events_[kStageSlots] = {};
   int stage_next_ = 0;
+  struct ReadSlot {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;
+    uint64_t ticket = 0;  // 0: free
+    size_t bytes = 0;
+  };
+  ReadSlot reads_[8];
+  static constexpr int kReadSlots = 8;
+  static constexpr size_t kReadSlot = size_t(1) << 16;
+  uint64_t next_read_ = 1;
   bool capturing_ = false;
   int64_t max_seq_len_ = 0;
   std::map<std::string, Tensor> inv_freq_;

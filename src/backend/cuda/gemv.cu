@@ -88,6 +88,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
     xs = reinterpret_cast<const uint4*>(p.x);
   }
   for (; n < n_out; n += stride) {
+    float res_in[R];  // the residual epilogue's inputs, loaded now (off the warp's tail)
+    if (p.residual && lane == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        res_in[r] = r < p.T ? to_f(static_cast<const T*>(p.residual)[int64_t(r) * n_out + n]) : 0.f;
+    }
     float acc[NR][R];
 #pragma unroll
     for (int j = 0; j < NR; ++j)
@@ -153,10 +159,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
           v = g / (1.0f + __expf(-g)) * u;  // as activation() on the rounded gate_up output
         }
         static_cast<O*>(p.out)[int64_t(r) * n_out + n] = from_f<O>(v);
-        if (p.residual) {  // residual += out, as the next norm's add would do
-          T* rr = static_cast<T*>(p.residual) + int64_t(r) * n_out + n;
-          *rr = from_f<T>(to_f(*rr) + round_to<O>(v));
-        }
+        if (p.residual)  // residual += out, as the next norm's add would do
+          static_cast<T*>(p.residual)[int64_t(r) * n_out + n] = from_f<T>(res_in[r] + round_to<O>(v));
       }
     }
   }
