@@ -14,7 +14,12 @@ namespace kiln::test {
 
 inline std::string source_dir() { return KILN_SOURCE_DIR; }
 inline std::string kiln_binary() { return KILN_BINARY; }
-inline std::string model_dir(const std::string& name) { return source_dir() + "/tests/data/models/" + name; }
+// A fixture model folder: "llama" is tests/data/models/llama (the shared fixtures); "extra/NAME" is
+// tests/data/extra/NAME (other shapes made by scripts/dev/make_extra_goldens.py with transformers).
+inline std::string model_dir(const std::string& name) {
+  if (name.rfind("extra/", 0) == 0) return source_dir() + "/tests/data/" + name;
+  return source_dir() + "/tests/data/models/" + name;
+}
 
 // A fresh directory under the system temp dir, removed at destruction.
 class TempDir {

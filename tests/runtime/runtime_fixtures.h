@@ -29,8 +29,8 @@ struct TestEngineLimits {
   int64_t max_seq_len = 128;
   int64_t max_input_len = 0;  // 0: max_seq_len
   int64_t max_beam_width = 4;
-  // RoPE frequencies in float32 instead of rounded to the checkpoint's dtype: transformers computes them so when
-  // the model is loaded in float32 directly, as it was for the beam-search goldens (the greedy goldens ran with
+  // RoPE frequencies in float32 instead of rounded to the checkpoint's dtype: transformers computes them so after a
+  // fresh from_pretrained, as for the beam-search goldens (the greedy goldens ran with
   // bf16-rounded frequencies; see docs/ARCHITECTURE.md, "RoPE fidelity note").
   bool rope_freq_f32 = false;
 };
