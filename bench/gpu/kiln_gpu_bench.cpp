@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
 #include <deque>
 #include <functional>
@@ -393,11 +392,6 @@ json profile(const Args& a) {
   ap.meta = &meta;
   ap.cache = cache;
   time_op("attention", [&](int64_t l) { ap.layer = l; be.attention(ap); }, L);
-  if (prefill) {  // the context kernel with 128-row query tiles (8 warps), for comparison
-    setenv("KILN_CONTEXT_ATTN_WARPS", "8", 1);
-    time_op("attention_128_row_tiles", [&](int64_t l) { ap.layer = l; be.attention(ap); }, L);
-    unsetenv("KILN_CONTEXT_ATTN_WARPS");
-  }
   time_op("linear_dense", [&](int64_t l) { be.linear({rows(x, m.q_size()), W(l, "attention.dense.weight"), Tensor(), rows(y, H)}); }, L);
   time_op("linear_gate_up", [&](int64_t l) { be.linear({rows(x, H), W(l, "mlp.gate_up.weight"), Tensor(), rows(y, 2 * I)}); }, L);
   time_op("activation", [&](int64_t l) { be.activation({ActKind::SiluGated, rows(y, 2 * I), act}); }, L);

@@ -246,6 +246,14 @@ TEST_P(CudaOps, RopeKvWrite) {
 
 // Paged attention: chunked context (earlier chunks read from the cache), decode with long contexts (split-KV),
 // GQA ratios 1..4, sliding windows, odd head dims.
+// n sequences with one new token each and varied contexts (1 .. ~300), plus `extra` sequences.
+std::vector<std::pair<int32_t, int32_t>> many_decodes(int n, int salt, std::vector<std::pair<int32_t, int32_t>> extra = {}) {
+  std::vector<std::pair<int32_t, int32_t>> v;
+  for (int i = 0; i < n; ++i) v.push_back({(i * 37 + salt * 11) % 300, 1});
+  v.insert(v.end(), extra.begin(), extra.end());
+  return v;
+}
+
 TEST_P(CudaOps, PagedAttention) {
   struct Case {
     int64_t nh, nkv, hd, window;
@@ -261,6 +269,10 @@ TEST_P(CudaOps, PagedAttention) {
       {4, 1, 16, 16, {{200, 1}, {5, 1}}},                    // decode with a window
       {6, 2, 48, 0, {{64, 64}, {0, 65}}},                    // tile edges, head_dim 48
       {2, 1, 256, 0, {{10, 40}, {90, 1}}},                   // head_dim 256
+      {32, 8, 128, 0, many_decodes(40, 0)},                  // a batch that fills the GPU: tensor-core decode
+      {12, 12, 64, 0, many_decodes(36, 1)},                  // ... MHA, head_dim 64
+      {8, 2, 32, 24, many_decodes(150, 2)},                  // ... GQA 4:1, window, head_dim 32
+      {16, 2, 64, 0, many_decodes(140, 3, {{5, 60}})},       // ... mixed with a prompt chunk
   };
   for (const Case& k : cases) {
     for (int64_t tpb : {16, 32}) {

@@ -1,52 +1,20 @@
 // Flash-style paged attention for the context phase (and mixed steps): one CTA per (query tile, head, sequence),
-// warps of 16 query rows each (64-row tiles by default). Q stays in registers as mma fragments; K and V tiles are gathered
+// warps of 16 query rows each (128-row tiles up to head_dim 128). Q stays in registers as mma fragments; K and V tiles are gathered
 // from the paged cache through the block table with cp.async into a double buffer; S = Q K^T and O += P V on
 // tensor cores (mma.sync m16n8k16, fp32 accumulation); online softmax in registers (exp2, scale folded in).
 // Causal over positions num_cached + i, GQA (head h reads kv head h / (nh / nkv)), optional sliding window;
 // earlier chunks of a prompt are read from the cache like any other key.
 #include <cfloat>
-#include <cstdlib>
-#include <string>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma_util.cuh"
 
 namespace kiln::cuda {
 
 namespace {
 
 constexpr int kPad = 8;  // smem row padding (elements): conflict-free fragment loads
-
-template <class T>
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
-  const int n = valid ? 16 : 0;  // 0: zero-fill
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t& r0, uint32_t& r1, const void* smem) {
-  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(s));
-}
 
 // 16 query rows per warp; W warps per CTA (W * 16-row query tiles).
 template <int HD, int W>
@@ -241,14 +209,15 @@ void launch_context_w(const AttentionKParams& p, cudaStream_t s) {
   launch_pdl(context_attention_kernel<T, HD, W>, grid, dim3(W * 32), smem, s, p);
 }
 
-// 4 warps (64-row query tiles) by default; KILN_CONTEXT_ATTN_WARPS=8 selects 128-row tiles (head_dim <= 128).
+// 128-row query tiles (8 warps) up to head_dim 128: measured 9% faster than 64-row tiles on a 2048-token
+// prompt (8B shape, H100); 64-row tiles for head_dim 256 (registers).
 template <class T, int HD>
 void launch_context(const AttentionKParams& p, cudaStream_t s) {
-  const char* e = std::getenv("KILN_CONTEXT_ATTN_WARPS");
   if constexpr (HD <= 128) {
-    if (e && std::string(e) == "8") return launch_context_w<T, HD, 8>(p, s);
+    launch_context_w<T, HD, 8>(p, s);
+  } else {
+    launch_context_w<T, HD, 4>(p, s);
   }
-  launch_context_w<T, HD, 4>(p, s);
 }
 
 }  // namespace

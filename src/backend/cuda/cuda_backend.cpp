@@ -431,16 +431,23 @@ class CudaBackend final : public Backend {
     k.dt = dt_;
     // Sequences with one new token go to the split-KV decode kernel, prompt chunks to the context kernel; a
     // mixed step runs both (each skips the other's sequences).
-    const bool decode_ok = cuda::decode_attention_supported(k.nh, k.nkv);
+    // Single-token sequences: split-KV when the batch is too small to fill the GPU, else the tensor-core kernel.
+    const int64_t max_ctx = max_seq_len_ > 0 ? max_seq_len_ : m.max_context;
+    const int splits = int(decode_splits(k.S, k.nkv, max_ctx));
+    const bool mma_ok = splits == 1 && cuda::decode_mma_attention_supported(k.nh, k.nkv, k.hd);
+    const bool decode_ok = mma_ok || cuda::decode_attention_supported(k.nh, k.nkv);
     if (decode_ok && (m.max_new_tokens == 1 || m.num_seqs > 1)) {
-      const int64_t max_ctx = max_seq_len_ > 0 ? max_seq_len_ : m.max_context;
-      k.num_splits = int(decode_splits(k.S, k.nkv, max_ctx));
-      if (k.num_splits > 1) {
+      k.num_splits = splits;
+      if (mma_ok) {
+        cuda::invoke_decode_mma_attention(k, stream_);
+      } else if (k.num_splits > 1) {
         k.part_o = attn_o_.get<float>(size_t(k.S * k.nh * k.num_splits * k.hd), capturing_, "attention partials");
         k.part_lse = attn_lse_.get<float>(size_t(k.S * k.nh * k.num_splits), capturing_, "attention partials");
         k.counters = attn_counters_.get<int>(size_t(k.S * k.nkv), capturing_, "attention counters");
+        cuda::invoke_decode_attention(k, stream_);
+      } else {
+        cuda::invoke_decode_attention(k, stream_);
       }
-      cuda::invoke_decode_attention(k, stream_);
     }
     if (m.max_new_tokens > 1 || !decode_ok) {
       k.skip_single = decode_ok;

@@ -156,6 +156,11 @@ void invoke_context_attention(const AttentionKParams& p, cudaStream_t s);  // fl
 // Split-KV + in-kernel reduction, over the sequences with exactly one new token (the others are skipped).
 void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s);
 
+// The same on tensor cores, without splits (for batches that fill the GPU): the G query heads of a kv head are
+// the rows of one mma tile. Heads per kv head <= 16, head_dim <= 128.
+bool decode_mma_attention_supported(int64_t nh, int64_t nkv, int64_t hd);
+void invoke_decode_mma_attention(const AttentionKParams& p, cudaStream_t s);
+
 // cos | sin table for RoPE: out[pos, i] = cos(pos * inv_freq[i]), out[pos, hd/2 + i] = sin(...) (fp64, rounded).
 struct RopeTableKParams {
   const float* inv_freq = nullptr;  // [hd / 2]
