@@ -102,14 +102,14 @@ phase_peer() {
     KILN_COMMIT=$COMMIT record "$name" "$limit" python3 "$PEER" --out "$WORK/$name.peer.json" "$@"
   }
   peer peer_decode_1b_eager 300 --shape llama-3.2-1b --mode eager --workload decode --input-len 128 --output-len 256
-  [ "$PEER_COMPILE" = 1 ] && peer peer_decode_1b_compile 420 --shape llama-3.2-1b --mode compile --workload decode \
-    --input-len 128 --output-len 256
   peer peer_decode_8b_eager 300 --shape llama-3.1-8b --mode eager --workload decode --input-len 128 --output-len 256
-  [ "$PEER_COMPILE" = 1 ] && peer peer_decode_8b_compile 420 --shape llama-3.1-8b --mode compile --workload decode \
-    --input-len 128 --output-len 256
   peer peer_ttft_8b 300 --shape llama-3.1-8b --mode eager --workload ttft --input-len 2048
   peer peer_throughput_8b 420 --shape llama-3.1-8b --mode eager --workload throughput --requests 2000 --batch 256 \
     --input-len 128 --output-len 128
+  if [ "$PEER_COMPILE" = 1 ]; then  # static cache + torch.compile: slow to compile, so last
+    peer peer_decode_1b_compile 300 --shape llama-3.2-1b --mode compile --workload decode --input-len 128 --output-len 256
+    peer peer_decode_8b_compile 300 --shape llama-3.1-8b --mode compile --workload decode --input-len 128 --output-len 256
+  fi
 }
 
 for phase in $PHASES; do

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -76,6 +77,48 @@ struct DeviceBuffer {
     }
     return static_cast<T*>(ptr);
   }
+};
+
+// Freed device blocks kept for reuse by size class (cudaMalloc/cudaFree synchronize the device and take
+// milliseconds for large buffers, e.g. a runner's workspaces per request). Shared with every tensor's deleter,
+// so tensors may outlive the backend.
+class BlockCache {
+ public:
+  static size_t size_class(size_t bytes) {
+    const size_t q = bytes < (size_t(1) << 20) ? 512 : (size_t(1) << 20);
+    return (std::max<size_t>(bytes, 256) + q - 1) / q * q;
+  }
+  void* take(size_t cls) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = free_.find(cls);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= cls;
+    return p;
+  }
+  void give(void* p, size_t cls) {
+    std::lock_guard<std::mutex> g(mu_);
+    free_[cls].push_back(p);
+    cached_ += cls;
+  }
+  void release_all() {  // back to the driver (on an allocation failure, and at the end)
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& [cls, v] : free_)
+      for (void* p : v) cudaFree(p);
+    free_.clear();
+    cached_ = 0;
+  }
+  size_t cached() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return cached_;
+  }
+  ~BlockCache() { release_all(); }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
 };
 
 class CudaStepGraph final : public StepGraph {
@@ -173,14 +216,22 @@ class CudaBackend final : public Backend {
     Tensor t;
     t.dtype = dtype;
     t.shape = std::move(shape);
-    void* p = nullptr;
-    const size_t bytes = std::max<size_t>(t.nbytes(), 256);
-    const cudaError_t e = cudaMalloc(&p, bytes);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      fail("cuda backend: out of GPU memory allocating {} bytes ({})", bytes, cudaGetErrorString(e));
+    const size_t cls = BlockCache::size_class(t.nbytes());
+    void* p = blocks_->take(cls);
+    if (!p) {
+      cudaError_t e = cudaMalloc(&p, cls);
+      if (e != cudaSuccess) {  // give the cached blocks back and try once more
+        cudaGetLastError();
+        blocks_->release_all();
+        e = cudaMalloc(&p, cls);
+      }
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        fail("cuda backend: out of GPU memory allocating {} bytes ({})", cls, cudaGetErrorString(e));
+      }
     }
-    t.owner = std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+    // A freed tensor's block returns to the cache; work already queued on it runs before any reuse (one stream).
+    t.owner = std::shared_ptr<void>(p, [cache = blocks_, cls](void* q) { cache->give(q, cls); });
     t.data = p;
     return t;
   }
@@ -257,6 +308,7 @@ class CudaBackend final : public Backend {
   size_t free_memory() const override {
     size_t free = 0, total = 0;
     KILN_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    free += blocks_->cached();  // cached blocks are reusable
     const size_t reserve = size_t(1) << 30;  // cuBLASLt, graphs, workspaces
     return free > reserve ? free - reserve : 0;
   }
@@ -647,6 +699,7 @@ class CudaBackend final : public Backend {
   std::optional<NormParams> pending_norm_;
 
   DType dt_;
+  std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::GemmRunner> gemm_;
