@@ -136,32 +136,7 @@ __global__ void __launch_bounds__(W * 32) context_attention_kernel(AttentionKPar
         tmax[e >> 1] = fmaxf(tmax[e >> 1], sc[nt][e]);
       }
     }
-    float alpha[2], mref[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
-      tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
-      const float mn = fmaxf(m[r], tmax[r]);
-      mref[r] = mn == -INFINITY ? 0.f : mn;
-      alpha[r] = exp2f(m[r] - mref[r]);
-      m[r] = mn;
-      l[r] *= alpha[r];
-    }
-#pragma unroll
-    for (int i = 0; i < HD / 8; ++i) {
-      o[i][0] *= alpha[0];
-      o[i][1] *= alpha[0];
-      o[i][2] *= alpha[1];
-      o[i][3] *= alpha[1];
-    }
-#pragma unroll
-    for (int nt = 0; nt < BN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        sc[nt][e] = exp2f(sc[nt][e] - mref[e >> 1]);
-        l[e >> 1] += sc[nt][e];
-      }
-    }
+    online_softmax_step(sc, tmax, m, l, o);
     // O += P V (P from the score registers, V fragments by ldmatrix.trans)
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {

@@ -36,4 +36,40 @@ __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t& r0, uint32_t& r1, co
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(s));
 }
 
+// One online-softmax step over a tile of scores held as mma accumulator fragments: sc[nt][e] holds scores already
+// scaled by log2(e)/sqrt(hd) (masked ones -INFINITY), for rows g (e < 2) and g + 8 (e >= 2) of the quad. tmax holds
+// this thread's row maxima of the tile; they are reduced over the quad here. The running maxima m, sums l and
+// output o are rescaled, and sc becomes exp2(score - max) with its sum added to l (per thread; the caller reduces
+// l over the quad at the end).
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax_step(float (&sc)[NT][4], float (&tmax)[2], float (&m)[2], float (&l)[2],
+                                                    float (&o)[DT][4]) {
+  float alpha[2], mref[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
+    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
+    const float mn = fmaxf(m[r], tmax[r]);
+    mref[r] = mn == -INFINITY ? 0.f : mn;
+    alpha[r] = exp2f(m[r] - mref[r]);
+    m[r] = mn;
+    l[r] *= alpha[r];
+  }
+#pragma unroll
+  for (int i = 0; i < DT; ++i) {
+    o[i][0] *= alpha[0];
+    o[i][1] *= alpha[0];
+    o[i][2] *= alpha[1];
+    o[i][3] *= alpha[1];
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      sc[nt][e] = exp2f(sc[nt][e] - mref[e >> 1]);
+      l[e >> 1] += sc[nt][e];
+    }
+  }
+}
+
 }  // namespace kiln::cuda
