@@ -35,9 +35,7 @@ __global__ void __launch_bounds__(W * 32) context_attention_kernel(AttentionKPar
   T* KVs = Qs + kBM * LD;                  // [2 buffers][K, V][BN][LD]
 
   pdl_wait();
-  // Query tiles in reverse: under the causal mask the last tiles carry the most keys, and starting them first
-  // (longest job first) leaves a short tail of light tiles instead of a few heavy ones.
-  const int s = blockIdx.z, h = blockIdx.y, q0 = int(gridDim.x - 1 - blockIdx.x) * kBM;
+  const int s = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kBM;
   const int tok0 = p.seq_offsets[s], n_new = p.seq_offsets[s + 1] - tok0;
   if (q0 >= n_new || (p.skip_single && n_new == 1)) return;
   const int cached = p.num_cached[s];
