@@ -27,6 +27,21 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
   ModelRunner runner(e, allocate_kv_cache(e.backend(), e.model(), nblocks, tpb));
   std::vector<int32_t> table(static_cast<size_t>(nblocks));
   for (int64_t i = 0; i < nblocks; ++i) table[i] = int32_t(i);
+  // One sequence's step: `tokens` after `cached` tokens already in the cache.
+  auto seq_step = [&](std::vector<int32_t> tokens, int64_t cached) {
+    SeqStep s;
+    s.tokens = std::move(tokens);
+    s.num_cached = int32_t(cached);
+    s.block_table = &table;
+    return s;
+  };
+  // Prompt chunk [b, b + n); logits only where the prompt ends (or for every row with all_logits).
+  auto prompt_chunk = [&](int64_t b, int64_t n, bool all_logits) {
+    SeqStep s = seq_step(std::vector<int32_t>(prompt.begin() + b, prompt.begin() + b + n), b);
+    s.want_logits = b + n == int64_t(prompt.size());
+    s.all_logits = all_logits;
+    return s;
+  };
 
   GreedyResult r;
   const int64_t chunk = e.limits().max_num_tokens;  // prefill in chunks of at most max_num_tokens
@@ -38,11 +53,7 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     Tensor sampled;
     for (int64_t b = 0; b < P; b += chunk) {
       const int64_t n = std::min(chunk, P - b);
-      SeqStep s;
-      s.tokens.assign(prompt.begin() + b, prompt.begin() + b + n);
-      s.num_cached = int32_t(b);
-      s.block_table = &table;
-      s.want_logits = b + n == P;
+      SeqStep s = prompt_chunk(b, n, false);
       Tensor logits = runner.step({s});
       if (s.want_logits) sampled = runner.sample_greedy(logits);
     }
@@ -50,10 +61,7 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     for (int64_t j = 0, pos = P; j < o.max_new_tokens; ++j, ++pos) {
       uint64_t queued = 0;
       if (j + 1 < o.max_new_tokens) {
-        SeqStep s;
-        s.tokens = {0};  // the device-side choice of the previous step
-        s.num_cached = int32_t(pos);
-        s.block_table = &table;
+        SeqStep s = seq_step({0}, pos);  // token 0 stands for the device-side choice of the previous step
         queued = be.download_async(runner.sample_greedy(runner.step({s}, /*ids_from_sample=*/true)), sizeof(int32_t));
       }
       int32_t next = -1;
@@ -76,12 +84,7 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
   int32_t next = -1;
   for (int64_t b = 0; b < P; b += chunk) {
     const int64_t n = std::min(chunk, P - b);
-    SeqStep s;
-    s.tokens.assign(prompt.begin() + b, prompt.begin() + b + n);
-    s.num_cached = int32_t(b);
-    s.block_table = &table;
-    s.want_logits = b + n == P;
-    s.all_logits = true;
+    SeqStep s = prompt_chunk(b, n, true);
     Tensor logits = runner.step({s});
     const int64_t rows = logits.dim(0);
     std::vector<float> host(static_cast<size_t>(rows * V));
@@ -99,11 +102,7 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     if (o.on_token) o.on_token(next);
     if (std::find(o.stop_ids.begin(), o.stop_ids.end(), next) != o.stop_ids.end()) break;
     if (j + 1 == o.max_new_tokens) break;
-    SeqStep s;
-    s.tokens = {next};
-    s.num_cached = int32_t(pos);
-    s.block_table = &table;
-    Tensor logits = runner.step({s});
+    Tensor logits = runner.step({seq_step({next}, pos)});
     e.backend().download(row.data(), logits, size_t(V) * 4);
     next = argmax(row.data());
     ++pos;
