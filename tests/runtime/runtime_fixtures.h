@@ -16,6 +16,7 @@
 #include "io/json_file.h"
 #include "kiln/executor.h"
 #include "runtime/engine.h"
+#include "runtime/outcome.h"
 
 namespace kiln::test {
 
@@ -75,33 +76,6 @@ inline Engine& engine_for(const std::string& model, const TestEngineLimits& lim 
   auto& e = cache[dir];
   if (!e) e = Engine::load(dir);
   return *e;
-}
-
-// Everything a request produced, gathered from its responses.
-struct Outcome {
-  std::vector<std::vector<int32_t>> ids;
-  std::vector<std::vector<float>> log_probs;
-  std::vector<float> scores;
-  std::vector<FinishReason> reasons;
-  std::string error;
-  int responses = 0;
-  int finals = 0;
-};
-
-// Appends a response to an outcome (streamed deltas are concatenated).
-inline void absorb(Outcome& o, const Response& r) {
-  ++o.responses;
-  if (r.is_final) ++o.finals;
-  if (o.ids.size() < r.output_ids.size()) o.ids.resize(r.output_ids.size());
-  for (size_t i = 0; i < r.output_ids.size(); ++i) o.ids[i].insert(o.ids[i].end(), r.output_ids[i].begin(), r.output_ids[i].end());
-  if (o.log_probs.size() < r.log_probs.size()) o.log_probs.resize(r.log_probs.size());
-  for (size_t i = 0; i < r.log_probs.size(); ++i)
-    o.log_probs[i].insert(o.log_probs[i].end(), r.log_probs[i].begin(), r.log_probs[i].end());
-  if (r.is_final) {
-    o.scores = r.scores;
-    o.reasons = r.finish_reasons;
-    o.error = r.error;
-  }
 }
 
 // Waits for the final response of every id (60 s at most each round) and returns their outcomes.

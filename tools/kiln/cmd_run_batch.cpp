@@ -179,20 +179,6 @@ Request request_from_json(const nlohmann::json& j, const Request& base, const To
   return r;
 }
 
-void absorb(Outcome& o, const Response& r) {
-  if (o.ids.size() < r.output_ids.size()) o.ids.resize(r.output_ids.size());
-  for (size_t i = 0; i < r.output_ids.size(); ++i) o.ids[i].insert(o.ids[i].end(), r.output_ids[i].begin(), r.output_ids[i].end());
-  if (o.log_probs.size() < r.log_probs.size()) o.log_probs.resize(r.log_probs.size());
-  for (size_t i = 0; i < r.log_probs.size(); ++i)
-    o.log_probs[i].insert(o.log_probs[i].end(), r.log_probs[i].begin(), r.log_probs[i].end());
-  if (r.is_final) {
-    o.final = true;
-    o.scores = r.scores;
-    o.reasons = r.finish_reasons;
-    o.error = r.error;
-  }
-}
-
 nlohmann::json result_to_json(const Outcome& o, const Request& r, const Tokenizer* tok) {
   nlohmann::json j = nlohmann::json::object();
   if (!o.error.empty()) j["error"] = o.error;
@@ -242,7 +228,7 @@ int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input
       by_id[*l.rid] = lines.size();
     } catch (const std::exception& e) {  // kiln::Error, or nlohmann's parse error
       l.out.error = fmt::format("{}:{}: {}", input_file, n, e.what());
-      l.out.final = true;
+      l.out.finals = 1;  // settled here: no response will come
       std::fprintf(stderr, "error: %s\n", l.out.error.c_str());
     }
     lines.push_back(std::move(l));
@@ -284,7 +270,7 @@ nlohmann::json run_prompt(Engine& engine, const Tokenizer* tok, Request r, const
   Outcome o;
   std::unique_ptr<IncrementalDecoder> dec;
   if (stream_text) dec = std::make_unique<IncrementalDecoder>(*tok, true);
-  while (!o.final) {
+  while (!o.done()) {
     for (const Response& resp : ex.await_responses(id)) {
       absorb(o, resp);
       if (!dec) continue;

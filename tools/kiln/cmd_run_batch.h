@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kiln/executor.h"
+#include "runtime/outcome.h"
 
 namespace kiln {
 class Tokenizer;
@@ -52,16 +53,6 @@ void set_end_ids(Request& r, const std::vector<int32_t>& ids);
 // Starts from `base` (command-line defaults). Throws kiln::Error naming the field.
 Request request_from_json(const nlohmann::json& j, const Request& base, const Tokenizer* tok);
 
-// Everything a request produced, gathered from its responses.
-struct Outcome {
-  std::vector<std::vector<int32_t>> ids;
-  std::vector<std::vector<float>> log_probs;
-  std::vector<float> scores;
-  std::vector<FinishReason> reasons;
-  std::string error;
-  bool final = false;
-};
-void absorb(Outcome& o, const Response& r);
 // The result line: output_ids, finish_reason, scores (beams), log_probs (when asked), text (with a tokenizer);
 // lists of these when several sequences were asked for.
 nlohmann::json result_to_json(const Outcome& o, const Request& r, const Tokenizer* tok);
