@@ -14,20 +14,7 @@
 
 namespace kiln::tok {
 
-size_t SvHash::operator()(std::string_view s) const noexcept {
-  // FNV-1a over 8-byte blocks: cheap for the short words BPE sees.
-  uint64_t h = 0xcbf29ce484222325ull ^ s.size();
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    h = (h ^ w) * 0x100000001b3ull;
-    h ^= h >> 29;
-  }
-  for (; i < s.size(); ++i) h = (h ^ static_cast<unsigned char>(s[i])) * 0x100000001b3ull;
-  h ^= h >> 32;
-  return static_cast<size_t>(h * 0x9E3779B97F4A7C15ull);
-}
+size_t SvHash::operator()(std::string_view s) const noexcept { return static_cast<size_t>(hash_bytes(s)); }
 
 void MergeMap::build(const std::vector<std::pair<uint64_t, std::pair<uint32_t, int32_t>>>& entries) {
   size_t cap = 16;
