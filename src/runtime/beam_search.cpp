@@ -35,26 +35,42 @@ FinishReason BeamSearch::stop_reason(const std::vector<int32_t>& tokens, int32_t
   return FinishReason::None;
 }
 
-std::vector<BeamSearch::Choice> BeamSearch::step(const float* lp, int32_t rows, int64_t V) {
+int64_t BeamSearch::candidates_per_row(int64_t V) const {
+  return std::min<int64_t>(int64_t(std::max<size_t>(2, 1 + p_.end_ids.size())) * p_.num_beams, V);
+}
+
+std::vector<BeamSearch::Choice> BeamSearch::step(const BeamCandidates& c) {
   if (done_) fail("beam search: step after the search finished");
-  if (rows != int32_t(running_.size()))
-    fail("beam search: {} log-prob rows for {} running beams", rows, running_.size());
+  if (c.rows != int32_t(running_.size()))
+    fail("beam search: {} log-prob rows for {} running beams", c.rows, running_.size());
   const int32_t W = p_.num_beams;
+  const int64_t V = c.vocab;
   const int64_t K = std::min<int64_t>(int64_t(std::max<size_t>(2, 1 + p_.end_ids.size())) * W, int64_t(W) * V);
+  if (c.k < candidates_per_row(V) || c.stride < c.k)
+    fail("beam search: {} candidates per row (stride {}), at least {} needed", c.k, c.stride, candidates_per_row(V));
   // Candidates over all num_beams beams, as transformers: before the first step every beam is the prompt and
-  // beams 1.. carry score -1e9, so their candidates only matter when V is tiny.
-  auto acc = [&](int64_t flat) {
-    const int64_t b = flat / V, v = flat % V;
-    const int64_t r = b < rows ? b : 0;
-    const double score = b < rows ? running_[size_t(b)].score : kNeg;
-    return double(lp[r * V + v]) + score;
+  // beams 1.. carry score -1e9, so their candidates only matter when V is tiny. Each beam's K best (a row's
+  // first K candidates) hold every candidate of the global K best.
+  const int64_t per_row = std::min(c.k, V);
+  struct Flat {
+    double val;  // log-prob + the beam's running score
+    int32_t beam, parent, token;
+    float logp;
   };
-  std::vector<int64_t> idx(size_t(int64_t(W) * V));
-  std::iota(idx.begin(), idx.end(), 0);
-  std::vector<double> val(idx.size());
-  for (size_t i = 0; i < idx.size(); ++i) val[i] = acc(int64_t(i));
-  auto better = [&](int64_t a, int64_t b) { return val[a] > val[b] || (val[a] == val[b] && a < b); };
-  std::partial_sort(idx.begin(), idx.begin() + K, idx.end(), better);
+  std::vector<Flat> all;
+  all.reserve(size_t(W * per_row));
+  for (int32_t b = 0; b < W; ++b) {
+    const int32_t r = b < c.rows ? b : 0;
+    const double score = b < c.rows ? running_[size_t(b)].score : kNeg;
+    for (int64_t j = 0; j < per_row; ++j) {
+      const float lp = c.log_probs[r * c.stride + j];
+      all.push_back({double(lp) + score, b, r, c.ids[r * c.stride + j], lp});
+    }
+  }
+  auto better = [](const Flat& a, const Flat& b) {
+    return a.val > b.val || (a.val == b.val && (a.beam < b.beam || (a.beam == b.beam && a.token < b.token)));
+  };
+  std::partial_sort(all.begin(), all.begin() + K, all.end(), better);
 
   const int32_t gen_after = generated_ + 1;
   struct Cand {
@@ -64,10 +80,9 @@ std::vector<BeamSearch::Choice> BeamSearch::step(const float* lp, int32_t rows, 
   };
   std::vector<Cand> cand(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) {
-    const int64_t b = idx[k] / V;
-    const int32_t parent = int32_t(b < rows ? b : 0), token = int32_t(idx[k] % V);
-    cand[k] = {parent, token, double(lp[int64_t(parent) * V + token]), val[idx[k]], FinishReason::None};
-    cand[k].stop = stop_reason(running_[size_t(parent)].tokens, token);
+    const Flat& f = all[size_t(k)];
+    cand[k] = {f.parent, f.token, double(f.logp), f.val, FinishReason::None};
+    cand[k].stop = stop_reason(running_[size_t(f.parent)].tokens, f.token);
   }
 
   // Finished hypotheses: candidates among the first num_beams that hit a stopping criterion.

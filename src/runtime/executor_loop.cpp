@@ -200,7 +200,28 @@ void Executor::Impl::beam_group(SequenceGroup& g, const std::vector<std::pair<in
     if (penalties) apply_penalties(dst, vocab_, r.sampling, s.tokens, g.prompt_len);
     if (!r.bad_words.empty()) apply_bad_words(dst, vocab_, r.bad_words, s.tokens);
   }
-  const auto choices = g.beam->step(lp.data(), int32_t(rows.size()), vocab_);
+  // Each row's best candidates (value desc, ties: lower token), all BeamSearch needs.
+  const int64_t k = g.beam->candidates_per_row(vocab_);
+  std::vector<int32_t> ids(rows.size() * size_t(k));  // [beams, k]
+  std::vector<float> vals(ids.size());                // [beams, k]
+  std::vector<int32_t> order(static_cast<size_t>(vocab_));
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const float* row = lp.data() + b * size_t(vocab_);
+    for (int64_t v = 0; v < vocab_; ++v) order[size_t(v)] = int32_t(v);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int32_t x, int32_t y) { return row[x] > row[y] || (row[x] == row[y] && x < y); });
+    for (int64_t j = 0; j < k; ++j) {
+      ids[b * size_t(k) + size_t(j)] = order[size_t(j)];
+      vals[b * size_t(k) + size_t(j)] = row[order[size_t(j)]];
+    }
+  }
+  BeamCandidates c;
+  c.ids = ids.data();
+  c.log_probs = vals.data();
+  c.rows = int32_t(rows.size());
+  c.k = c.stride = k;
+  c.vocab = vocab_;
+  const auto choices = g.beam->step(c);
   if (g.beam->done()) {
     Response resp;
     resp.request_id = g.id;

@@ -13,12 +13,38 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "core/error.h"
 
 namespace kiln {
 namespace {
+
+// One step from whole log-prob rows [rows, V]: each row's candidates_per_row(V) best, as top_log_probs gives them.
+std::vector<BeamSearch::Choice> step_rows(BeamSearch& bs, const float* lp, int rows, int64_t V) {
+  const int64_t k = bs.candidates_per_row(V);
+  std::vector<int32_t> ids(size_t(rows * k));
+  std::vector<float> vals(ids.size());
+  for (int r = 0; r < rows; ++r) {
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    std::iota(order.begin(), order.end(), 0);
+    const float* row = lp + r * V;
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+    for (int64_t j = 0; j < k; ++j) {
+      ids[size_t(r * k + j)] = order[size_t(j)];
+      vals[size_t(r * k + j)] = row[order[size_t(j)]];
+    }
+  }
+  BeamCandidates c;
+  c.ids = ids.data();
+  c.log_probs = vals.data();
+  c.rows = rows;
+  c.k = c.stride = k;
+  c.vocab = V;
+  return bs.step(c);
+}
 
 const float kLp[3] = {float(std::log(0.5)), float(std::log(0.2)), float(std::log(0.3))};
 
@@ -36,7 +62,7 @@ std::vector<BeamHypothesis> run(float length_penalty, EarlyStopping es, int* ste
   while (!bs.done()) {
     std::vector<float> lp;
     for (int r = 0; r < rows; ++r) lp.insert(lp.end(), kLp, kLp + 3);
-    auto choices = bs.step(lp.data(), rows, 3);
+    auto choices = step_rows(bs, lp.data(), rows, 3);
     ++*steps;
     rows = int(choices.size());
     if (!bs.done()) {
@@ -104,7 +130,7 @@ TEST(BeamSearch, HeuristicStopsWhenRunningBeamsCannotWin) {
   while (!bs.done()) {
     std::vector<float> lp;
     for (int r = 0; r < rows; ++r) lp.insert(lp.end(), l, l + 4);
-    rows = int(bs.step(lp.data(), rows, 4).size());
+    rows = int(step_rows(bs, lp.data(), rows, 4).size());
     ++steps;
   }
   EXPECT_EQ(steps, 2);
@@ -122,7 +148,7 @@ TEST(BeamSearch, RejectsBadParameters) {
   p.num_return = 1;
   BeamSearch bs(p);
   std::vector<float> lp(8, -1.0f);
-  EXPECT_THROW(bs.step(lp.data(), 2, 4), Error);  // 2 rows for 1 running beam
+  EXPECT_THROW(step_rows(bs, lp.data(), 2, 4), Error);  // 2 rows for 1 running beam
 }
 
 }  // namespace
