@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/sampling_math.h"
 #include "build/engine_format.h"
 #include "core/error.h"
 #include "core/tensor.h"
@@ -125,6 +126,49 @@ struct ArgmaxParams {
   Tensor out;     // I32 [R]
 };
 
+// Token choice on the device that holds the logits, per row r (src/backend/sampling_math.h holds the row
+// parameters and the math both backends share): a private copy of logits row rows[r].logits_row with the
+// penalties of the row's penalty list and -inf on its banned ids, then the first argmax (temperature <= 0;
+// log_prob = log_softmax at the id, when wanted) or temperature -> top-k -> top-p -> min-p -> a draw. Kept sets:
+// tokens in (logit desc, id asc) order; top-k keeps the first k, top-p each token while the mass before it is
+// below top_p times the top-k mass, min-p those whose weight exp((l - max) / T) is at least min_p (the first
+// always). The draw walks the kept tokens in id order and takes the first whose cumulative weight exceeds
+// u * Z, u = seeded_uniform(seed, stream, counter), Z the kept weight; log_prob = log(w / Z). Weights in double.
+// `logits` is not modified. A row where every logit is -inf gets id kNoToken; one whose parameters point
+// outside the logits or the lists gets kBadRow (log_prob 0 for both).
+struct SampleParams {
+  Tensor logits;     // F32 [L, V]
+  Tensor rows;       // U8 [R * sizeof(SampleRowParams)]: SampleRowParams [R]
+  Tensor penalties;  // I32 [N, 2]: PenaltyEntry (id, count in the output), each id once per row; may be empty
+  Tensor bans;       // I32 [M]; may be empty
+  Tensor ids;        // I32 [R] out
+  Tensor log_probs;  // F32 [R] out
+};
+
+// Beam-search candidates per row r: log_softmax of logits row rows[r].logits_row, then the row's penalties and
+// bans applied to the log-probs (transformers' order), then the k best (value desc, ties: lower id first).
+struct TopLogProbsParams {
+  Tensor logits;     // F32 [L, V]
+  Tensor rows;       // U8 [R * sizeof(SampleRowParams)] (only the penalty/ban ranges and logits_row are read)
+  Tensor penalties;  // I32 [N, 2]; may be empty
+  Tensor bans;       // I32 [M]; may be empty
+  int64_t k = 1;     // 1 <= k <= min(V, kMaxTopLogProbs)
+  Tensor ids;        // I32 [R, k] out; every id kBadRow for a row with bad parameters
+  Tensor values;     // F32 [R, k] out
+};
+
+// The checks both backends make on sample / top_log_probs tensors (kiln::Error naming what is wrong).
+inline void check_sample_tensors(const char* op, const Tensor& logits, const Tensor& rows, const Tensor& penalties,
+                                 const Tensor& bans, int64_t R) {
+  if (logits.dtype != DType::F32 || logits.shape.size() != 2 || logits.empty())
+    fail("{}: logits must be F32 [L, V], not {}", op, logits.shape_str());
+  if (rows.nbytes() < size_t(R) * sizeof(SampleRowParams))
+    fail("{}: {} bytes of row parameters for {} rows of {} bytes", op, rows.nbytes(), R, sizeof(SampleRowParams));
+  if (!penalties.empty() && (penalties.dtype != DType::I32 || penalties.numel() % 2 != 0))
+    fail("{}: the penalty list must be I32 [N, 2], not {}", op, penalties.shape_str());
+  if (!bans.empty() && bans.dtype != DType::I32) fail("{}: the ban list must be I32", op);
+}
+
 // A recorded step (a CUDA graph on the cuda backend): replays the device work of the ops issued while it was
 // recorded, on the same buffers. Buffer contents may change between replays; buffer addresses may not.
 class StepGraph {
@@ -163,6 +207,8 @@ class Backend {
   // blocks shared between beams). Block ids are checked against the pool.
   virtual void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) = 0;
   virtual void argmax(const ArgmaxParams& p) = 0;
+  virtual void sample(const SampleParams& p) = 0;
+  virtual void top_log_probs(const TopLogProbsParams& p) = 0;
 
   // Called by Engine::load before any weight is loaded: the backend takes the engine's compute dtype, limits
   // and tactics, and refuses (kiln::Error) an engine it cannot run, e.g. one built for another GPU.

@@ -86,6 +86,7 @@ Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const Execut
 
   runner_ = std::make_unique<ModelRunner>(
       engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block));
+  sampler_ = std::make_unique<BackendSampler>(engine_.backend());
   blocks_ = std::make_unique<BlockManager>(int32_t(num_blocks), cfg_.tokens_per_block);
   sched_ = std::make_unique<Scheduler>(sc, *blocks_);
   stats_.kv_blocks_total = num_blocks;
@@ -127,6 +128,9 @@ RequestId Executor::Impl::enqueue(const Request& r) {
     bp.end_ids = g->end_ids;
     bp.stop_sequences = r.stop_sequences;
     g->beam = std::make_unique<BeamSearch>(std::move(bp));
+    if (g->beam->candidates_per_row(vocab_) > kMaxTopLogProbs)
+      fail("beam_width {} with {} end ids needs {} candidates per beam; at most {}", r.beam_width, g->end_ids.size(),
+           g->beam->candidates_per_row(vocab_), kMaxTopLogProbs);
   }
   RequestId id;
   {

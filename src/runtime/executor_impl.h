@@ -17,10 +17,19 @@
 #include "runtime/engine.h"
 #include "runtime/model_runner.h"
 #include "runtime/request_check.h"
+#include "runtime/sampling.h"
 #include "runtime/scheduler.h"
 #include "runtime/sequence.h"
 
 namespace kiln {
+
+// The logits rows of one request in a step: (sequence index, row of the step's logits), and where its rows start
+// in the step's SampleBatch (sampled and beam groups each have their own).
+struct GroupRows {
+  SequenceGroup* g = nullptr;
+  std::vector<std::pair<int32_t, int32_t>> rows;
+  size_t first = 0;
+};
 
 struct Executor::Impl {
   Impl(Engine& engine, std::unique_ptr<Engine> owned, const ExecutorConfig& cfg);
@@ -34,8 +43,11 @@ struct Executor::Impl {
   // loop side
   void loop();
   void step();
-  void sample_group(SequenceGroup& g, const std::vector<std::pair<int32_t, float*>>& rows);
-  void beam_group(SequenceGroup& g, const std::vector<std::pair<int32_t, float*>>& rows);
+  void fail_plan(const StepPlan& plan, const std::string& error);
+  // Sampling and beam search over the step's logits (F32 [rows, V], on the backend).
+  void choose_tokens(const StepPlan& plan, const Tensor& logits);
+  void sample_group(SequenceGroup& g, const GroupRows& gr, const SampledToken* picked);
+  void beam_group(SequenceGroup& g, const GroupRows& gr, const BeamCandidates& c);
   Response progress_response(SequenceGroup& g, bool final);
   void finish_group(SequenceGroup& g, FinishReason reason, const std::string& error);
   void emit(Response r);  // loop thread; refreshes stats in the same critical section
@@ -50,6 +62,7 @@ struct Executor::Impl {
   std::unique_ptr<BlockManager> blocks_;
   std::unique_ptr<Scheduler> sched_;
   std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<BackendSampler> sampler_;
 
   // shared with callers, under mu_
   mutable std::mutex mu_;
@@ -65,7 +78,6 @@ struct Executor::Impl {
 
   // loop thread only
   std::unordered_map<RequestId, std::unique_ptr<SequenceGroup>> groups_;
-  std::vector<float> host_logits_;  // [R, V]
   int64_t steps_ = 0, last_tokens_ = 0, total_tokens_ = 0, peak_used_ = 0, copied_ = 0;
   std::thread thread_;
 };

@@ -1,7 +1,6 @@
 // The executor's loop: take new requests and cancellations, schedule, run one forward step, sample (or advance
 // beam search), stream responses, free what finished.
 #include <algorithm>
-#include <cmath>
 
 #include "core/error.h"
 #include "runtime/executor_impl.h"
@@ -27,16 +26,6 @@ void pad_outputs(Response& r, const Request& req) {
   size_t longest = 0;
   for (auto& o : r.output_ids) longest = std::max(longest, o.size());
   for (auto& o : r.output_ids) o.resize(longest, *req.pad_id);
-}
-
-// out[v] = log_softmax(logits)[v], in double (as transformers' float32 log_softmax, to within rounding).
-void log_softmax(const float* logits, int64_t V, float* out) {
-  float mx = -INFINITY;
-  for (int64_t v = 0; v < V; ++v) mx = std::max(mx, logits[v]);
-  double sum = 0;
-  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(logits[v]) - double(mx));
-  const double lse = double(mx) + std::log(sum);
-  for (int64_t v = 0; v < V; ++v) out[v] = float(double(logits[v]) - lse);
 }
 
 }  // namespace
@@ -95,19 +84,13 @@ void Executor::Impl::step() {
     rows += it.logits;
     steps.push_back(std::move(st));
   }
+  Tensor logits;  // F32 [rows, V] on the backend: it never comes to the host
   try {
     Backend& be = engine_.backend();
     if (!plan.copies.empty()) be.copy_kv_blocks(runner_->cache(), plan.copies);
-    Tensor logits = runner_->step(steps);
-    if (rows > 0) {
-      host_logits_.resize(size_t(rows * vocab_));  // [R, V]
-      be.download(host_logits_.data(), logits, host_logits_.size() * sizeof(float));
-    }
+    logits = runner_->step(steps);
   } catch (const std::exception& e) {
-    std::vector<SequenceGroup*> failed;
-    for (const auto& it : plan.items)
-      if (std::find(failed.begin(), failed.end(), it.group) == failed.end()) failed.push_back(it.group);
-    for (SequenceGroup* g : failed) finish_group(*g, FinishReason::Error, fmt::format("forward step failed: {}", e.what()));
+    fail_plan(plan, fmt::format("forward step failed: {}", e.what()));
     return;
   }
   sched_->complete(plan);
@@ -115,61 +98,93 @@ void Executor::Impl::step() {
   ++steps_;
   last_tokens_ = plan.num_tokens;
   total_tokens_ += plan.num_tokens;
+  if (rows > 0) choose_tokens(plan, logits);
+}
 
-  // A request's items are contiguous in the plan; its logits rows follow the items' order.
-  size_t row = 0;
+void Executor::Impl::fail_plan(const StepPlan& plan, const std::string& error) {
+  std::vector<SequenceGroup*> failed;
+  for (const auto& it : plan.items)
+    if (std::find(failed.begin(), failed.end(), it.group) == failed.end()) failed.push_back(it.group);
+  for (SequenceGroup* g : failed) finish_group(*g, FinishReason::Error, error);
+}
+
+void Executor::Impl::choose_tokens(const StepPlan& plan, const Tensor& logits) {
+  // A request's items are contiguous in the plan; its logits rows follow the items' order. Sampled groups
+  // become rows of one Backend::sample call, beam groups rows of one top_log_probs call.
+  std::vector<GroupRows> groups;
+  SampleBatch samples, beams;
+  int64_t k = 0;  // beam candidates per row: the most any beam group needs
+  int32_t row = 0;
   for (size_t i = 0; i < plan.items.size();) {
-    SequenceGroup* g = plan.items[i].group;
-    std::vector<std::pair<int32_t, float*>> grows;  // (sequence index, logits [V])
-    for (; i < plan.items.size() && plan.items[i].group == g; ++i)
-      if (plan.items[i].logits) grows.push_back({plan.items[i].seq, host_logits_.data() + row++ * size_t(vocab_)});
-    if (grows.empty()) continue;
+    GroupRows gr;
+    gr.g = plan.items[i].group;
+    for (; i < plan.items.size() && plan.items[i].group == gr.g; ++i)
+      if (plan.items[i].logits) gr.rows.push_back({plan.items[i].seq, row++});
+    if (gr.rows.empty()) continue;
+    SequenceGroup& g = *gr.g;
+    const Request& r = g.req;
+    if (g.beam) {
+      gr.first = beams.size();
+      for (auto [seq, lrow] : gr.rows) beams.add(lrow, r, g.seqs[size_t(seq)].tokens, g.prompt_len, vocab_);
+      k = std::max(k, g.beam->candidates_per_row(vocab_));
+    } else {
+      if (!g.forked && g.num_seqs_max > 1) {
+        // Independent samples: the prompt's logits row starts every sequence; they share the prompt's blocks.
+        for (int32_t j = 1; j < g.num_seqs_max; ++j) {
+          Sequence c = sched_->fork(g.seqs[0]);
+          c.stream = j;
+          g.seqs.push_back(std::move(c));
+          gr.rows.push_back({j, gr.rows[0].second});
+        }
+        g.forked = true;
+      }
+      gr.first = samples.size();
+      for (auto [seq, lrow] : gr.rows) {
+        const Sequence& s = g.seqs[size_t(seq)];
+        SampleRowParams& p = samples.add(lrow, r, s.tokens, g.prompt_len, vocab_);
+        p.seed = g.seed;
+        p.stream = uint64_t(s.stream);
+        p.counter = uint64_t(s.len() - g.prompt_len);
+        p.want_log_prob = r.return_log_probs;
+      }
+    }
+    groups.push_back(std::move(gr));
+  }
+  std::vector<SampledToken> picked;
+  std::vector<int32_t> cand_ids;  // [beam rows, k]
+  std::vector<float> cand_lp;     // [beam rows, k]
+  try {
+    picked = sampler_->sample(logits, samples);
+    if (beams.size() > 0) sampler_->top_log_probs(logits, beams, k, cand_ids, cand_lp);
+  } catch (const std::exception& e) {
+    fail_plan(plan, fmt::format("sampling failed: {}", e.what()));
+    return;
+  }
+  for (const GroupRows& gr : groups) {
     try {
-      if (g->beam)
-        beam_group(*g, grows);
-      else
-        sample_group(*g, grows);
+      if (gr.g->beam) {
+        BeamCandidates c;
+        c.ids = cand_ids.data() + gr.first * size_t(k);
+        c.log_probs = cand_lp.data() + gr.first * size_t(k);
+        c.rows = int32_t(gr.rows.size());
+        c.k = c.stride = k;
+        c.vocab = vocab_;
+        beam_group(*gr.g, gr, c);
+      } else {
+        sample_group(*gr.g, gr, picked.data() + gr.first);
+      }
     } catch (const std::exception& e) {
-      finish_group(*g, FinishReason::Error, e.what());
+      finish_group(*gr.g, FinishReason::Error, e.what());
     }
   }
 }
 
-void Executor::Impl::sample_group(SequenceGroup& g, const std::vector<std::pair<int32_t, float*>>& rows) {
+void Executor::Impl::sample_group(SequenceGroup& g, const GroupRows& gr, const SampledToken* picked) {
   const Request& r = g.req;
-  std::vector<std::pair<int32_t, float*>> todo = rows;
-  std::vector<std::vector<float>> row_copies;  // [n - 1][V]
-  if (!g.forked && g.num_seqs_max > 1) {
-    // Independent samples: the prompt's logits start every sequence; they share the prompt's blocks.
-    row_copies.reserve(size_t(g.num_seqs_max - 1));
-    for (int32_t i = 1; i < g.num_seqs_max; ++i) {
-      Sequence c = sched_->fork(g.seqs[0]);
-      c.stream = i;
-      g.seqs.push_back(std::move(c));
-      row_copies.emplace_back(rows[0].second, rows[0].second + vocab_);
-      todo.push_back({i, row_copies.back().data()});
-    }
-    g.forked = true;
-  }
-  std::vector<SampleRow> srows;
-  srows.reserve(todo.size());
-  for (auto [i, logits] : todo) {
-    const Sequence& s = g.seqs[i];
-    SampleRow sr;
-    sr.logits = logits;
-    sr.params = &r.sampling;
-    sr.tokens = &s.tokens;
-    sr.prompt_len = g.prompt_len;
-    sr.bad_words = &r.bad_words;
-    sr.seed = g.seed;
-    sr.stream = uint64_t(s.stream);
-    sr.counter = uint64_t(s.len() - g.prompt_len);
-    sr.want_log_prob = r.return_log_probs;
-    srows.push_back(sr);
-  }
-  const std::vector<SampledToken> picked = sample_batch(srows, vocab_);
-  for (size_t k = 0; k < todo.size(); ++k) {
-    Sequence& s = g.seqs[todo[k].first];
+  for (size_t k = 0; k < gr.rows.size(); ++k)
+    if (picked[k].id < 0) fail("{}", no_token_reason(picked[k].id));
+  for (size_t k = 0; k < gr.rows.size(); ++k) {
+    Sequence& s = g.seqs[size_t(gr.rows[k].first)];
     s.tokens.push_back(picked[k].id);
     if (r.return_log_probs) s.log_probs.push_back(picked[k].log_prob);
     s.finish = finish_reason(g, s);
@@ -187,40 +202,10 @@ void Executor::Impl::sample_group(SequenceGroup& g, const std::vector<std::pair<
   }
 }
 
-void Executor::Impl::beam_group(SequenceGroup& g, const std::vector<std::pair<int32_t, float*>>& rows) {
+void Executor::Impl::beam_group(SequenceGroup& g, const GroupRows& gr, const BeamCandidates& c) {
   const Request& r = g.req;
-  const bool penalties = r.sampling.repetition_penalty != 1.0f || r.sampling.presence_penalty != 0.0f ||
-                         r.sampling.frequency_penalty != 0.0f;
-  std::vector<float> lp(rows.size() * size_t(vocab_));  // [beams, V]
-  for (size_t k = 0; k < rows.size(); ++k) {
-    const Sequence& s = g.seqs[rows[k].first];
-    float* dst = lp.data() + k * size_t(vocab_);
-    log_softmax(rows[k].second, vocab_, dst);
-    // Logits processors act on the log-probs in transformers' beam search.
-    if (penalties) apply_penalties(dst, vocab_, r.sampling, s.tokens, g.prompt_len);
-    if (!r.bad_words.empty()) apply_bad_words(dst, vocab_, r.bad_words, s.tokens);
-  }
-  // Each row's best candidates (value desc, ties: lower token), all BeamSearch needs.
-  const int64_t k = g.beam->candidates_per_row(vocab_);
-  std::vector<int32_t> ids(rows.size() * size_t(k));  // [beams, k]
-  std::vector<float> vals(ids.size());                // [beams, k]
-  std::vector<int32_t> order(static_cast<size_t>(vocab_));
-  for (size_t b = 0; b < rows.size(); ++b) {
-    const float* row = lp.data() + b * size_t(vocab_);
-    for (int64_t v = 0; v < vocab_; ++v) order[size_t(v)] = int32_t(v);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int32_t x, int32_t y) { return row[x] > row[y] || (row[x] == row[y] && x < y); });
-    for (int64_t j = 0; j < k; ++j) {
-      ids[b * size_t(k) + size_t(j)] = order[size_t(j)];
-      vals[b * size_t(k) + size_t(j)] = row[order[size_t(j)]];
-    }
-  }
-  BeamCandidates c;
-  c.ids = ids.data();
-  c.log_probs = vals.data();
-  c.rows = int32_t(rows.size());
-  c.k = c.stride = k;
-  c.vocab = vocab_;
+  for (int64_t i = 0; i < int64_t(c.rows) * c.stride; ++i)
+    if (c.ids[i] < 0) fail("{}", no_token_reason(c.ids[i]));
   const auto choices = g.beam->step(c);
   if (g.beam->done()) {
     Response resp;
@@ -243,7 +228,7 @@ void Executor::Impl::beam_group(SequenceGroup& g, const std::vector<std::pair<in
   std::vector<Sequence> next;
   next.reserve(choices.size());
   for (size_t i = 0; i < choices.size(); ++i) {
-    Sequence c = sched_->fork(g.seqs[rows[size_t(choices[i].parent)].first]);
+    Sequence c = sched_->fork(g.seqs[size_t(gr.rows[size_t(choices[i].parent)].first)]);
     c.tokens.push_back(choices[i].token);
     c.stream = int32_t(i);
     next.push_back(std::move(c));

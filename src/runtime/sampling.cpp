@@ -1,164 +1,113 @@
 #include "runtime/sampling.h"
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
-#include <utility>
 
 #include "core/error.h"
 
 namespace kiln {
 
-namespace {
-
-uint64_t mix64(uint64_t x) {  // splitmix64
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-bool has_penalties(const SamplingParams& p) {
-  return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
-}
-
-}  // namespace
-
-void apply_penalties(float* logits, int64_t V, const SamplingParams& p, const std::vector<int32_t>& tokens,
-                     int32_t prompt_len) {
-  if (p.repetition_penalty != 1.0f) {
-    std::vector<int32_t> seen(tokens);
-    std::sort(seen.begin(), seen.end());
-    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-    const float r = p.repetition_penalty;
-    for (int32_t id : seen) {
-      if (id < 0 || id >= V) continue;
-      float& l = logits[id];
-      l = l > 0 ? l / r : l * r;
-    }
-  }
-  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-    std::vector<int32_t> out(tokens.begin() + std::min<size_t>(size_t(prompt_len), tokens.size()), tokens.end());
-    std::sort(out.begin(), out.end());
-    for (size_t i = 0; i < out.size();) {
-      size_t j = i;
-      while (j < out.size() && out[j] == out[i]) ++j;
-      const int32_t id = out[i];
-      if (id >= 0 && id < V) logits[id] -= p.presence_penalty + p.frequency_penalty * float(j - i);
-      i = j;
-    }
+void append_penalty_entries(std::vector<PenaltyEntry>& out, const SamplingParams& p,
+                            const std::vector<int32_t>& tokens, int32_t prompt_len, int64_t V) {
+  const bool repetition = p.repetition_penalty != 1.0f;
+  if (!repetition && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
+  const size_t output = std::min<size_t>(size_t(std::max(prompt_len, 0)), tokens.size());
+  std::vector<std::pair<int32_t, int32_t>> seen;  // (id, 1 for an output token); sorted: the ids run together
+  seen.reserve(tokens.size());
+  for (size_t i = repetition ? 0 : output; i < tokens.size(); ++i)
+    if (tokens[i] >= 0 && tokens[i] < V) seen.push_back({tokens[i], i >= output ? 1 : 0});
+  std::sort(seen.begin(), seen.end());
+  for (size_t i = 0; i < seen.size();) {
+    PenaltyEntry e{seen[i].first, 0};
+    for (; i < seen.size() && seen[i].first == e.id; ++i) e.count += seen[i].second;
+    out.push_back(e);
   }
 }
 
-void apply_bad_words(float* logits, int64_t V, const std::vector<std::vector<int32_t>>& bad_words,
-                     const std::vector<int32_t>& tokens) {
+void append_banned_ids(std::vector<int32_t>& out, const std::vector<std::vector<int32_t>>& bad_words,
+                       const std::vector<int32_t>& tokens, int64_t V) {
   for (const auto& w : bad_words) {
-    if (w.empty()) continue;
+    if (w.empty() || w.back() < 0 || w.back() >= V) continue;
     const size_t prefix = w.size() - 1;
     if (tokens.size() < prefix) continue;
-    if (!std::equal(w.begin(), w.begin() + ptrdiff_t(prefix), tokens.end() - ptrdiff_t(prefix))) continue;
-    if (w.back() >= 0 && w.back() < V) logits[w.back()] = -std::numeric_limits<float>::infinity();
+    if (std::equal(w.begin(), w.begin() + ptrdiff_t(prefix), tokens.end() - ptrdiff_t(prefix))) out.push_back(w.back());
   }
 }
 
-TokenDistribution sampling_distribution(const float* logits, int64_t V, const SamplingParams& p) {
-  if (!(p.temperature > 0)) fail("sampling_distribution: temperature {} must be positive", p.temperature);
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t v = 0; v < V; ++v) mx = std::max(mx, logits[v]);
-  if (!std::isfinite(mx)) fail("no token can be sampled: every logit is -inf (bad_words exclude them all?)");
-  // (unnormalized probability, id) of every token that can be chosen: exp((logit - max) / temperature)
-  std::vector<std::pair<double, int32_t>> cand;
-  cand.reserve(size_t(V));
-  const double inv_t = 1.0 / double(p.temperature);
-  for (int64_t v = 0; v < V; ++v)
-    if (logits[v] != -std::numeric_limits<float>::infinity())
-      cand.push_back({std::exp((double(logits[v]) - double(mx)) * inv_t), int32_t(v)});
-  auto more_likely = [](const std::pair<double, int32_t>& a, const std::pair<double, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  const bool filtered = p.top_k > 0 || p.top_p < 1.0f || p.min_p > 0.0f;
-  if (p.top_k > 0 && size_t(p.top_k) < cand.size()) {
-    std::partial_sort(cand.begin(), cand.begin() + p.top_k, cand.end(), more_likely);
-    cand.resize(size_t(p.top_k));
-  } else if (filtered) {
-    std::sort(cand.begin(), cand.end(), more_likely);
-  }
-  if (p.top_p < 1.0f) {  // keep token i while the (renormalized) probability before it is below top_p
-    double z = 0;
-    for (auto& c : cand) z += c.first;
-    double before = 0;
-    size_t keep = 0;
-    while (keep < cand.size() && (keep == 0 || before < double(p.top_p) * z)) before += cand[keep++].first;
-    cand.resize(keep);
-  }
-  if (p.min_p > 0.0f) {  // cand[0] is the most likely token
-    const double threshold = double(p.min_p) * cand[0].first;
-    size_t keep = 1;
-    while (keep < cand.size() && cand[keep].first >= threshold) ++keep;
-    cand.resize(keep);
-  }
-  double z = 0;
-  for (auto& c : cand) z += c.first;
-  TokenDistribution d;
-  d.ids.reserve(cand.size());
-  d.probs.reserve(cand.size());
-  for (auto& c : cand) {
-    d.ids.push_back(c.second);
-    d.probs.push_back(c.first / z);
-  }
-  return d;
+SampleRowParams& SampleBatch::add(int32_t logits_row, const Request& r, const std::vector<int32_t>& tokens,
+                                  int32_t prompt_len, int64_t V) {
+  const SamplingParams& s = r.sampling;
+  SampleRowParams p;
+  p.temperature = s.temperature;
+  p.top_k = s.top_k;
+  p.top_p = s.top_p;
+  p.min_p = s.min_p;
+  p.repetition_penalty = s.repetition_penalty;
+  p.presence_penalty = s.presence_penalty;
+  p.frequency_penalty = s.frequency_penalty;
+  p.logits_row = logits_row;
+  p.pen_begin = int32_t(penalties.size());
+  append_penalty_entries(penalties, s, tokens, prompt_len, V);
+  p.pen_end = int32_t(penalties.size());
+  p.ban_begin = int32_t(bans.size());
+  append_banned_ids(bans, r.bad_words, tokens, V);
+  p.ban_end = int32_t(bans.size());
+  rows.push_back(p);
+  return rows.back();
 }
 
-double seeded_uniform(uint64_t seed, uint64_t stream, uint64_t counter) {
-  uint64_t x = mix64(seed);
-  x = mix64(x ^ (stream * 0xd1b54a32d192ed03ULL));
-  x = mix64(x ^ (counter * 0xaef17502108ef2d9ULL));
-  return double(x >> 11) * 0x1.0p-53;
+const char* no_token_reason(int32_t id) {
+  return id == kNoToken ? "no token can be sampled: every logit is -inf (bad_words exclude them all?)"
+                        : "sampling failed: the backend rejected the row's parameters";
 }
 
-size_t draw_index(const TokenDistribution& d, double u) {
-  if (d.ids.empty()) fail("draw_index: empty distribution");
-  double cum = 0;
-  for (size_t i = 0; i + 1 < d.ids.size(); ++i) {
-    cum += d.probs[i];
-    if (u < cum) return i;
-  }
-  return d.ids.size() - 1;  // the last one (also absorbs rounding when u is close to 1)
-}
-
-double log_softmax_at(const float* logits, int64_t V, int32_t id) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t v = 0; v < V; ++v) mx = std::max(mx, logits[v]);
-  double sum = 0;
-  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(logits[v]) - double(mx));
-  return double(logits[id]) - double(mx) - std::log(sum);
-}
-
-SampledToken sample_row(const SampleRow& r, int64_t V) {
-  const SamplingParams& p = *r.params;
-  if (has_penalties(p)) apply_penalties(r.logits, V, p, *r.tokens, r.prompt_len);
-  if (r.bad_words && !r.bad_words->empty()) apply_bad_words(r.logits, V, *r.bad_words, *r.tokens);
-  SampledToken t;
-  if (!(p.temperature > 0)) {
-    const float* best = std::max_element(r.logits, r.logits + V);  // first maximum, as torch.argmax
-    if (*best == -std::numeric_limits<float>::infinity())
-      fail("no token can be chosen: every logit is -inf (bad_words exclude them all?)");
-    t.id = int32_t(best - r.logits);
-    if (r.want_log_prob) t.log_prob = float(log_softmax_at(r.logits, V, t.id));
-    return t;
-  }
-  TokenDistribution d = sampling_distribution(r.logits, V, p);
-  const size_t i = draw_index(d, seeded_uniform(r.seed, r.stream, r.counter));
-  t.id = d.ids[i];
-  t.log_prob = float(std::log(d.probs[i]));
+Tensor BackendSampler::fit(Tensor& buf, DType dt, int64_t n, const void* data) {
+  if (buf.empty() || buf.dtype != dt || buf.numel() < n) buf = be_.alloc(dt, {std::max<int64_t>(2 * n, 64)});
+  Tensor t = buf.reshaped({n});
+  if (data && n > 0) be_.upload(t, data, t.nbytes());
   return t;
 }
 
-std::vector<SampledToken> sample_batch(const std::vector<SampleRow>& rows, int64_t V) {
-  std::vector<SampledToken> out;
-  out.reserve(rows.size());
-  for (const auto& r : rows) out.push_back(sample_row(r, V));
+void BackendSampler::upload_lists(const SampleBatch& b, Tensor& rows, Tensor& penalties, Tensor& bans) {
+  rows = fit(rows_, DType::U8, int64_t(b.rows.size() * sizeof(SampleRowParams)), b.rows.data());
+  if (!b.penalties.empty())
+    penalties = fit(penalties_, DType::I32, int64_t(2 * b.penalties.size()), b.penalties.data())
+                    .reshaped({int64_t(b.penalties.size()), 2});
+  if (!b.bans.empty()) bans = fit(bans_, DType::I32, int64_t(b.bans.size()), b.bans.data());
+}
+
+std::vector<SampledToken> BackendSampler::sample(const Tensor& logits, const SampleBatch& b) {
+  const int64_t R = int64_t(b.size());
+  if (R == 0) return {};
+  SampleParams p;
+  p.logits = logits;
+  upload_lists(b, p.rows, p.penalties, p.bans);
+  p.ids = fit(ids_, DType::I32, R, nullptr);
+  p.log_probs = fit(values_, DType::F32, R, nullptr);
+  be_.sample(p);
+  std::vector<int32_t> ids(static_cast<size_t>(R));
+  std::vector<float> lp(static_cast<size_t>(R));
+  be_.download(ids.data(), p.ids, ids.size() * sizeof(int32_t));
+  be_.download(lp.data(), p.log_probs, lp.size() * sizeof(float));
+  std::vector<SampledToken> out(static_cast<size_t>(R));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = {ids[i], lp[i]};
   return out;
+}
+
+void BackendSampler::top_log_probs(const Tensor& logits, const SampleBatch& b, int64_t k, std::vector<int32_t>& ids,
+                                   std::vector<float>& values) {
+  const int64_t R = int64_t(b.size());
+  ids.assign(size_t(R * k), 0);
+  values.assign(size_t(R * k), 0.0f);
+  if (R == 0) return;
+  TopLogProbsParams p;
+  p.logits = logits;
+  upload_lists(b, p.rows, p.penalties, p.bans);
+  p.k = k;
+  p.ids = fit(ids_, DType::I32, R * k, nullptr).reshaped({R, k});
+  p.values = fit(values_, DType::F32, R * k, nullptr).reshaped({R, k});
+  be_.top_log_probs(p);
+  be_.download(ids.data(), p.ids, ids.size() * sizeof(int32_t));
+  be_.download(values.data(), p.values, values.size() * sizeof(float));
 }
 
 }  // namespace kiln

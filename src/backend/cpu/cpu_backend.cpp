@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/sampling.h"
 #include "core/error.h"
 #include "model/rope.h"
 
@@ -302,6 +303,71 @@ void CpuBackend::argmax(const ArgmaxParams& p) {
     const float* x = p.logits.ptr<float>() + r * V;
     p.out.ptr<int32_t>()[r] = int32_t(std::max_element(x, x + V) - x);
   }
+}
+
+namespace {
+
+SampleLists sample_lists(const Tensor& penalties, const Tensor& bans) {
+  SampleLists l;
+  if (!penalties.empty()) {
+    l.penalties = penalties.ptr<const PenaltyEntry>();
+    l.num_penalties = penalties.numel() / 2;
+  }
+  if (!bans.empty()) {
+    l.bans = bans.ptr<const int32_t>();
+    l.num_bans = bans.numel();
+  }
+  return l;
+}
+
+}  // namespace
+
+void CpuBackend::sample(const SampleParams& p) {
+  const int64_t R = p.ids.numel(), L = p.logits.dim(0), V = p.logits.dim(1);
+  check_sample_tensors("sample", p.logits, p.rows, p.penalties, p.bans, R);
+  if (p.ids.dtype != DType::I32 || p.log_probs.dtype != DType::F32 || p.log_probs.numel() != R)
+    fail("sample: ids must be I32 [R] and log_probs F32 [R]");
+  const auto* rows = p.rows.ptr<const SampleRowParams>();
+  const SampleLists lists = sample_lists(p.penalties, p.bans);
+  pool_.parallel_for(R, [&](int64_t b, int64_t e) {
+    std::vector<float> x(static_cast<size_t>(V));  // [V] the row's private copy
+    for (int64_t r = b; r < e; ++r) {
+      SampledToken t;
+      if (!sample_row_valid(rows[r], L, lists.num_penalties, lists.num_bans)) {
+        t.id = kBadRow;
+      } else {
+        const float* src = p.logits.ptr<float>() + int64_t(rows[r].logits_row) * V;
+        std::copy(src, src + V, x.begin());
+        t = sample_row(x.data(), V, rows[r], lists);
+      }
+      p.ids.ptr<int32_t>()[r] = t.id;
+      p.log_probs.ptr<float>()[r] = t.log_prob;
+    }
+  });
+}
+
+void CpuBackend::top_log_probs(const TopLogProbsParams& p) {
+  const int64_t R = p.ids.dim(0), L = p.logits.dim(0), V = p.logits.dim(1), k = p.k;
+  check_sample_tensors("top_log_probs", p.logits, p.rows, p.penalties, p.bans, R);
+  if (k < 1 || k > V || k > kMaxTopLogProbs) fail("top_log_probs: k {} must be in [1, min(V {}, {})]", k, V, kMaxTopLogProbs);
+  if (p.ids.dtype != DType::I32 || p.values.dtype != DType::F32 || p.ids.numel() != R * k || p.values.numel() != R * k)
+    fail("top_log_probs: ids must be I32 [R, k] and values F32 [R, k]");
+  const auto* rows = p.rows.ptr<const SampleRowParams>();
+  const SampleLists lists = sample_lists(p.penalties, p.bans);
+  pool_.parallel_for(R, [&](int64_t b, int64_t e) {
+    std::vector<float> lp(static_cast<size_t>(V));  // [V]
+    for (int64_t r = b; r < e; ++r) {
+      int32_t* ids = p.ids.ptr<int32_t>() + r * k;
+      float* values = p.values.ptr<float>() + r * k;
+      if (!sample_row_valid(rows[r], L, lists.num_penalties, lists.num_bans)) {
+        std::fill(ids, ids + k, kBadRow);
+        std::fill(values, values + k, 0.0f);
+        continue;
+      }
+      top_log_probs_row(p.logits.ptr<float>() + int64_t(rows[r].logits_row) * V, V, rows[r], lists, k, lp.data(), ids,
+                        values);
+    }
+  });
 }
 
 Tensor CpuBackend::random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) {

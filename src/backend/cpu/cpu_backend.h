@@ -31,6 +31,8 @@ class CpuBackend final : public Backend {
   void gather_rows(const GatherRowsParams& p) override;
   void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override;
   void argmax(const ArgmaxParams& p) override;
+  void sample(const SampleParams& p) override;
+  void top_log_probs(const TopLogProbsParams& p) override;
   Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) override;
 
  private:

@@ -500,6 +500,23 @@ class CudaBackend final : public Backend {
     cuda::invoke(k, stream_);
   }
 
+  // Sampling (sampling.cu): the logits stay here; a workspace [R, V] holds each row's private copy (it returns to
+  // the cache once the kernel is queued: one stream).
+  void sample(const SampleParams& p) override {
+    flush();
+    cuda::SampleKParams k = cuda::sample_kparams(p);
+    Tensor work = alloc(DType::F32, {k.R, k.V});
+    k.work = work.ptr<float>();
+    cuda::invoke_sample(k, stream_);
+  }
+  void top_log_probs(const TopLogProbsParams& p) override {
+    flush();
+    cuda::SampleKParams k = cuda::sample_kparams(p);
+    Tensor work = alloc(DType::F32, {k.R, k.V});
+    k.work = work.ptr<float>();
+    cuda::invoke_top_log_probs(k, stream_);
+  }
+
   void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override {
     flush();
     const size_t block = size_t(2 * cache.num_kv_heads * cache.tokens_per_block * cache.head_dim) * dtype_size(dt_);

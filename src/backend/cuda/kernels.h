@@ -6,7 +6,13 @@
 
 #include <cstdint>
 
+#include "backend/sampling_math.h"
 #include "core/dtype.h"
+
+namespace kiln {
+struct SampleParams;
+struct TopLogProbsParams;
+}  // namespace kiln
 
 namespace kiln::cuda {
 
@@ -77,6 +83,27 @@ struct ArgmaxKParams {
   static int blocks_for(int64_t V) { return int(V >= 16384 ? 32 : 1); }
 };
 void invoke(const ArgmaxKParams& p, cudaStream_t s);
+
+// Backend::sample and Backend::top_log_probs (sampling.cu; semantics in backend.h): one CTA of 1024 threads per
+// row, which keeps its private copy of the logits (penalized, banned, then filtered to -inf) in a row of `work`.
+struct SampleKParams {
+  const float* logits = nullptr;            // [L, V]
+  const SampleRowParams* rows = nullptr;    // [R]
+  const PenaltyEntry* penalties = nullptr;  // [num_penalties] or null
+  const int32_t* bans = nullptr;            // [num_bans] or null
+  float* work = nullptr;                    // [R, V]
+  int32_t* ids = nullptr;                   // sample: [R]; top_log_probs: [R, k]
+  float* values = nullptr;                  // sample: log-probs [R]; top_log_probs: [R, k]
+  int64_t R = 0, L = 0, V = 0, num_penalties = 0, num_bans = 0;
+  int64_t k = 0;  // top_log_probs: candidates per row, 1 <= k <= min(V, kMaxTopLogProbs)
+  void check(bool top) const;
+};
+void invoke_sample(const SampleKParams& p, cudaStream_t s);
+void invoke_top_log_probs(const SampleKParams& p, cudaStream_t s);
+// The kernel params of an op's tensors, checked (kiln::Error naming what is wrong); `work` is left to the caller.
+// In sampling_params.cpp (g++: backend.h is no header for nvcc).
+SampleKParams sample_kparams(const SampleParams& p);
+SampleKParams sample_kparams(const TopLogProbsParams& p);
 
 // out[i] = scale * random_uniform(seed, i) (backend.h), rounded to dt.
 struct RandomKParams {
