@@ -305,6 +305,72 @@ TEST_P(CudaOps, PagedAttention) {
   }
 }
 
+// rope_kv then attention on a decode-only step: the cuda backend fuses the two into the split-KV decode kernel.
+// Attention output, qkv (rotated q, k) and the cache must match the cpu backend's unfused ops, and the fused
+// result must agree with the cuda backend's own unfused one (a synchronize between the ops prevents the fusion).
+TEST_P(CudaOps, RopeFusedIntoDecodeAttention) {
+  struct Case {
+    int64_t nh, nkv, hd, window;
+    std::vector<std::pair<int32_t, int32_t>> seqs;
+  };
+  const std::vector<Case> cases = {
+      {8, 2, 32, 0, {{0, 1}, {5, 1}, {63, 1}, {64, 1}, {300, 1}}},  // GQA 4:1, first token, block edges
+      {4, 4, 64, 0, {{1000, 1}, {17, 1}}},                          // MHA, long context: several splits
+      {32, 8, 128, 0, {{128, 1}}},                                   // the 8B shape at batch 1
+      {8, 1, 128, 40, {{190, 1}, {3, 1}}},                           // MQA 8:1 with a window
+      {2, 1, 256, 0, {{90, 1}, {700, 1}}},                           // head_dim 256
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE("nh=" + std::to_string(k.nh) + " nkv=" + std::to_string(k.nkv) + " hd=" + std::to_string(k.hd));
+    const int64_t tpb = 16;
+    HostMeta h = make_meta({k.seqs, tpb, uint32_t(k.hd)});
+    const int64_t row = (k.nh + 2 * k.nkv) * k.hd;
+    auto qkv = rnd(size_t(h.T * row), 30, 2.f, dt);
+    auto cache = rnd(size_t(h.num_blocks * 2 * k.nkv * tpb * k.hd), 31, 1.f, dt);
+    RopeConfig rope;
+    rope.theta = 500000;
+    rope.scaling = RopeScaling::Llama3;
+    rope.factor = 8;
+    rope.original_max_position = 64;
+    struct Out {
+      std::vector<float> attn, qkv, cache;
+    };
+    auto run = [&](Backend& be, DType t, bool split_ops) {
+      StepMeta m = upload_meta(be, h);
+      RopeKvParams r;
+      r.qkv = put(be, qkv, {h.T, row}, t);
+      r.rope = rope;
+      r.num_heads = k.nh;
+      r.num_kv_heads = k.nkv;
+      r.head_dim = k.hd;
+      r.meta = &m;
+      r.cache = make_cache(be, cache, 1, h.num_blocks, k.nkv, tpb, k.hd, t);
+      AttentionParams a;
+      a.qkv = r.qkv;
+      a.out = be.alloc(t, {h.T, k.nh * k.hd});
+      a.num_heads = k.nh;
+      a.num_kv_heads = k.nkv;
+      a.head_dim = k.hd;
+      a.sliding_window = k.window;
+      a.scale = 1.0f / std::sqrt(float(k.hd));
+      a.meta = &m;
+      a.cache = r.cache;
+      be.rope_kv(r);
+      if (split_ops) be.synchronize();
+      be.attention(a);
+      return Out{get(be, a.out), get(be, r.qkv), get(be, r.cache.pool)};
+    };
+    const Out c = run(cpu, DType::F32, false);
+    const Out fused = run(*gpu, dt, false), plain = run(*gpu, dt, true);
+    EXPECT_LE(rel(fused.attn, c.attn), tol_for(dt));
+    EXPECT_LE(rel(fused.qkv, c.qkv), tol_for(dt));
+    EXPECT_LE(rel(fused.cache, c.cache), tol_for(dt));
+    EXPECT_LE(rel(fused.qkv, plain.qkv), 1e-4);  // the same arithmetic (up to fp32 contraction)
+    EXPECT_LE(rel(fused.cache, plain.cache), 1e-4);
+    EXPECT_LE(rel(fused.attn, plain.attn), 1e-4);
+  }
+}
+
 TEST_P(CudaOps, MixtureOfExperts) {
   const int64_t H = 64, I = 96, E = 4, K = 2;
   for (int64_t T : {1, 5, 37}) {

@@ -60,6 +60,7 @@ __global__ void __launch_bounds__(W * 32) context_attention_kernel(AttentionKPar
   const T* cache = static_cast<const T*>(p.cache);
   const int32_t* table = p.block_tables + int64_t(s) * p.max_blocks;
   const int64_t kv_plane = p.nkv * p.tpb * hd;  // elements between a block's K and V
+  const PageDiv pd(p.tpb);
 
   auto load_tile = [&](int tile, int buf) {
     T* Ks = KVs + buf * 2 * BN * LD;
@@ -70,8 +71,8 @@ __global__ void __launch_bounds__(W * 32) context_attention_kernel(AttentionKPar
       const bool ok = kp <= last_pos && v < hd_vecs;
       const T* src = cache;
       if (ok) {
-        const int64_t blk = table[kp / p.tpb];
-        src = cache + blk * 2 * kv_plane + (int64_t(kvh) * p.tpb + kp % p.tpb) * hd + v * 8;
+        const int64_t blk = table[pd.block(kp)];
+        src = cache + blk * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(kp)) * hd + v * 8;
       }
       cp_async16(Ks + r * LD + v * 8, src, ok);
       cp_async16(Vs + r * LD + v * 8, ok ? src + kv_plane : cache, ok);
@@ -113,43 +114,56 @@ __global__ void __launch_bounds__(W * 32) context_attention_kernel(AttentionKPar
     const T* Vs = Ks + BN * LD;
     const int kb = k_begin + tile * BN;
 
-    float sc[BN / 8][4];
+    // This warp's rows span query positions [wq_lo, wq_hi]. A tile wholly after them is skipped; one wholly
+    // inside their causal (and window) range needs no mask.
+    const int wq_lo = cached + q0 + warp * 16, wq_hi = wq_lo + 15;
+    if (kb <= wq_hi) {
+      const bool need_mask = kb + BN - 1 > wq_lo || (p.window > 0 && kb <= wq_hi - p.window) || q0 + warp * 16 + 16 > n_new;
+      float sc[BN / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < BN / 8; ++nt) {
-      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+      for (int nt = 0; nt < BN / 8; ++nt) {
+        sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) {
-        const T* kr = Ks + (nt * 8 + g) * LD + kk * 16 + 2 * tq;
-        mma16816<T>(sc[nt], qf[kk], *reinterpret_cast<const uint32_t*>(kr), *reinterpret_cast<const uint32_t*>(kr + 8));
+        for (int kk = 0; kk < HD / 16; kk += 2) {  // K fragments of two k-steps per ldmatrix.x4
+          uint32_t b[4];
+          ldmatrix_x4(b[0], b[1], b[2], b[3], Ks + (nt * 8 + (lane & 7)) * LD + kk * 16 + (lane >> 3) * 8);
+          mma16816<T>(sc[nt], qf[kk], b[0], b[1]);
+          mma16816<T>(sc[nt], qf[kk + 1], b[2], b[3]);
+        }
       }
-    }
-    // mask + running max
-    float tmax[2] = {-INFINITY, -INFINITY};
+      // scale (+ mask) and the tile's row maxima
+      float tmax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int nt = 0; nt < BN / 8; ++nt) {
+      for (int nt = 0; nt < BN / 8; ++nt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int qi = qi0 + (e >= 2 ? 8 : 0), qpos = cached + qi;
-        const int kp = kb + nt * 8 + 2 * tq + (e & 1);
-        const bool ok = qi < n_new && kp <= qpos && (p.window <= 0 || kp > qpos - p.window);
-        sc[nt][e] = ok ? sc[nt][e] * sl2 : -INFINITY;
-        tmax[e >> 1] = fmaxf(tmax[e >> 1], sc[nt][e]);
+        for (int e = 0; e < 4; ++e) {
+          if (need_mask) {
+            const int qi = qi0 + (e >= 2 ? 8 : 0), qpos = cached + qi;
+            const int kp = kb + nt * 8 + 2 * tq + (e & 1);
+            const bool ok = qi < n_new && kp <= qpos && (p.window <= 0 || kp > qpos - p.window);
+            sc[nt][e] = ok ? sc[nt][e] * sl2 : -INFINITY;
+          } else {
+            sc[nt][e] *= sl2;
+          }
+          tmax[e >> 1] = fmaxf(tmax[e >> 1], sc[nt][e]);
+        }
       }
-    }
-    online_softmax_step(sc, tmax, m, l, o);
-    // O += P V (P from the score registers, V fragments by ldmatrix.trans)
+      online_softmax_step(sc, tmax, m, l, o);
+      // O += P V (P from the score registers, V fragments of two d-tiles per ldmatrix.x4.trans)
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      uint32_t pa[4];
-      pa[0] = pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
-      pa[1] = pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
-      pa[2] = pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-      pa[3] = pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        uint32_t pa[4];
+        pa[0] = pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
+        pa[1] = pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
+        pa[2] = pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+        pa[3] = pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 #pragma unroll
-      for (int dt = 0; dt < HD / 8; ++dt) {
-        uint32_t b0, b1;
-        ldmatrix_x2_trans(b0, b1, Vs + (kk * 16 + (lane & 15)) * LD + dt * 8);
-        mma16816<T>(o[dt], pa, b0, b1);
+        for (int dt = 0; dt < HD / 8; dt += 2) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b[0], b[1], b[2], b[3], Vs + (kk * 16 + (lane & 15)) * LD + (dt + (lane >> 4)) * 8);
+          mma16816<T>(o[dt], pa, b[0], b[1]);
+          mma16816<T>(o[dt + 1], pa, b[2], b[3]);
+        }
       }
     }
     __syncthreads();  // the buffer is refilled next iteration

@@ -4,7 +4,9 @@
 // several loads are in flight), with a running (max, sum, acc) per group; groups merge through shared memory.
 // With several splits, each writes (o, lse) partials and the last CTA to arrive (an atomic counter per
 // (sequence, kv head), reset by that CTA) merges them: no second kernel. The grid depends only on the batch
-// size and the engine's max_seq_len, so a CUDA graph replays it at any context length.
+// size and the engine's max_seq_len, so a CUDA graph replays it at any context length. Optionally the step's
+// rope_kv is fused in (ROPE): q and the new k are rotated in registers and the new k, v written to the cache by
+// the group that would have read them, which saves a kernel (and its launch gap) per layer at batch 1.
 #include <cfloat>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -42,7 +44,34 @@ constexpr size_t decode_smem() {
   return (kv > merge ? kv : merge) + 16;
 }
 
-template <class T, int HD, int G>
+// RoPE of the new token's q or k in registers: lane holds dims vec * 8 + i (vec = lig + v * LPK) of one head;
+// the partner dim (d +- hd / 2) is in lane ^ (LPK / 2) (one vector per lane) or in the other vector (two).
+// x = x c - x' s below hd / 2, x c + x' s above (as rope_kv), rounded through T.
+template <class T, int HD>
+__device__ __forceinline__ void rope_vecs(float (&x)[DCfg<HD>::VPL * 8], const float (&cs)[DCfg<HD>::VPL * 8],
+                                          const float (&sn)[DCfg<HD>::VPL * 8], int lig) {
+  constexpr int LPK = DCfg<HD>::LPK, VPL = DCfg<HD>::VPL;
+  float partner[VPL * 8];
+#pragma unroll
+  for (int j = 0; j < VPL * 8; ++j) {
+    if constexpr (VPL == 1) {
+      partner[j] = __shfl_xor_sync(0xffffffffu, x[j], LPK / 2);
+    } else {
+      partner[j] = x[(j + 8) % 16];
+    }
+  }
+#pragma unroll
+  for (int v = 0; v < VPL; ++v) {
+    const bool low = (lig + v * LPK) < HD / 16;  // the vector's dims are below hd / 2
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int j = v * 8 + i;
+      x[j] = round_to<T>(low ? x[j] * cs[j] - partner[j] * sn[j] : x[j] * cs[j] + partner[j] * sn[j]);
+    }
+  }
+}
+
+template <class T, int HD, int G, bool ROPE>
 // Two CTAs per SM where registers allow it without spilling (more loads in flight at large batch).
 __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decode_attention_kernel(AttentionKParams p) {
   using C = DCfg<HD>;
@@ -72,6 +101,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   const T* cache = static_cast<const T*>(p.cache);
   const int32_t* table = p.block_tables + int64_t(s) * p.max_blocks;
   const int64_t kv_plane = p.nkv * p.tpb * hd;
+  const PageDiv pd(p.tpb);
   auto slot = [&](int buf, int b, int kv) { return kvs + ((size_t(buf * KB + b) * NG + gid) * 2 + kv) * HD; };
   // Starts the copies of one round (KB keys per group) into buffer `buf`; keys past k1 and dims past hd are
   // zero-filled. Before the wait the new token's key is skipped (rope_kv is writing it).
@@ -79,8 +109,8 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 #pragma unroll
     for (int b = 0; b < KB; ++b) {
       const int kp = base + gid + b * NG;
-      const bool want = kp < k1 && !(before_wait && kp == pos);
-      const T* src = want ? cache + int64_t(table[kp / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + kp % p.tpb) * hd
+      const bool want = kp < k1 && !((before_wait || ROPE) && kp == pos);
+      const T* src = want ? cache + int64_t(table[pd.block(kp)]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(kp)) * hd
                           : cache;
 #pragma unroll
       for (int v = 0; v < VPL; ++v) {
@@ -93,14 +123,66 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     cp_async_commit();
   };
   issue_round(k0, 0, true);
+  // Fused RoPE: this lane's cos and sin, from the table (host-made) before the wait.
+  float rc[VPL * 8], rs[VPL * 8];
+  if constexpr (ROPE) {
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int fi = ((lig + v * LPK) * 8 + i) % (HD / 2);
+        if (pos < p.rope_table_len) {
+          rc[v * 8 + i] = p.rope_cos_sin[int64_t(pos) * HD + fi];
+          rs[v * 8 + i] = p.rope_cos_sin[int64_t(pos) * HD + HD / 2 + fi];
+        } else {
+          double sd, cd;
+          sincos(double(pos) * double(p.rope_inv_freq[fi]), &sd, &cd);
+          rc[v * 8 + i] = float(cd);
+          rs[v * 8 + i] = float(sd);
+        }
+      }
+    }
+  }
   pdl_wait();
   pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
   // The new token's key and value, if this group's first round holds them: loaded now, into registers.
+  // Fused RoPE: every lane loads them from qkv and rotates k (the shuffles need whole warps); the group whose
+  // keys include pos, in whichever round, uses them and writes them to the cache.
   int new_b = -1;
   uint4 new_kv[2][VPL];
-  if (pos >= k0 && pos < min(k1, k0 + NG * KB) && (pos - k0 - gid) >= 0 && (pos - k0 - gid) % NG == 0) {
+  if constexpr (ROPE) {
+    const T* kr = static_cast<const T*>(p.qkv) + int64_t(t) * row + (p.nh + kvh) * hd;
+    float kf[VPL * 8];
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) {
+      const int vec = lig + v * LPK;
+      float f[8];
+      unpack8<T>(*reinterpret_cast<const uint4*>(kr + vec * 8), f);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) kf[v * 8 + i] = f[i];
+      new_kv[1][v] = *reinterpret_cast<const uint4*>(kr + p.nkv * hd + vec * 8);
+    }
+    rope_vecs<T, HD>(kf, rc, rs, lig);
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) {
+      float f[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) f[i] = kf[v * 8 + i];
+      new_kv[0][v] = pack8<T>(f);
+    }
+    if (pos >= k0 && pos < k1 && (pos - k0) % NG == gid) {
+      const int slot = p.slots[t];
+      T* dst = const_cast<T*>(cache) + int64_t(pd.block(slot)) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(slot)) * hd;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        const int vec = lig + v * LPK;
+        *reinterpret_cast<uint4*>(dst + vec * 8) = new_kv[0][v];
+        *reinterpret_cast<uint4*>(dst + kv_plane + vec * 8) = new_kv[1][v];
+      }
+    }
+  } else if (pos >= k0 && pos < min(k1, k0 + NG * KB) && (pos - k0 - gid) >= 0 && (pos - k0 - gid) % NG == 0) {
     new_b = (pos - k0 - gid) / NG;
-    const T* src = cache + int64_t(table[pos / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pos % p.tpb) * hd;
+    const T* src = cache + int64_t(table[pd.block(pos)]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(pos)) * hd;
 #pragma unroll
     for (int v = 0; v < VPL; ++v) {
       const int vec = lig + v * LPK;
@@ -113,6 +195,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   const T* qkv = static_cast<const T*>(p.qkv) + int64_t(t) * row;
   const float sl2 = p.scale * 1.4426950408889634f;
   float q[G][VPL * 8];
+  uint4 q_rot[ROPE ? G : 1][VPL];  // fused RoPE: the rotated q, as T
 #pragma unroll
   for (int gi = 0; gi < G; ++gi) {
 #pragma unroll
@@ -121,9 +204,36 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
       float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       if (vec < hd_vecs) unpack8<T>(*reinterpret_cast<const uint4*>(qkv + (int64_t(kvh) * G + gi) * hd + vec * 8), f);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) q[gi][v * 8 + i] = f[i] * sl2;
+      for (int i = 0; i < 8; ++i) q[gi][v * 8 + i] = f[i];
     }
+    if constexpr (ROPE) {
+      rope_vecs<T, HD>(q[gi], rc, rs, lig);  // now values of T
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        float f[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) f[i] = q[gi][v * 8 + i];
+        q_rot[gi][v] = pack8<T>(f);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < VPL * 8; ++i) q[gi][i] *= sl2;
   }
+  // Fused RoPE: the rotated q and k into qkv, once every CTA of this (sequence, kv head) has read them.
+  auto write_back = [&] {
+    if constexpr (ROPE) {
+      if (gid != 0) return;
+      T* row_t = const_cast<T*>(qkv);
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        const int vec = lig + v * LPK;
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi)
+          *reinterpret_cast<uint4*>(row_t + (int64_t(kvh) * G + gi) * hd + vec * 8) = q_rot[gi][v];
+        *reinterpret_cast<uint4*>(row_t + (p.nh + kvh) * hd + vec * 8) = new_kv[0][v];
+      }
+    }
+  };
   float m[G], l[G], acc[G][VPL * 8];
 #pragma unroll
   for (int gi = 0; gi < G; ++gi) {
@@ -146,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 #pragma unroll
     for (int b = 0; b < KB; ++b) {
       const bool valid = base + gid + b * NG < k1;
-      const bool is_new = base == k0 && b == new_b;
+      const bool is_new = ROPE ? base + gid + b * NG == pos : base == k0 && b == new_b;
       float kf[VPL * 8], vf[VPL * 8];
 #pragma unroll
       for (int v = 0; v < VPL; ++v) {
@@ -215,7 +325,10 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
       if (d == 0) p.part_lse[pi] = M + log2f(L);
     }
   }
-  if (single) return;
+  if (single) {
+    write_back();
+    return;
+  }
   __threadfence();
   __syncthreads();
   if (tid == 0) {
@@ -239,14 +352,25 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     }
     out[(int64_t(kvh) * G + gi) * hd + d] = from_f<T>(O / W);
   }
+  write_back();
+}
+
+template <class T, int HD, int G, bool ROPE>
+void launch_decode_rope(const AttentionKParams& p, cudaStream_t s) {
+  const size_t smem = decode_smem<T, HD, G>();
+  allow_smem<decode_attention_kernel<T, HD, G, ROPE>>(smem);
+  const dim3 grid(unsigned(p.num_splits), unsigned(p.nkv), unsigned(p.S));
+  launch_pdl(decode_attention_kernel<T, HD, G, ROPE>, grid, dim3(kThreads), smem, s, p);
 }
 
 template <class T, int HD, int G>
 void launch_decode(const AttentionKParams& p, cudaStream_t s) {
-  const size_t smem = decode_smem<T, HD, G>();
-  allow_smem<decode_attention_kernel<T, HD, G>>(smem);
-  const dim3 grid(unsigned(p.num_splits), unsigned(p.nkv), unsigned(p.S));
-  launch_pdl(decode_attention_kernel<T, HD, G>, grid, dim3(kThreads), smem, s, p);
+  if (p.fuse_rope) {
+    if (p.hd != HD) throw_error("decode attention: fused RoPE needs head_dim 32, 64, 128 or 256");
+    launch_decode_rope<T, HD, G, true>(p, s);
+  } else {
+    launch_decode_rope<T, HD, G, false>(p, s);
+  }
 }
 
 template <class T, int HD>
@@ -273,6 +397,8 @@ void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");
+  if (p.fuse_rope && (!p.rope_inv_freq || !p.slots || (p.rope_table_len > 0 && !p.rope_cos_sin)))
+    throw_error("decode attention: fused RoPE needs inv_freq, the slot mapping and the cos | sin table it names");
   dispatch_half(p.dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.hd <= 32) {

@@ -45,6 +45,7 @@ __global__ void __launch_bounds__(kMWarps * 32) decode_mma_kernel(AttentionKPara
   const int k_lo = p.window > 0 ? max(0, pos - int(p.window) + 1) : 0, n = pos + 1 - k_lo;
   const int G = int(p.nh / p.nkv), hd_vecs = int(p.hd / 8);
   const int64_t hd = p.hd, row = (p.nh + 2 * p.nkv) * hd, kv_plane = p.nkv * p.tpb * hd;
+  const PageDiv pd(p.tpb);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tq = lane & 3;
   const T* qkv = static_cast<const T*>(p.qkv);
   const T* cache = static_cast<const T*>(p.cache);
@@ -67,7 +68,7 @@ __global__ void __launch_bounds__(kMWarps * 32) decode_mma_kernel(AttentionKPara
     for (int i = lane; i < kMBN * VPR; i += 32) {
       const int r = i / VPR, v = i % VPR, kp = kb + r;
       const bool ok = kp < w1 && v < hd_vecs;
-      const T* src = ok ? cache + int64_t(table[kp / p.tpb]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + kp % p.tpb) * hd + v * 8
+      const T* src = ok ? cache + int64_t(table[pd.block(kp)]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(kp)) * hd + v * 8
                         : cache;
       cp_async16(Ks + r * LD + v * 8, src, ok);
       cp_async16(Vs + r * LD + v * 8, ok ? src + kv_plane : cache, ok);

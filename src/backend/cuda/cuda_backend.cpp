@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -81,6 +82,9 @@ class CudaBackend final : public Backend {
     KILN_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
+    if (const char* v = std::getenv("KILN_GEMV_L2_MB")) gemv_l2_bytes_ = int64_t(std::atof(v) * 1048576.0);
+    if (const char* v = std::getenv("KILN_GEMV_EARLY")) gemv_early_ = std::atoi(v) != 0;
+    if (const char* v = std::getenv("KILN_GEMV_L2_ALL")) gemv_l2_all_ = std::atoi(v) != 0;
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
     *error_host_ = 0;
     KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
@@ -367,6 +371,27 @@ class CudaBackend final : public Backend {
 
   void rope_kv(const RopeKvParams& p) override {
     flush();
+    if (rope_fuses_into_attention(p)) {
+      pending_rope_ = p;  // the decode attention that follows does it (see attention())
+      return;
+    }
+    run_rope(p);
+  }
+
+  // rope_kv of a decode-only step can be done by the split-KV decode attention kernel that follows it.
+  bool rope_fuses_into_attention(const RopeKvParams& p) const {
+    const StepMeta& m = *p.meta;
+    const int64_t hd = p.head_dim;
+    return m.max_new_tokens == 1 && p.apply_rope && p.q_norm.empty() && p.k_norm.empty() &&
+           (hd == 32 || hd == 64 || hd == 128 || hd == 256) && !decode_uses_mma(m, p.num_heads, p.num_kv_heads, hd) &&
+           cuda::decode_attention_supported(p.num_heads, p.num_kv_heads);
+  }
+  int64_t max_ctx_for(const StepMeta& m) const { return max_seq_len_ > 0 ? max_seq_len_ : m.max_context; }
+  bool decode_uses_mma(const StepMeta& m, int64_t nh, int64_t nkv, int64_t hd) const {
+    return decode_splits(m.num_seqs, nkv, max_ctx_for(m)) == 1 && cuda::decode_mma_attention_supported(nh, nkv, hd);
+  }
+
+  void run_rope(const RopeKvParams& p) {
     const StepMeta& m = *p.meta;
     expect(p.qkv, "rope_kv qkv");
     expect(p.cache.pool, "KV cache");
@@ -394,6 +419,12 @@ class CudaBackend final : public Backend {
   }
 
   void attention(const AttentionParams& p) override {
+    std::optional<RopeKvParams> rope;  // a pending rope_kv of this qkv and layer: fused into the decode kernel
+    if (pending_rope_ && pending_rope_->qkv.data == p.qkv.data && pending_rope_->layer == p.layer &&
+        pending_rope_->cache.pool.data == p.cache.pool.data && pending_rope_->meta == p.meta) {
+      rope = pending_rope_;
+      pending_rope_.reset();
+    }
     flush();
     const StepMeta& m = *p.meta;
     expect(p.qkv, "attention qkv");
@@ -419,12 +450,25 @@ class CudaBackend final : public Backend {
     // Sequences with one new token go to the split-KV decode kernel, prompt chunks to the context kernel; a
     // mixed step runs both (each skips the other's sequences).
     // Single-token sequences: split-KV when the batch is too small to fill the GPU, else the tensor-core kernel.
-    const int64_t max_ctx = max_seq_len_ > 0 ? max_seq_len_ : m.max_context;
-    const int splits = int(decode_splits(k.S, k.nkv, max_ctx));
+    const int splits = int(decode_splits(k.S, k.nkv, max_ctx_for(m)));
     const bool mma_ok = splits == 1 && cuda::decode_mma_attention_supported(k.nh, k.nkv, k.hd);
     const bool decode_ok = mma_ok || cuda::decode_attention_supported(k.nh, k.nkv);
+    if (rope) {
+      if (mma_ok || m.max_new_tokens != 1) {
+        run_rope(*rope);  // cannot happen (rope_fuses_into_attention checked the same), but stay correct
+      } else {
+        k.fuse_rope = true;
+        k.rope_inv_freq = inv_freq(rope->rope, rope->head_dim);
+        if (!rope_table_.empty() && rope_key(rope->rope, rope->head_dim) == rope_table_key_) {
+          k.rope_cos_sin = rope_table_.ptr<float>();
+          k.rope_table_len = rope_table_.dim(0);
+        }
+        k.slots = m.slot_mapping.ptr<int32_t>();
+      }
+    }
     if (decode_ok && (m.max_new_tokens == 1 || m.num_seqs > 1)) {
       k.num_splits = splits;
+      after_decode_attention_ = m.max_new_tokens == 1;
       if (mma_ok) {
         cuda::invoke_decode_mma_attention(k, stream_);
       } else if (k.num_splits > 1) {
@@ -625,6 +669,9 @@ class CudaBackend final : public Backend {
     k.norm_residual = g.norm_residual;
     k.norm_weight = g.norm_weight;
     k.norm_eps = g.norm_eps;
+    k.l2_prefetch_bytes = gemv_l2_all_ || after_decode_attention_ ? gemv_l2_bytes_ : 0;
+    after_decode_attention_ = false;
+    k.early_trigger = gemv_early_;
     adjust(k);
     cuda::invoke(k, stream_);
   }
@@ -636,6 +683,11 @@ class CudaBackend final : public Backend {
     }
   }
   void flush() {
+    if (pending_rope_) {
+      const RopeKvParams p = *pending_rope_;
+      pending_rope_.reset();
+      run_rope(p);
+    }
     if (pending_norm_) {
       const NormParams p = *pending_norm_;
       pending_norm_.reset();
@@ -649,6 +701,11 @@ class CudaBackend final : public Backend {
   }
   std::optional<PendingGemv> pending_;
   std::optional<NormParams> pending_norm_;
+  std::optional<RopeKvParams> pending_rope_;
+  int64_t gemv_l2_bytes_ = 0;  // GemvKParams::l2_prefetch_bytes
+  bool gemv_early_ = true;     // GemvKParams::early_trigger
+  bool gemv_l2_all_ = false;
+  bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel
 
   DType dt_;
   std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();

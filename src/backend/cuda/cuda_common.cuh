@@ -63,6 +63,22 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
   return v;
 }
 
+// Position -> (block, offset) in a paged KV cache of tpb tokens per block, in 32-bit arithmetic: a shift and a
+// mask when tpb is a power of two (the usual case), else division. (A 64-bit division per key costs more issue
+// slots than the attention arithmetic around it.)
+struct PageDiv {
+  int tpb, shift;  // shift < 0: tpb is not a power of two
+  __device__ __forceinline__ explicit PageDiv(int64_t t) : tpb(int(t)), shift(-1) {
+    if ((t & (t - 1)) == 0)
+      for (shift = 0; (int64_t(1) << shift) < t;) ++shift;
+  }
+  __device__ __forceinline__ int block(int pos) const { return shift >= 0 ? pos >> shift : pos / tpb; }
+  __device__ __forceinline__ int offset(int pos) const { return shift >= 0 ? pos & (tpb - 1) : pos % tpb; }
+};
+
+// Asks L2 to fetch the 128-byte line holding p (no register is written; the load that follows hits L2).
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 // Programmatic dependent launch: a kernel launched with launch_pdl may start while the previous kernel in the
 // stream finishes; it must call pdl_wait() before reading anything an earlier kernel wrote.
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }

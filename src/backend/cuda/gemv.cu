@@ -56,8 +56,23 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
     }
   };
   start_row(n);  // the weights do not depend on earlier kernels: stream them before the dependency wait
+  if (p.l2_prefetch_bytes > 0) {
+    // This warp's share of the L2 budget, in 128-byte lines, taken from its columns in the order it reads them.
+    const int64_t row_lines = p.K * int64_t(sizeof(T)) / 128;
+    int64_t lines = p.l2_prefetch_bytes / 128 / (int64_t(gridDim.x) * kWarps);
+    for (int64_t c = n; c < n_out && lines > 0; c += stride) {
+#pragma unroll
+      for (int j = 0; j < NR; ++j) {
+        const char* row = reinterpret_cast<const char*>(W + (c + j * n_out) * p.K);
+        const int64_t take = lines < row_lines ? lines : row_lines;
+        for (int64_t l = lane; l < take; l += 32) prefetch_l2(row + l * 128);
+        lines -= take;
+      }
+    }
+  }
   const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
   pdl_wait();
+  if (p.early_trigger) pdl_launch_dependents();
   const uint4* xs;  // x rows, 16-byte vectors: global, or shared memory after the norm prologue
   if constexpr (NORM) {
     uint4* xsm = reinterpret_cast<uint4*>(gemv_smem);  // [T, K]
@@ -164,7 +179,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
       }
     }
   }
-  pdl_launch_dependents();
+  if (!p.early_trigger) pdl_launch_dependents();
 }
 
 template <class T, class O, int U, bool GATED, bool NORM>

@@ -175,6 +175,14 @@ struct AttentionKParams {
   float* part_o = nullptr;     // [S, nh, num_splits, hd]
   float* part_lse = nullptr;   // [S, nh, num_splits]
   int* counters = nullptr;     // [S, nkv], zero between launches
+  // Decode kernel: what rope_kv would do first, fused in (head_dim a power of two, 32..256, no q/k norm): q and
+  // the new k rotated (cos | sin from the table, from inv_freq in fp64 past it, as rope_kv), the new k and v
+  // written to the cache at slots[t], and the rotated q and k written back into qkv.
+  bool fuse_rope = false;
+  const float* rope_inv_freq = nullptr;  // [hd / 2]
+  const float* rope_cos_sin = nullptr;   // [rope_table_len, hd] or null
+  int64_t rope_table_len = 0;
+  const int32_t* slots = nullptr;        // [T]
   DType dt = DType::BF16;
   void check() const;
 };
@@ -217,6 +225,13 @@ struct GemvKParams {
   float norm_eps = 0.f;
   // Fused residual epilogue: residual[t, n] = round(residual[t, n] + out[t, n]) (out is still written).
   void* residual = nullptr;  // T [T, N]
+  // Before waiting on the previous kernel (programmatic dependent launch), the launch prefetches up to this
+  // many bytes of its weights into L2 (each warp the start of its own columns): while a latency-bound kernel
+  // (attention) runs, memory would otherwise idle. 0: none.
+  int64_t l2_prefetch_bytes = 0;
+  // Let the next kernel launch as soon as this one passed its dependency wait (its blocks then take SM slots as
+  // this grid's blocks retire, and prefetch their own weights in this grid's tail), instead of at the end.
+  bool early_trigger = false;
   void check() const;
   static bool supports(int64_t T, int64_t K) { return T >= 1 && T <= kGemvMaxRows && K % 8 == 0; }
 };
