@@ -94,6 +94,31 @@ phase_bench() {
   record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128
 }
 
+# Decode under kernel-tuning environment settings (DECODE_VARIANTS: space-separated "NAME:VAR=VALUE,VAR=VALUE"),
+# for comparing variants of one build in one run; engines as in phase_bench.
+phase_sweep() {
+  E1=$WORK/llama-3.2-1b.engine
+  E8=$WORK/llama-3.1-8b.engine
+  [ -d "$E1" ] || record build_1b 300 "$BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$E1" \
+    --max-batch-size 8 --max-seq-len 4096 --max-num-tokens 2048
+  [ -d "$E8" ] || record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
+    --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+  for v in ${DECODE_VARIANTS:-base:}; do
+    local name=${v%%:*} envs=${v#*:}
+    record "sweep_${name}_1b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
+    record "sweep_${name}_8b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
+  done
+}
+
+# Prefill only: TTFT and the prefill profile of the 8B shape.
+phase_ttft() {
+  E8=$WORK/llama-3.1-8b.engine
+  [ -d "$E8" ] || record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
+    --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+  record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
+  record profile_8b_prefill 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 2048 --mode prefill
+}
+
 phase_peer() {
   PEER=$ROOT/bench/gpu/peer_hf.py
   peer() {  # peer NAME LIMIT ARGS...: the transformers peer (bench/gpu/peer_hf.py), result JSON on stdout

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The transformers peer for kiln's GPU benchmarks: the same model shapes with random bf16 weights on the same GPU.
 
-Modes: `eager` (model.generate with the default dynamic cache) and `compile` (static cache + torch.compile of the
-forward, the gpt-fast approach as transformers exposes it). Workloads:
+Modes: `eager` (model.generate with the default dynamic cache) and `compile` (the gpt-fast approach: static cache,
+the one-token forward compiled with CUDA graphs; decode workload only is hand-looped, see run_decode_compiled). Workloads:
   decode     batch B, P input / N output tokens: decode tok/s (per sequence) and time to first token
   ttft       one prompt of P tokens: time of the prefill forward (median of several)
   throughput R requests of P input / N output, run in static batches of B (transformers has no in-flight
@@ -76,6 +76,58 @@ def run_decode(model, cfg, mode, batch, p, n):
             "decode_tok_s_per_seq": (gen - 1) / decode_s, "decode_tok_s": batch * (gen - 1) / decode_s}
 
 
+def make_static_cache(cfg, batch, max_len):
+    """transformers' StaticCache; its constructor's arguments changed across versions."""
+    from transformers import StaticCache
+    tries = [dict(config=cfg, max_batch_size=batch, max_cache_len=max_len, device="cuda", dtype=torch.bfloat16),
+             dict(config=cfg, max_cache_len=max_len),
+             dict(config=cfg, max_batch_size=batch, max_cache_len=max_len)]
+    err = None
+    for kw in tries:
+        try:
+            return StaticCache(**kw)
+        except TypeError as e:
+            err = e
+    raise err
+
+
+def run_decode_compiled(model, cfg, batch, p, n):
+    """The gpt-fast approach by hand: a static KV cache, the one-token forward (with its argmax) compiled with
+    CUDA graphs (mode reduce-overhead), prefill eager; each step marks a new CUDA-graph step and clones its
+    output, which transformers' own generate() does not do on this torch (it fails: "accessing tensor output of
+    CUDAGraphs that has been overwritten")."""
+    ids = torch.randint(3, cfg.vocab_size, (batch, p), device="cuda")
+    cache = make_static_cache(cfg, batch, p + n)
+
+    def forward(tok, pos):  # tok [B, L], pos [L]
+        out = model(input_ids=tok, past_key_values=cache, cache_position=pos,
+                    position_ids=pos.unsqueeze(0).expand(tok.shape[0], -1), use_cache=True)
+        return out.logits[:, -1].argmax(-1, keepdim=True)
+
+    step = torch.compile(forward, mode="reduce-overhead", fullgraph=True)
+
+    def generate(n_new):
+        cache.reset()
+        with torch.no_grad():
+            tok = forward(ids, torch.arange(p, device="cuda"))
+            toks = [tok]
+            for i in range(n_new - 1):
+                torch.compiler.cudagraph_mark_step_begin()
+                tok = step(tok, torch.tensor([p + i], device="cuda")).clone()
+                toks.append(tok)
+        return torch.cat(toks, dim=1)
+
+    for _ in range(3):  # warm-up: compilation and CUDA-graph recording happen here
+        generate(min(n, 8))
+    t_first, _ = timed(lambda: generate(1))
+    t_all, out = timed(lambda: generate(n))
+    gen = out.shape[1]
+    decode_s = max(t_all - t_first, 1e-9)
+    return {"batch": batch, "input_len": p, "output_len": gen, "total_s": t_all, "ttft_ms": t_first * 1e3,
+            "decode_tok_s_per_seq": (gen - 1) / decode_s, "decode_tok_s": batch * (gen - 1) / decode_s,
+            "method": "static cache, torch.compile(mode=reduce-overhead, fullgraph) one-token forward + argmax"}
+
+
 def run_ttft(model, cfg, p, reps=10):
     ids = torch.randint(3, cfg.vocab_size, (1, p), device="cuda")
     with torch.no_grad():
@@ -114,14 +166,17 @@ def main():
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     model, cfg = make_model(a.shape)
-    if a.mode == "compile":
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
-    if a.workload == "decode":
+    if a.workload == "decode" and a.mode == "compile":
+        figures = run_decode_compiled(model, cfg, a.batch, a.input_len, a.output_len)
+    elif a.workload == "decode":
         figures = run_decode(model, cfg, a.mode, a.batch, a.input_len, a.output_len)
-    elif a.workload == "ttft":
-        figures = run_ttft(model, cfg, a.input_len)
     else:
-        figures = run_throughput(model, cfg, a.mode, a.requests, a.batch, a.input_len, a.output_len)
+        if a.mode == "compile":
+            model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+        if a.workload == "ttft":
+            figures = run_ttft(model, cfg, a.input_len)
+        else:
+            figures = run_throughput(model, cfg, a.mode, a.requests, a.batch, a.input_len, a.output_len)
     n_params = sum(p.numel() for p in model.parameters())
     result = {"engine": f"transformers-{a.mode}", "gpu": torch.cuda.get_device_name(), "commit": git_commit(),
               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "shape": a.shape,
