@@ -1,10 +1,11 @@
 // Helpers for the cuda backend tests: GPU detection (tests skip with a message without one), host <-> backend
 // tensors in any float dtype, random inputs rounded to the compute dtype (so both backends see the same values),
-// and a StepMeta builder for packed paged-attention batches.
+// a StepMeta builder for packed paged-attention batches, and cuda engines of the fixture models.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -12,9 +13,12 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "build/engine_builder.h"
 #include "common/test_util.h"
+#include "convert/convert.h"
 #ifdef KILN_WITH_CUDA
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_planner.h"
 #endif
 
 namespace kiln::test {
@@ -171,6 +175,37 @@ inline KvCacheDesc make_cache(Backend& be, const std::vector<float>& v, int64_t 
   c.head_dim = hd;
   c.pool = put(be, v, {layers, blocks, 2, nkv, tpb, hd}, dt);
   return c;
+}
+
+// The engine directory of fixture `model` converted and built for cuda, once per (model, dtype, beam width).
+inline const std::string& cuda_engine(const std::string& model, const std::string& dtype, int64_t max_beam_width = 1) {
+  struct Built {
+    TempDir dir;
+    std::string engine;
+  };
+  static std::map<std::string, std::unique_ptr<Built>> cache;
+  auto& b = cache[model + "/" + dtype + "/" + std::to_string(max_beam_width)];
+  if (!b) {
+    b = std::make_unique<Built>();
+    ConvertOptions c;
+    c.model_dir = model_dir(model);
+    c.output_dir = b->dir / "ckpt";
+    c.progress = false;
+    convert_checkpoint(c);
+    BuildOptions o;
+    o.checkpoint_dir = c.output_dir;
+    o.output_dir = b->dir / "engine";
+    o.target = "cuda";
+    o.dtype = dtype_from_name(dtype);
+    o.limits.max_num_tokens = 256;  // fewer autotuning buckets; the prompts are short
+    o.limits.max_beam_width = max_beam_width;
+#ifdef KILN_WITH_CUDA
+    o.plan = plan_cuda_engine;
+#endif
+    build_engine(o);
+    b->engine = o.output_dir;
+  }
+  return b->engine;
 }
 
 }  // namespace kiln::test

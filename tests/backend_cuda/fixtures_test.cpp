@@ -7,48 +7,12 @@
 #include <map>
 
 #include "backend_cuda/cuda_test_util.h"
-#include "build/engine_builder.h"
-#include "convert/convert.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "runtime/generate.h"
-#ifdef KILN_WITH_CUDA
-#include "backend/cuda/cuda_planner.h"
-#endif
 
 namespace kiln::test {
 namespace {
-
-struct Built {
-  TempDir dir;
-  std::string engine;
-};
-
-// Converts and builds `model` for cuda once per (model, dtype).
-const std::string& cuda_engine(const std::string& model, const std::string& dtype) {
-  static std::map<std::string, std::unique_ptr<Built>> cache;
-  auto& b = cache[model + "/" + dtype];
-  if (!b) {
-    b = std::make_unique<Built>();
-    ConvertOptions c;
-    c.model_dir = model_dir(model);
-    c.output_dir = b->dir / "ckpt";
-    c.progress = false;
-    convert_checkpoint(c);
-    BuildOptions o;
-    o.checkpoint_dir = c.output_dir;
-    o.output_dir = b->dir / "engine";
-    o.target = "cuda";
-    o.dtype = dtype_from_name(dtype);
-    o.limits.max_num_tokens = 256;  // fewer autotuning buckets; the prompts are short
-#ifdef KILN_WITH_CUDA
-    o.plan = plan_cuda_engine;
-#endif
-    build_engine(o);
-    b->engine = o.output_dir;
-  }
-  return b->engine;
-}
 
 // Largest minus second-largest value of a row.
 float top_gap(const float* x, int64_t V) {
