@@ -108,7 +108,8 @@ __device__ void choose_digit_by_count(Smem& s, int rem) {
 #pragma unroll
   for (int j = 0; j < 8; ++j) sum += c[j] = int(s.cnt[255 - 8 * lane - j]);
   const int incl = warp_incl_scan(sum);
-  const int excl = lane == 0 ? 0 : __shfl_up_sync(kFull, incl, 1);
+  const int shifted = __shfl_up_sync(kFull, incl, 1);  // every lane: a full-mask shuffle needs all 32
+  const int excl = lane == 0 ? 0 : shifted;
   int run = excl, found = -1, above = 0;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -245,6 +246,42 @@ __device__ void choose_digit_by_mass(Smem& s, double above0, double& threshold, 
   if (lane == 0) s.sel_mass_total = threshold;
 }
 
+// A thread's partial (count, mass) sums of a few digits in registers, added to the shared histogram when
+// evicted: the first radix passes see a handful of digits (logits cluster in few exponents), and a shared double
+// atomic per token on the same few bins serializes the block (H100, 64 rows of 128256 tokens, top_p 0.9 alone:
+// 2.0 ms without the cache, 0.86 ms with it).
+struct MassCache {
+  static constexpr unsigned kNone = 0xffffffffu;
+  unsigned d[4] = {kNone, kNone, kNone, kNone}, c[4] = {0, 0, 0, 0};
+  double m[4] = {0, 0, 0, 0};
+  int next = 0;
+  __device__ __forceinline__ void spill(int i, Smem& s) {
+    if (d[i] == kNone) return;
+    atomicAdd(&s.cnt[d[i]], c[i]);
+    atomicAdd(&s.mass[d[i]], m[i]);
+  }
+  __device__ __forceinline__ void add(unsigned digit, double w, Smem& s) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      if (d[i] == digit) {
+        m[i] += w;
+        ++c[i];
+        return;
+      }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)  // evict round robin (unrolled: the arrays stay in registers)
+      if (i == next) {
+        spill(i, s);
+        d[i] = digit, m[i] = w, c[i] = 1;
+      }
+    next = (next + 1) & 3;
+  }
+  __device__ __forceinline__ void flush(Smem& s) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) spill(i, s);
+  }
+};
+
 // Top-p over the finite tokens of x (the top-k survivors): keep each token, in (key desc, id asc) order, while the
 // mass before it is below top_p times the total mass.
 __device__ void top_p_filter(float* x, int V, float mx, double inv_t, float top_p, Smem& s) {
@@ -255,14 +292,14 @@ __device__ void top_p_filter(float* x, int V, float mx, double inv_t, float top_
     const int shift = 24 - 8 * pass;
     for (int i = threadIdx.x; i < 256; i += kThreads) s.cnt[i] = 0, s.mass[i] = 0;
     __syncthreads();
+    MassCache cache;
     for (int v = threadIdx.x; v < V; v += kThreads) {
       const float l = x[v];
       if (!finite_or_inf(l)) continue;
       const unsigned key = order_key(l);
-      if ((key & mask) != prefix) continue;
-      atomicAdd(&s.cnt[digit_of(key, shift)], 1u);
-      atomicAdd(&s.mass[digit_of(key, shift)], sample_weight(l, mx, inv_t));
+      if ((key & mask) == prefix) cache.add(digit_of(key, shift), sample_weight(l, mx, inv_t), s);
     }
+    cache.flush(s);
     __syncthreads();
     if (threadIdx.x < 32) choose_digit_by_mass(s, above, threshold, pass == 0, top_p);
     __syncthreads();
@@ -305,8 +342,8 @@ __device__ int draw(const float* x, int V, float mx, double inv_t, double u, Sme
   const double mine = s.wd[lane];
   z = __shfl_sync(kFull, excl + mine, 31);
   const double target = u * z;
-  const unsigned hit = __ballot_sync(kFull, mine > 0 && excl + mine > target);
-  const int wsel = hit ? __ffs(hit) - 1 : 31 - __clz(__ballot_sync(kFull, mine > 0));
+  const unsigned hit = __ballot_sync(kFull, mine > 0 && excl + mine > target), positive = __ballot_sync(kFull, mine > 0);
+  const int wsel = hit ? __ffs(hit) - 1 : 31 - __clz(positive);
   const double ex = __shfl_sync(kFull, excl, wsel);
   if (warp == wsel) {  // walk the segment: the same chunk sums as above, in the same order
     int pick = -1;  // the chunk holding the token: the first reaching the target, else the last of positive weight
@@ -324,8 +361,8 @@ __device__ int draw(const float* x, int V, float mx, double inv_t, double u, Sme
       run += tot;
     }
     const double w = weight_at(pick + lane), cum = ex + (run + warp_incl_scan(w));
-    const unsigned h = __ballot_sync(kFull, reached && w > 0 && cum > target);
-    const int src = h ? __ffs(h) - 1 : 31 - __clz(__ballot_sync(kFull, w > 0));
+    const unsigned h = __ballot_sync(kFull, reached && w > 0 && cum > target), positive = __ballot_sync(kFull, w > 0);
+    const int src = h ? __ffs(h) - 1 : 31 - __clz(positive);
     if (lane == src) s.chosen = pick + lane, s.chosen_w = w;
   }
   __syncthreads();
