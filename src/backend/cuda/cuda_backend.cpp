@@ -702,7 +702,9 @@ class CudaBackend final : public Backend {
   std::optional<PendingGemv> pending_;
   std::optional<NormParams> pending_norm_;
   std::optional<RopeKvParams> pending_rope_;
-  int64_t gemv_l2_bytes_ = 0;  // GemvKParams::l2_prefetch_bytes
+  // GemvKParams::l2_prefetch_bytes of the GEMV after a decode attention kernel (8B shape, H100: 84.4% -> 85.1%
+  // bandwidth utilization at 32 MB, 86.2% at 16 MB; prefetching before every GEMV was slower).
+  int64_t gemv_l2_bytes_ = int64_t(32) << 20;
   bool gemv_early_ = true;     // GemvKParams::early_trigger
   bool gemv_l2_all_ = false;
   bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel
