@@ -1,5 +1,5 @@
 // CudaBackend: device memory, uploads through pinned staging, the op set over the kernels of kernels.h and the
-// GEMMs of gemm.h (a decode GEMV feeding a SiLU-gated activation fuses with it), and step graphs (CUDA stream
+// GEMMs of gemm.h (decode-step peephole fusions: see flush() and docs/ARCHITECTURE.md), and step graphs (CUDA stream
 // capture). One stream; every op is asynchronous; download() and
 // synchronize() are the only points where the host waits (and where kernel-detected bad input is reported).
 #include "backend/cuda/cuda_backend.h"
@@ -23,37 +23,7 @@
 
 namespace kiln {
 
-namespace cuda {
-void throw_error(const std::string& msg) { throw Error(msg); }
-void check_cuda(cudaError_t e, const char* what, const char* file, int line) {
-  if (e != cudaSuccess) fail("CUDA error: {} ({}) at {}:{}", cudaGetErrorString(e), what, file, line);
-}
-}  // namespace cuda
-
 using cuda::check_cuda;
-
-int cuda_device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return 0;
-  }
-  return n;
-}
-
-std::string cuda_device_arch() {
-  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
-  cudaDeviceProp p{};
-  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
-  return fmt::format("sm_{}{}", p.major, p.minor);
-}
-
-std::string cuda_device_name() {
-  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
-  cudaDeviceProp p{};
-  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
-  return p.name;
-}
 
 namespace {
 

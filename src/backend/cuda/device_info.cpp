@@ -1,0 +1,44 @@
+// The CUDA error plumbing shared by the cuda backend's files and the device queries of cuda_backend.h.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+
+namespace kiln {
+
+namespace cuda {
+void throw_error(const std::string& msg) { throw Error(msg); }
+void check_cuda(cudaError_t e, const char* what, const char* file, int line) {
+  if (e != cudaSuccess) fail("CUDA error: {} ({}) at {}:{}", cudaGetErrorString(e), what, file, line);
+}
+}  // namespace cuda
+
+using cuda::check_cuda;
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return 0;
+  }
+  return n;
+}
+
+std::string cuda_device_arch() {
+  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
+  cudaDeviceProp p{};
+  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  return fmt::format("sm_{}{}", p.major, p.minor);
+}
+
+std::string cuda_device_name() {
+  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
+  cudaDeviceProp p{};
+  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  return p.name;
+}
+
+}  // namespace kiln
