@@ -6,7 +6,8 @@
 #
 # Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
 # kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
-# PHASES selects parts and their order (default: "tests memcheck bench peer"); PEER_COMPILE=0 skips torch.compile runs;
+# PHASES selects parts and their order (default: "tests memcheck bench peer"; also "ttft": TTFT and the prefill
+# profile only, "sweep": decode under the DECODE_VARIANTS environment settings); PEER_COMPILE=0 skips torch.compile runs;
 # MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
 # command, its exit code and wall time, and the run's own JSON result (or the tail of its log).
 set -uo pipefail
