@@ -75,13 +75,22 @@ run_memcheck() {
 phase_tests() { record gpu_tests 900 run_tests; }
 phase_memcheck() { record memcheck 900 run_memcheck; }
 
-phase_bench() {
-  E1=$WORK/llama-3.2-1b.engine
-  E8=$WORK/llama-3.1-8b.engine
-  record build_1b 300 "$BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$E1" \
+# The synthetic benchmark engines (E1: 1B shape, E8: 8B shape), each built once per gpu-check run (the build is
+# itself a benchmark: its JSON records the time, autotuning included).
+E1=$WORK/llama-3.2-1b.engine
+E8=$WORK/llama-3.1-8b.engine
+engine_1b() {
+  [ -d "$E1" ] || record build_1b 300 "$BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$E1" \
     --max-batch-size 8 --max-seq-len 4096 --max-num-tokens 2048
-  record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
+}
+engine_8b() {
+  [ -d "$E8" ] || record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
     --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+}
+
+phase_bench() {
+  engine_1b
+  engine_8b
   record copy_bw 60 "$BIN/kiln_gpu_bench" copy-bw
   record decode_1b 300 "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
   record decode_8b 300 "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
@@ -96,14 +105,10 @@ phase_bench() {
 }
 
 # Decode under kernel-tuning environment settings (DECODE_VARIANTS: space-separated "NAME:VAR=VALUE,VAR=VALUE"),
-# for comparing variants of one build in one run; engines as in phase_bench.
+# for comparing variants of one build in one run.
 phase_sweep() {
-  E1=$WORK/llama-3.2-1b.engine
-  E8=$WORK/llama-3.1-8b.engine
-  [ -d "$E1" ] || record build_1b 300 "$BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$E1" \
-    --max-batch-size 8 --max-seq-len 4096 --max-num-tokens 2048
-  [ -d "$E8" ] || record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
-    --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+  engine_1b
+  engine_8b
   for v in ${DECODE_VARIANTS:-base:}; do
     local name=${v%%:*} envs=${v#*:}
     record "sweep_${name}_1b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
@@ -113,9 +118,7 @@ phase_sweep() {
 
 # Prefill only: TTFT and the prefill profile of the 8B shape.
 phase_ttft() {
-  E8=$WORK/llama-3.1-8b.engine
-  [ -d "$E8" ] || record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
-    --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+  engine_8b
   record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
   record profile_8b_prefill 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 2048 --mode prefill
 }
