@@ -135,10 +135,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
           rc[v * 8 + i] = p.rope_cos_sin[int64_t(pos) * HD + fi];
           rs[v * 8 + i] = p.rope_cos_sin[int64_t(pos) * HD + HD / 2 + fi];
         } else {
-          double sd, cd;
-          sincos(double(pos) * double(p.rope_inv_freq[fi]), &sd, &cd);
-          rc[v * 8 + i] = float(cd);
-          rs[v * 8 + i] = float(sd);
+          rope_cos_sin(pos, p.rope_inv_freq[fi], rc[v * 8 + i], rs[v * 8 + i]);
         }
       }
     }

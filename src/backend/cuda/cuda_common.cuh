@@ -76,6 +76,15 @@ struct PageDiv {
   __device__ __forceinline__ int offset(int pos) const { return shift >= 0 ? pos & (tpb - 1) : pos % tpb; }
 };
 
+// RoPE's cos and sin at position pos and inverse frequency f: the angle in fp64, rounded to fp32. The one
+// definition behind the cos | sin table and the kernels' fallback past its end.
+__device__ __forceinline__ void rope_cos_sin(int64_t pos, float f, float& c, float& s) {
+  double sd, cd;
+  sincos(double(pos) * double(f), &sd, &cd);
+  c = float(cd);
+  s = float(sd);
+}
+
 // Asks L2 to fetch the 128-byte line holding p (no register is written; the load that follows hits L2).
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 

@@ -308,10 +308,7 @@ __global__ void rope_table_kernel(RopeTableKParams p) {
   const int64_t half = p.hd / 2, n = p.len * half;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t pos = i / half, k = i % half;
-    double sn, c;
-    sincos(double(pos) * double(p.inv_freq[k]), &sn, &c);
-    p.out[pos * p.hd + k] = float(c);
-    p.out[pos * p.hd + half + k] = float(sn);
+    rope_cos_sin(pos, p.inv_freq[k], p.out[pos * p.hd + k], p.out[pos * p.hd + half + k]);
   }
 }
 

@@ -36,12 +36,7 @@ __global__ void rope_kv_kernel(RopeKvKParams p) {
     for (int64_t i = threadIdx.x; i < row; i += blockDim.x) x[i] = to_f(qkv[i]);
   }
   if (p.inv_freq && !table) {  // no precomputed table (the same fp64 values)
-    for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
-      double sn, c;
-      sincos(double(pos) * double(p.inv_freq[i]), &sn, &c);
-      cs[i] = float(c);
-      cs[half + i] = float(sn);
-    }
+    for (int64_t i = threadIdx.x; i < half; i += blockDim.x) rope_cos_sin(pos, p.inv_freq[i], cs[i], cs[half + i]);
   }
   __syncthreads();
   // Per-head RMSNorm of q (heads [0, nh)) and k (heads [nh, nh + nkv)): one warp per head.
