@@ -108,8 +108,9 @@ TEST_P(CudaOps, GateUpGemvFusedWithActivation) {
   }
 }
 
-// A decode layer's op sequence, where the cuda backend fuses: GEMV + residual add (into the next norm), norm as
-// the next GEMV's prologue, gate/up GEMV + SiLU. Every intermediate output must still be written and match.
+// A decode layer's op sequence, where the cuda backend fuses: GEMV + residual add (into the next norm), norm into
+// the next GEMV (the lm_head's float32 one too), gate/up GEMV + SiLU. Every intermediate output must still be
+// written and match.
 TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
   for (int64_t T : {1, 3}) {
     const int64_t H = 256, I = 96, Nq = 384;
@@ -117,6 +118,8 @@ TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
     auto wd = rnd(size_t(H * H), 62, 0.1f, dt), wn1 = rnd(size_t(H), 63, 1.f, dt), wn2 = rnd(size_t(H), 64, 1.f, dt);
     auto wgu = rnd(size_t(2 * I * H), 65, 0.1f, dt), wdn = rnd(size_t(H * I), 66, 0.1f, dt);
     auto wq = rnd(size_t(Nq * H), 67, 0.1f, dt), bq = rnd(size_t(Nq), 68, 0.5f, dt);
+    const int64_t V = 200;
+    auto wlm = rnd(size_t(V * H), 69, 0.1f, dt);
     auto run = [&](Backend& be, DType t) {
       Tensor attn = put(be, xa, {T, H}, t), res = put(be, res0, {T, H}, t);
       Tensor proj = be.alloc(t, {T, H}), normed = be.alloc(t, {T, H}), mlp_in = be.alloc(t, {T, 2 * I});
@@ -132,12 +135,18 @@ TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
       be.linear({act, Wdn, Tensor(), mlp_out});
       be.norm({NormType::RMSNorm, 1e-5, mlp_out, res, Wn2, Tensor(), normed2});
       be.linear({normed2, Wq, Bq, qkv});
+      // The final norm and an lm_head with float32 logits (the norm fuses into that GEMV too).
+      Tensor normed3 = be.alloc(t, {T, H}), logits = be.alloc(DType::F32, {T, V});
+      Tensor Wlm = put(be, wlm, {V, H}, t);
+      be.norm({NormType::RMSNorm, 1e-5, Tensor(), res, Wn2, Tensor(), normed3});
+      be.linear({normed3, Wlm, Tensor(), logits});
       std::vector<std::vector<float>> outs;
-      for (const Tensor* x : {&proj, &res, &normed, &mlp_in, &act, &mlp_out, &normed2, &qkv}) outs.push_back(get(be, *x));
+      for (const Tensor* x : {&proj, &res, &normed, &mlp_in, &act, &mlp_out, &normed2, &qkv, &normed3, &logits})
+        outs.push_back(get(be, *x));
       return outs;
     };
     auto c = run(cpu, DType::F32), g = run(*gpu, dt);
-    const char* names[] = {"proj", "residual", "normed", "mlp_in", "act", "mlp_out", "normed2", "qkv"};
+    const char* names[] = {"proj", "residual", "normed", "mlp_in", "act", "mlp_out", "normed2", "qkv", "normed3", "logits"};
     for (size_t i = 0; i < c.size(); ++i) EXPECT_LE(rel(g[i], c[i]), tol_for(dt)) << names[i] << " T=" << T;
   }
 }
