@@ -108,9 +108,9 @@ TEST_P(CudaOps, GateUpGemvFusedWithActivation) {
   }
 }
 
-// A decode layer's op sequence, where the cuda backend fuses: GEMV + residual add (into the next norm), norm into
-// the next GEMV (the lm_head's float32 one too), gate/up GEMV + SiLU. Every intermediate output must still be
-// written and match.
+// A decode layer's op sequence, where the cuda backend fuses: GEMV + residual add (into the next norm), norm as
+// the next GEMV's prologue, gate/up GEMV + SiLU; then the final norm and a float32 lm_head (not fused). Every
+// intermediate output must still be written and match.
 TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
   for (int64_t T : {1, 3}) {
     const int64_t H = 256, I = 96, Nq = 384;
@@ -135,7 +135,7 @@ TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
       be.linear({act, Wdn, Tensor(), mlp_out});
       be.norm({NormType::RMSNorm, 1e-5, mlp_out, res, Wn2, Tensor(), normed2});
       be.linear({normed2, Wq, Bq, qkv});
-      // The final norm and an lm_head with float32 logits (the norm fuses into that GEMV too).
+      // The final norm and an lm_head with float32 logits.
       Tensor normed3 = be.alloc(t, {T, H}), logits = be.alloc(DType::F32, {T, V});
       Tensor Wlm = put(be, wlm, {V, H}, t);
       be.norm({NormType::RMSNorm, 1e-5, Tensor(), res, Wn2, Tensor(), normed3});
