@@ -44,6 +44,7 @@ void build_engine(const BuildOptions& o) {
   info.target = o.target;
   info.limits = o.limits;
   info.synthetic = synthetic;
+  info.batch_invariant = o.batch_invariant;
   resolve_limits(info.limits, info.model);
   StagingDir out(o.output_dir);  // fails now, before planning, when the output exists
   DType weight_dtype;

@@ -25,6 +25,7 @@ struct BuildOptions {
   std::string target = "cpu";
   std::optional<DType> dtype;  // cuda compute dtype (float16 | bfloat16)
   EngineLimits limits;
+  bool batch_invariant = false;  // EngineInfo::batch_invariant (cpu: always so; accepted and recorded)
   // Planner for non-cpu targets, given the engine (model, limits) and the requested dtype. Empty: the target
   // is not available in this build.
   std::function<TargetPlan(const EngineInfo&, std::optional<DType>)> plan;

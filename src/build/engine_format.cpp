@@ -23,7 +23,8 @@ json engine_info_to_json(const EngineInfo& e) {
                 {"max_beam_width", e.limits.max_beam_width}}},
               {"model", config_to_json(e.model)},
               {"tactics", e.tactics},
-              {"synthetic", e.synthetic}};
+              {"synthetic", e.synthetic},
+              {"batch_invariant", e.batch_invariant}};
 }
 
 EngineInfo engine_info_from_json(const json& j, const std::string& src) {
@@ -45,6 +46,7 @@ EngineInfo engine_info_from_json(const json& j, const std::string& src) {
     e.limits.max_beam_width = l.at("max_beam_width").get<int64_t>();
     e.tactics = j.value("tactics", json::object());
     e.synthetic = j.value("synthetic", false);
+    e.batch_invariant = j.value("batch_invariant", false);
   } catch (const json::exception& ex) {
     fail("{}: malformed engine.json: {}", src, ex.what());
   }

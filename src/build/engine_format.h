@@ -27,6 +27,10 @@ struct EngineInfo {
   ModelConfig model;
   nlohmann::json tactics = nlohmann::json::object();  // backend-specific (cuBLASLt algorithms, ...)
   bool synthetic = false;  // no weight file: weights are generated at load (Backend::random_weight, fixed seeds)
+  // kiln build --batch-invariant: a request's outputs must not depend on the rest of its batch, on chunking, on
+  // preemption or on prefix reuse (cuda: one GEMM algorithm per shape, one attention kernel for every query row;
+  // docs/ARCHITECTURE.md). The cpu backend is batch-invariant whatever this says.
+  bool batch_invariant = false;
 };
 
 nlohmann::json engine_info_to_json(const EngineInfo& e);

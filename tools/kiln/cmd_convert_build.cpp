@@ -47,6 +47,9 @@ void register_build(CLI::App& app) {
   cmd->add_option("--max-seq-len", o->limits.max_seq_len, "prompt + output (default: the model's positions)");
   cmd->add_option("--max-num-tokens", o->limits.max_num_tokens, "tokens per step (default min(8192, B x S))");
   cmd->add_option("--max-beam-width", o->limits.max_beam_width, "widest beam search (default 1)");
+  cmd->add_flag("--batch-invariant", o->batch_invariant,
+                "outputs independent of the batch, chunking, preemption and prefix reuse (cuda: slower; the cpu "
+                "target always is)");
   cmd->callback([o, dtype] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
     if (o->checkpoint_dir.empty() && o->synthetic_config.empty()) fail("kiln build: --checkpoint or --synthetic is required");
