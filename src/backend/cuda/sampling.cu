@@ -5,9 +5,10 @@
 //   copy the row, penalties, bans -> block argmax (first maximum) -> greedy: done (log-softmax on request)
 //   sampling: top-k: 4-pass 8-bit radix select of the k-th largest order key (ties at the threshold kept
 //             lowest id first, by a count in id order) -> top-p: the same radix select over weight histograms
-//             (double) of the kept tokens, for the key t* with mass(key > t*) < top_p Z <= mass(key >= t*)
-//             -> min-p: weight >= min_p (the argmax always kept) -> draw: warp-segment sums in id order, then
-//             the first token whose cumulative weight exceeds u Z.
+//             of the kept tokens (exact fixed-point sums: the same whatever order the atomics land in), for
+//             the key t* with mass(key > t*) < top_p Z <= mass(key >= t*) -> min-p: weight >= min_p (the
+//             argmax always kept) -> draw: warp-segment sums in id order, then the first token whose cumulative
+//             weight exceeds u Z.
 //   top_log_probs: log-softmax, penalties and bans on the log-probs, radix select of the k-th best, the k best
 //             collected and ordered by rank (value desc, id asc).
 //
@@ -27,7 +28,7 @@ constexpr unsigned kFull = 0xffffffffu;
 
 struct Smem {
   unsigned cnt[256];   // radix histogram: tokens per digit
-  double mass[256];    // radix histogram: weight per digit (top-p)
+  unsigned long long mass_hi[256], mass_lo[256];  // radix histogram: weight per digit (top-p), Fixed88 sums
   double wd[kWarps];   // per-warp partials
   int wi[kWarps];
   float wf[kWarps];
@@ -46,6 +47,20 @@ struct Smem {
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 __device__ __forceinline__ bool finite_or_inf(float l) { return l > neg_inf(); }  // not -inf, not NaN
 __device__ __forceinline__ unsigned digit_of(unsigned key, int shift) { return (key >> shift) & 255u; }
+
+// A weight in [0, 1] as an exact fixed-point number in two parts: hi = floor(w 2^44), lo = floor(w 2^88) - hi 2^44.
+// Integer sums are exact, so a histogram's masses do not depend on the order its atomics land in (a double
+// atomicAdd's rounding does: top-p would not be deterministic); below 2^20 tokens no sum overflows 64 bits.
+struct Fixed88 {
+  unsigned long long hi = 0, lo = 0;
+};
+__device__ __forceinline__ Fixed88 to_fixed(double w) {
+  const double a = w * 0x1p44, h = floor(a);  // both exact, and so is a - h
+  return {static_cast<unsigned long long>(h), static_cast<unsigned long long>((a - h) * 0x1p44)};
+}
+__device__ __forceinline__ double from_fixed(unsigned long long hi, unsigned long long lo) {
+  return double(hi) * 0x1p-44 + double(lo) * 0x1p-88;
+}
 
 template <class T>
 __device__ __forceinline__ T warp_incl_scan(T x) {
@@ -219,7 +234,7 @@ __device__ void choose_digit_by_mass(Smem& s, double above0, double& threshold, 
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     c[j] = int(s.cnt[255 - 8 * lane - j]);
-    m[j] = s.mass[255 - 8 * lane - j];
+    m[j] = from_fixed(s.mass_hi[255 - 8 * lane - j], s.mass_lo[255 - 8 * lane - j]);
     sum += m[j];
   }
   const double incl = warp_incl_scan(sum), shifted = __shfl_up_sync(kFull, incl, 1);
@@ -247,24 +262,27 @@ __device__ void choose_digit_by_mass(Smem& s, double above0, double& threshold, 
 }
 
 // A thread's partial (count, mass) sums of a few digits in registers, added to the shared histogram when
-// evicted: the first radix passes see a handful of digits (logits cluster in few exponents), and a shared double
+// evicted: the first radix passes see a handful of digits (logits cluster in few exponents), and a shared
 // atomic per token on the same few bins serializes the block (H100, 64 rows of 128256 tokens, top_p 0.9 alone:
 // 2.0 ms without the cache, 0.86 ms with it).
 struct MassCache {
   static constexpr unsigned kNone = 0xffffffffu;
   unsigned d[4] = {kNone, kNone, kNone, kNone}, c[4] = {0, 0, 0, 0};
-  double m[4] = {0, 0, 0, 0};
+  unsigned long long hi[4] = {0, 0, 0, 0}, lo[4] = {0, 0, 0, 0};
   int next = 0;
   __device__ __forceinline__ void spill(int i, Smem& s) {
     if (d[i] == kNone) return;
     atomicAdd(&s.cnt[d[i]], c[i]);
-    atomicAdd(&s.mass[d[i]], m[i]);
+    atomicAdd(&s.mass_hi[d[i]], hi[i]);
+    atomicAdd(&s.mass_lo[d[i]], lo[i]);
   }
   __device__ __forceinline__ void add(unsigned digit, double w, Smem& s) {
+    const Fixed88 f = to_fixed(w);
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       if (d[i] == digit) {
-        m[i] += w;
+        hi[i] += f.hi;
+        lo[i] += f.lo;
         ++c[i];
         return;
       }
@@ -272,7 +290,7 @@ struct MassCache {
     for (int i = 0; i < 4; ++i)  // evict round robin (unrolled: the arrays stay in registers)
       if (i == next) {
         spill(i, s);
-        d[i] = digit, m[i] = w, c[i] = 1;
+        d[i] = digit, hi[i] = f.hi, lo[i] = f.lo, c[i] = 1;
       }
     next = (next + 1) & 3;
   }
@@ -290,7 +308,7 @@ __device__ void top_p_filter(float* x, int V, float mx, double inv_t, float top_
   int eq = 0;
   for (int pass = 0; pass < 4; ++pass) {
     const int shift = 24 - 8 * pass;
-    for (int i = threadIdx.x; i < 256; i += kThreads) s.cnt[i] = 0, s.mass[i] = 0;
+    for (int i = threadIdx.x; i < 256; i += kThreads) s.cnt[i] = 0, s.mass_hi[i] = 0, s.mass_lo[i] = 0;
     __syncthreads();
     MassCache cache;
     for (int v = threadIdx.x; v < V; v += kThreads) {
@@ -481,6 +499,7 @@ void need(bool ok, const char* what) {
 void SampleKParams::check(bool top) const {
   need(logits && rows && work && ids && values, "null pointer");
   need(R >= 0 && L >= 1 && V >= 1 && V < INT_MAX / 2, "bad sizes");
+  need(V < (1 << 20), "a vocabulary of 2^20 tokens or more (top-p's fixed-point sums would overflow)");
   need((num_penalties == 0 || penalties) && (num_bans == 0 || bans), "null penalty or ban list");
   need(num_penalties < INT_MAX && num_bans < INT_MAX, "lists too long");
   need(!top || (k >= 1 && k <= V && k <= kMaxTopLogProbs), "top_log_probs: k outside [1, min(V, 1024)]");
