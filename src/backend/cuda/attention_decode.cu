@@ -7,6 +7,10 @@
 // size and the engine's max_seq_len, so a CUDA graph replays it at any context length. Optionally the step's
 // rope_kv is fused in (ROPE): q and the new k are rotated in registers and the new k, v written to the cache by
 // the group that would have read them, which saves a kernel (and its launch gap) per layer at batch 1.
+// Batch-invariant mode (INV): every new token of the step is a row of the grid (grid z), prompt chunks included,
+// each with its own causal limit and window; chunks of p.inv_chunk keys from the row's first key, so the splits
+// (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
+// the new keys); no RoPE fusion.
 #include <cfloat>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -71,7 +75,7 @@ __device__ __forceinline__ void rope_vecs(float (&x)[DCfg<HD>::VPL * 8], const f
   }
 }
 
-template <class T, int HD, int G, bool ROPE>
+template <class T, int HD, int G, bool ROPE, bool INV>
 // Two CTAs per SM where registers allow it without spilling (more loads in flight at large batch).
 __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decode_attention_kernel(AttentionKParams p) {
   using C = DCfg<HD>;
@@ -85,13 +89,22 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
   // Step metadata comes from host copies and keys before the new token from earlier steps: both are read
   // before the dependency wait; the new token's q, k and v (written by rope_kv just before) after it.
-  const int s = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
-  const int t = p.seq_offsets[s];
-  if (p.seq_offsets[s + 1] - t != 1) return;  // a context chunk: the context kernel's
-  const int pos = p.num_cached[s];  // the new token's position (its k, v are already in the cache)
+  const int kvh = blockIdx.y, split = blockIdx.x;
+  int s, t, pos;  // the row's sequence, token and position (its k, v are already in the cache)
+  if constexpr (INV) {
+    t = int(p.row0) + int(blockIdx.z);
+    s = p.token_seq[t];
+    pos = p.num_cached[s] + (t - p.seq_offsets[s]);
+  } else {
+    s = blockIdx.z;
+    t = p.seq_offsets[s];
+    if (p.seq_offsets[s + 1] - t != 1) return;  // a context chunk: the context kernel's
+    pos = p.num_cached[s];
+  }
+  const int prow = INV ? int(blockIdx.z) : s;  // the row of the partials and counters
   const int k_lo = p.window > 0 ? max(0, pos - int(p.window) + 1) : 0;
   const int n = pos + 1 - k_lo;
-  const int chunk = max(NG * KB, (n + p.num_splits - 1) / p.num_splits);
+  const int chunk = INV ? p.inv_chunk : max(NG * KB, (n + p.num_splits - 1) / p.num_splits);
   const int active = (n + chunk - 1) / chunk;
   if (split >= active) return;
   const int k0 = k_lo + split * chunk, k1 = min(k_lo + n, k0 + chunk);
@@ -122,7 +135,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     }
     cp_async_commit();
   };
-  issue_round(k0, 0, true);
+  if constexpr (!INV) issue_round(k0, 0, true);
   // Fused RoPE: this lane's cos and sin, from the table (host-made) before the wait.
   float rc[VPL * 8], rs[VPL * 8];
   if constexpr (ROPE) {
@@ -142,6 +155,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   }
   pdl_wait();
   pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
+  if constexpr (INV) issue_round(k0, 0, false);
   // The new token's key and value, if this group's first round holds them: loaded now, into registers.
   // Fused RoPE: every lane loads them from qkv and rotates k (the shuffles need whole warps); the group whose
   // keys include pos, in whichever round, uses them and writes them to the cache.
@@ -177,7 +191,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
         *reinterpret_cast<uint4*>(dst + kv_plane + vec * 8) = new_kv[1][v];
       }
     }
-  } else if (pos >= k0 && pos < min(k1, k0 + NG * KB) && (pos - k0 - gid) >= 0 && (pos - k0 - gid) % NG == 0) {
+  } else if (!INV && pos >= k0 && pos < min(k1, k0 + NG * KB) && (pos - k0 - gid) >= 0 && (pos - k0 - gid) % NG == 0) {
     new_b = (pos - k0 - gid) / NG;
     const T* src = cache + int64_t(table[pd.block(pos)]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(pos)) * hd;
 #pragma unroll
@@ -303,7 +317,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   __syncthreads();
   const bool single = active == 1;
   T* out = static_cast<T*>(p.out) + int64_t(t) * p.nh * hd;
-  const int64_t part_base = (int64_t(s) * p.nh + int64_t(kvh) * G) * p.num_splits;  // + gi * num_splits + split
+  const int64_t part_base = (int64_t(prow) * p.nh + int64_t(kvh) * G) * p.num_splits;  // + gi * num_splits + split
   for (int i = tid; i < G * hd; i += kThreads) {
     const int gi = i / int(hd), d = i % int(hd);
     float M = -INFINITY;
@@ -329,9 +343,9 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   __threadfence();
   __syncthreads();
   if (tid == 0) {
-    const int prev = atomicAdd(p.counters + s * p.nkv + kvh, 1);
+    const int prev = atomicAdd(p.counters + prow * p.nkv + kvh, 1);
     is_last = prev == active - 1;
-    if (is_last) p.counters[s * p.nkv + kvh] = 0;  // ready for the next launch
+    if (is_last) p.counters[prow * p.nkv + kvh] = 0;  // ready for the next launch
   }
   __syncthreads();
   if (!is_last) return;
@@ -352,21 +366,23 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   write_back();
 }
 
-template <class T, int HD, int G, bool ROPE>
-void launch_decode_rope(const AttentionKParams& p, cudaStream_t s) {
+template <class T, int HD, int G, bool ROPE, bool INV>
+void launch_decode_mode(const AttentionKParams& p, cudaStream_t s) {
   const size_t smem = decode_smem<T, HD, G>();
-  allow_smem<decode_attention_kernel<T, HD, G, ROPE>>(smem);
-  const dim3 grid(unsigned(p.num_splits), unsigned(p.nkv), unsigned(p.S));
-  launch_pdl(decode_attention_kernel<T, HD, G, ROPE>, grid, dim3(kThreads), smem, s, p);
+  allow_smem<decode_attention_kernel<T, HD, G, ROPE, INV>>(smem);
+  const dim3 grid(unsigned(p.num_splits), unsigned(p.nkv), unsigned(INV ? p.rows : p.S));
+  launch_pdl(decode_attention_kernel<T, HD, G, ROPE, INV>, grid, dim3(kThreads), smem, s, p);
 }
 
 template <class T, int HD, int G>
 void launch_decode(const AttentionKParams& p, cudaStream_t s) {
-  if (p.fuse_rope) {
+  if (p.invariant) {
+    launch_decode_mode<T, HD, G, false, true>(p, s);
+  } else if (p.fuse_rope) {
     if (p.hd != HD) throw_error("decode attention: fused RoPE needs head_dim 32, 64, 128 or 256");
-    launch_decode_rope<T, HD, G, true>(p, s);
+    launch_decode_mode<T, HD, G, true, false>(p, s);
   } else {
-    launch_decode_rope<T, HD, G, false>(p, s);
+    launch_decode_mode<T, HD, G, false, false>(p, s);
   }
 }
 
@@ -396,6 +412,12 @@ void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s) {
     throw_error("decode attention: split-KV workspace missing");
   if (p.fuse_rope && (!p.rope_inv_freq || !p.slots || (p.rope_table_len > 0 && !p.rope_cos_sin)))
     throw_error("decode attention: fused RoPE needs inv_freq, the slot mapping and the cos | sin table it names");
+  if (p.invariant) {
+    if (p.fuse_rope) throw_error("decode attention: no fused RoPE in batch-invariant mode");
+    if (!p.token_seq || p.inv_chunk < 1 || p.row0 < 0 || p.rows < 0 || p.row0 + p.rows > p.T)
+      throw_error("decode attention (batch-invariant): needs token_seq, a chunk size and rows within the step");
+    if (p.rows == 0) return;
+  }
   dispatch_half(p.dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.hd <= 32) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <vector>
 
+#include "backend/cuda/batch_invariant.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/gemm.h"
@@ -92,6 +93,7 @@ class CudaBackend final : public Backend {
     dt_ = info.compute_dtype;
     max_seq_len_ = info.limits.max_seq_len;
     gemm_->set_tactics(info.tactics);
+    gemm_->set_invariant(invariant_ = info.batch_invariant);  // batch_invariant.h: what changes
     const ModelConfig& m = info.model;
     if (m.position == PositionType::Rope) {  // frequencies and the cos/sin table, made now (outside any graph)
       const float* f = inv_freq(m.rope, m.head_dim);
@@ -115,6 +117,7 @@ class CudaBackend final : public Backend {
     argmax_val_.get<float>(size_t(max_seqs * ab), false, "argmax partials");
     argmax_idx_.get<int32_t>(size_t(max_seqs * ab), false, "argmax partials");
     argmax_counters_.get<int>(size_t(max_seqs), false, "argmax counters");
+    if (invariant_) inv_attn_.configure(m, max_seq_len_, max_seqs);
     if (m.num_experts > 0) moe_workspace(info.limits.max_num_tokens, m.hidden_size, m.intermediate_size, m.num_experts,
                                          m.experts_top_k);
   }
@@ -352,7 +355,7 @@ class CudaBackend final : public Backend {
   bool rope_fuses_into_attention(const RopeKvParams& p) const {
     const StepMeta& m = *p.meta;
     const int64_t hd = p.head_dim;
-    return m.max_new_tokens == 1 && p.apply_rope && p.q_norm.empty() && p.k_norm.empty() &&
+    return !invariant_ && m.max_new_tokens == 1 && p.apply_rope && p.q_norm.empty() && p.k_norm.empty() &&
            (hd == 32 || hd == 64 || hd == 128 || hd == 256) && !decode_uses_mma(m, p.num_heads, p.num_kv_heads, hd) &&
            cuda::decode_attention_supported(p.num_heads, p.num_kv_heads);
   }
@@ -417,6 +420,7 @@ class CudaBackend final : public Backend {
     k.max_new_tokens = m.max_new_tokens;
     k.scale = p.scale;
     k.dt = dt_;
+    if (invariant_) return inv_attn_.run(k, m.token_seq.ptr<int32_t>(), capturing_, stream_);  // every row, one kernel
     // Sequences with one new token go to the split-KV decode kernel, prompt chunks to the context kernel; a
     // mixed step runs both (each skips the other's sequences).
     // Single-token sequences: split-KV when the batch is too small to fill the GPU, else the tensor-core kernel.
@@ -700,6 +704,8 @@ class CudaBackend final : public Backend {
   static constexpr size_t kReadSlot = size_t(1) << 16;
   uint64_t next_read_ = 1;
   bool capturing_ = false;
+  bool invariant_ = false;  // engine.json batch_invariant
+  cuda::InvariantAttention inv_attn_;
   int64_t max_seq_len_ = 0;
   std::map<std::string, Tensor> inv_freq_;
   DeviceBuffer attn_o_, attn_lse_, attn_counters_, argmax_val_, argmax_idx_, argmax_counters_;

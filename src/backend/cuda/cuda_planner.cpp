@@ -3,8 +3,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <vector>
 
+#include "backend/cuda/batch_invariant.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/gemm.h"
@@ -72,6 +75,89 @@ float time_us(cudaStream_t s, int reps, F&& run) {
   return t[t.size() / 2];
 }
 
+// Row r of a GEMM's output, as bytes.
+std::vector<uint8_t> output_row(const cuda::GemmArgs& a, int64_t r, cudaStream_t s) {
+  const size_t row = size_t(a.N) * dtype_size(a.out_dt);
+  std::vector<uint8_t> out(row);
+  KILN_CUDA_CHECK(cudaMemcpyAsync(out.data(), static_cast<const uint8_t*>(a.out) + size_t(r) * row, row,
+                                  cudaMemcpyDeviceToHost, s));
+  KILN_CUDA_CHECK(cudaStreamSynchronize(s));
+  return out;
+}
+
+// The rows of a run with M rows that the invariance check compares: the first 8 and the last.
+std::set<int64_t> probed_rows(int64_t M) {
+  std::set<int64_t> r{M - 1};
+  for (int64_t i = 0; i < std::min<int64_t>(M, 8); ++i) r.insert(i);
+  return r;
+}
+
+// Batch-invariant engines (batch_invariant.h): one algorithm for every bucket. Candidates: the heuristics' offers at
+// the smallest, a middle and the largest bucket, without split-K, that cuBLASLt accepts for every bucket; ranked by
+// the sum over buckets of their time over the bucket's best; the first whose probed rows at every bucket are
+// bit-identical to the same rows of a run at the largest wins. `a` has x, w, bias, out, N, K and the dtypes set;
+// time_bucket(M, tactic) times it (throws Error when the algorithm fails).
+template <class Time>
+nlohmann::json plan_invariant_gemm(cuda::GemmRunner& runner, cudaStream_t s, const GemmShape& g, cuda::GemmArgs a,
+                                   Time&& time_bucket) {
+  const std::vector<int64_t> ms = buckets(g.max_m);
+  auto at = [&](int64_t M) {
+    cuda::GemmArgs r = a;
+    r.M = M;
+    return r;
+  };
+  std::vector<cuda::GemmTactic> cands;
+  std::set<std::string> seen;
+  for (int64_t M : {ms.front(), ms[ms.size() / 2], ms.back()}) {
+    for (auto& h : runner.heuristics(at(M), 8)) {
+      cuda::GemmTactic t;
+      t.algo = cuda::GemmRunner::without_split_k(h);
+      t.has_algo = true;
+      if (!seen.insert(cuda::GemmRunner::algo_to_hex(t.algo)).second) continue;
+      auto runs = [&](int64_t m) { return runner.accepts(at(m), t.algo); };
+      if (std::all_of(ms.begin(), ms.end(), runs)) cands.push_back(t);
+    }
+  }
+  std::vector<std::vector<float>> us(cands.size());  // [candidate][bucket]; < 0: the algorithm failed
+  std::vector<float> best(ms.size(), 1e30f);
+  for (size_t c = 0; c < cands.size(); ++c) {
+    for (size_t b = 0; b < ms.size(); ++b) {
+      float v = -1.f;
+      try {
+        v = time_bucket(ms[b], cands[c]);
+        best[b] = std::min(best[b], v);
+      } catch (const Error&) {
+        cudaGetLastError();
+      }
+      us[c].push_back(v);
+    }
+  }
+  std::vector<std::pair<double, size_t>> order;  // (score, candidate)
+  for (size_t c = 0; c < cands.size(); ++c) {
+    double score = 0;
+    for (size_t b = 0; b < ms.size() && score >= 0; ++b) score = us[c][b] < 0 ? -1 : score + us[c][b] / best[b];
+    if (score >= 0) order.push_back({score, c});
+  }
+  std::sort(order.begin(), order.end());
+  std::set<int64_t> rows;
+  for (int64_t M : ms) rows.merge(probed_rows(M));
+  for (auto [score, c] : order) {
+    runner.run(at(ms.back()), cands[c]);
+    std::map<int64_t, std::vector<uint8_t>> ref;
+    for (int64_t r : rows) ref[r] = output_row(a, r, s);
+    bool same = true;
+    for (size_t b = 0; b + 1 < ms.size() && same; ++b) {
+      runner.run(at(ms[b]), cands[c]);
+      for (int64_t r : probed_rows(ms[b])) same = same && output_row(a, r, s) == ref[r];
+    }
+    if (same)
+      return {{"max_m", g.max_m}, {"kind", "cublaslt"}, {"algo", cuda::GemmRunner::algo_to_hex(cands[c].algo)},
+              {"score", score}, {"us", us[c]}};
+  }
+  fail("--batch-invariant: no cuBLASLt algorithm without split-K gives GEMM {} ({} x {}) the same rows for 1 to {} "
+       "rows", g.what, g.N, g.K, g.max_m);
+}
+
 struct DeviceMem {
   void* p = nullptr;
   explicit DeviceMem(size_t bytes) {
@@ -87,6 +173,10 @@ struct DeviceMem {
 }  // namespace
 
 TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) {
+  if (info.batch_invariant) {
+    if (const std::string why = cuda::batch_invariant_unsupported(info.model); !why.empty())
+      fail("--batch-invariant: the cuda target cannot run this model batch-invariant: {}", why);
+  }
   if (cuda_device_count() == 0)
     fail("--target cuda: no CUDA GPU on this machine (a cuda engine is built on the GPU it will run on)");
   const DType dt = dtype.value_or(info.model.dtype == DType::F16 ? DType::F16 : DType::BF16);
@@ -127,28 +217,35 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
     for (auto& g : shapes) {
       if (g.bias && g.N > (int64_t(8) << 20)) fail("autotune: bias of {} elements", g.N);
       const int64_t copies = std::clamp<int64_t>(pool_elems / (g.N * g.K), 1, 8);
-      nlohmann::json list = nlohmann::json::array();
-      for (int64_t M : buckets(g.max_m)) {
-        cuda::GemmArgs a;
-        a.x = x.p;
-        a.bias = g.bias ? bias.p : nullptr;
-        a.out = o.p;
-        a.M = M;
-        a.N = g.N;
-        a.K = g.K;
-        a.dt = dt;
-        a.out_dt = g.out_dt;
-        auto run_on = [&](const cuda::GemmTactic& t) {
-          return [&, t](int i) {
-            cuda::GemmArgs r = a;
-            r.w = static_cast<const uint16_t*>(w.p) + (i % copies) * g.N * g.K;
-            runner.run(r, t);
-          };
-        };
+      cuda::GemmArgs a;
+      a.x = x.p;
+      a.w = w.p;
+      a.bias = g.bias ? bias.p : nullptr;
+      a.out = o.p;
+      a.N = g.N;
+      a.K = g.K;
+      a.dt = dt;
+      a.out_dt = g.out_dt;
+      auto time_tactic = [&](int64_t M, const cuda::GemmTactic& t) {
         // repetitions: about 2 ms of GEMMs per candidate, 3 to 10 runs
         const double flops = 2.0 * double(M) * double(g.N) * double(g.K);
         const double est_us = std::max(flops / 400e6, double(g.N * g.K) * 2 / 2.5e6);
         const int reps = int(std::clamp(2000.0 / est_us, 3.0, 10.0));
+        return time_us(s, reps, [&](int i) {
+          cuda::GemmArgs r = a;
+          r.M = M;
+          r.w = static_cast<const uint16_t*>(w.p) + (i % copies) * g.N * g.K;
+          runner.run(r, t);
+        });
+      };
+      const std::string key = cuda::gemm_key(g.N, g.K, dt, g.out_dt, g.bias);
+      if (info.batch_invariant) {
+        gemms[key] = nlohmann::json::array({plan_invariant_gemm(runner, s, g, a, time_tactic)});
+        continue;
+      }
+      nlohmann::json list = nlohmann::json::array();
+      for (int64_t M : buckets(g.max_m)) {
+        a.M = M;
         nlohmann::json best;
         float best_us = 1e30f;
         if (cuda::GemvKParams::supports(M, g.K)) {
@@ -156,14 +253,13 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
             cuda::GemmTactic t;
             t.kind = cuda::GemmTactic::Gemv;
             t.gemv_unroll = unroll;
-            const float us = time_us(s, reps, run_on(t));
+            const float us = time_tactic(M, t);
             if (us < best_us) {
               best = {{"max_m", M}, {"kind", "gemv"}, {"unroll", unroll}, {"us", us}};
               best_us = us;
             }
           }
         }
-        a.w = w.p;
         for (auto& algo : runner.heuristics(a, 8)) {
           cuda::GemmTactic t;
           t.kind = cuda::GemmTactic::Cublaslt;
@@ -171,7 +267,7 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
           t.has_algo = true;
           float us;
           try {
-            us = time_us(s, reps, run_on(t));
+            us = time_tactic(M, t);
           } catch (const Error&) {
             cudaGetLastError();
             continue;  // an algorithm that refuses this shape
@@ -184,7 +280,7 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
         if (best.is_null()) fail("autotune: no GEMM algorithm runs {} ({} x {} x {})", g.what, M, g.N, g.K);
         list.push_back(best);
       }
-      gemms[cuda::gemm_key(g.N, g.K, dt, g.out_dt, g.bias)] = list;
+      gemms[key] = list;
     }
     KILN_CUDA_CHECK(cudaStreamSynchronize(s));
     plan.tactics = {{"cublaslt_version", runner.cublaslt_version()}, {"device", cuda_device_name()}, {"gemm", gemms}};

@@ -8,6 +8,9 @@
 //   {"cublaslt_version": N, "device": "...", "gemm": {"n6144_k4096_bf16": [{"max_m": 1, "kind": "gemv", "unroll": 8},
 //     {"max_m": 2, "kind": "cublaslt", "algo": "<hex of cublasLtMatmulAlgo_t>", "us": 12.3}, ...]}}
 // The runtime reads them (CudaBackend::configure) and never searches again.
+// A batch-invariant engine (EngineInfo::batch_invariant; batch_invariant.h) gets one cuBLASLt algorithm per shape
+// instead, without split-K, valid and bit-for-bit row-invariant at every bucket (one entry, max_m the largest); a
+// model the invariant attention cannot run is refused before anything is measured.
 #pragma once
 #include <optional>
 

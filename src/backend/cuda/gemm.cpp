@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "backend/cuda/kernels.h"
 #include "core/error.h"
@@ -79,6 +80,7 @@ cublasLtMatmulAlgo_t GemmRunner::algo_from_hex(const std::string& s) {
 void GemmRunner::set_tactics(const nlohmann::json& t) {
   tactics_.clear();
   chosen_.clear();
+  invariant_algo_.clear();
   if (!t.is_object() || !t.contains("gemm")) return;
   const bool same_lib = t.value("cublaslt_version", size_t(0)) == cublaslt_version();
   for (auto& [key, list] : t["gemm"].items()) {
@@ -149,11 +151,66 @@ std::vector<cublasLtMatmulAlgo_t> GemmRunner::heuristics(const GemmArgs& a, int 
   return out;
 }
 
+void GemmRunner::set_invariant(bool on) {
+  invariant_ = on;
+  chosen_.clear();
+  invariant_algo_.clear();
+}
+
+bool GemmRunner::accepts(const GemmArgs& a, const cublasLtMatmulAlgo_t& algo) {
+  Descs& d = descs(a);
+  cublasLtMatmulHeuristicResult_t r{};
+  return cublasLtMatmulAlgoCheck(handle_, d.op, d.a, d.b, d.d, d.d, &algo, &r) == CUBLAS_STATUS_SUCCESS &&
+         r.workspaceSize <= workspace_bytes_;
+}
+
+cublasLtMatmulAlgo_t GemmRunner::without_split_k(cublasLtMatmulAlgo_t algo) {
+  const int32_t one = 1;
+  const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+  lt_check(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof(one)), "split-K");
+  lt_check(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none, sizeof(none)),
+           "reduction scheme");
+  return algo;
+}
+
+// Batch-invariant mode: the one algorithm of this shape, whatever a.M is.
+GemmTactic GemmRunner::invariant_tactic(const GemmArgs& a, const std::string& key) {
+  auto it = invariant_algo_.find(key);
+  if (it == invariant_algo_.end()) {
+    std::optional<cublasLtMatmulAlgo_t> algo;
+    auto tt = tactics_.find(key);
+    if (tt != tactics_.end() && !tt->second.empty() && tt->second.back().tactic.kind == GemmTactic::Cublaslt &&
+        tt->second.back().tactic.has_algo) {
+      algo = tt->second.back().tactic.algo;  // the planner stores one bucket, checked row-invariant
+    } else {
+      GemmArgs ref = a;  // a choice that depends on the shape only
+      ref.M = kInvariantRefRows;
+      for (auto& h : heuristics(ref, 8)) {
+        const cublasLtMatmulAlgo_t c = without_split_k(h);
+        if (accepts(ref, c)) {
+          algo = c;
+          break;
+        }
+      }
+      if (!algo) fail("batch-invariant GEMM {}: cuBLASLt offers no algorithm without split-K", key);
+    }
+    it = invariant_algo_.emplace(key, *algo).first;
+  }
+  if (!accepts(a, it->second))
+    fail("batch-invariant GEMM {}: its algorithm does not run {} rows (rebuild the engine with this cuBLASLt)", key,
+         a.M);
+  GemmTactic t;
+  t.algo = it->second;
+  t.has_algo = true;
+  return t;
+}
+
 GemmTactic GemmRunner::tactic(const GemmArgs& a) {
   const std::string key = gemm_key(a.N, a.K, a.dt, a.out_dt, a.bias != nullptr);
   auto ck = std::make_tuple(key, a.M);
   auto it = chosen_.find(ck);
   if (it != chosen_.end()) return it->second;
+  if (invariant_) return chosen_[ck] = invariant_tactic(a, key);
   GemmTactic t;
   auto tt = tactics_.find(key);
   if (tt != tactics_.end() && !tt->second.empty()) {
@@ -168,13 +225,7 @@ GemmTactic GemmRunner::tactic(const GemmArgs& a) {
     t.kind = a.M <= 4 ? GemmTactic::Gemv : GemmTactic::Cublaslt;
   }
   if (t.kind == GemmTactic::Gemv && !GemvKParams::supports(a.M, a.K)) t = GemmTactic{};
-  if (t.kind == GemmTactic::Cublaslt && t.has_algo) {
-    Descs& d = descs(a);
-    cublasLtMatmulHeuristicResult_t r{};
-    if (cublasLtMatmulAlgoCheck(handle_, d.op, d.a, d.b, d.d, d.d, &t.algo, &r) != CUBLAS_STATUS_SUCCESS ||
-        r.workspaceSize > workspace_bytes_)
-      t.has_algo = false;
-  }
+  if (t.kind == GemmTactic::Cublaslt && t.has_algo && !accepts(a, t.algo)) t.has_algo = false;
   if (t.kind == GemmTactic::Cublaslt && !t.has_algo) {
     auto h = heuristics(a, 1);
     if (h.empty()) fail("cuBLASLt has no algorithm for GEMM {} with {} rows", key, a.M);

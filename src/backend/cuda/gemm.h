@@ -3,6 +3,9 @@
 // so TRANSA = T, TRANSB = N, m = N, n = M, k = K. Few-row products can instead run kiln's GEMV (kernels.h).
 // The tactic for a shape and row count comes from engine.json (measured at build time by the planner); without
 // one, GEMV for up to 4 rows and cuBLASLt's first heuristic otherwise (cached per shape and M).
+// Batch-invariant mode (set_invariant): one cuBLASLt algorithm per shape for every M, without split-K, never the
+// GEMV, so that a row's result does not depend on the other rows: the engine's (its last bucket), else one chosen
+// per shape at first use from the heuristics at kInvariantRefRows rows.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -45,12 +48,18 @@ class GemmRunner {
 
   // engine.json "tactics" (may be empty). Throws on a malformed entry.
   void set_tactics(const nlohmann::json& tactics);
+  void set_invariant(bool on);
   void run(const GemmArgs& a);                           // the engine's tactic (or the default)
   void run(const GemmArgs& a, const GemmTactic& t);      // a given tactic
   GemmTactic tactic(const GemmArgs& a);                  // what run(a) uses (checked, cached per shape and M)
   // Up to `max` algorithms cuBLASLt's heuristics offer for this shape (workspace within ours).
   std::vector<cublasLtMatmulAlgo_t> heuristics(const GemmArgs& a, int max);
   size_t cublaslt_version() const;
+  // Whether cuBLASLt accepts `algo` for this shape (cublasLtMatmulAlgoCheck, workspace within ours).
+  bool accepts(const GemmArgs& a, const cublasLtMatmulAlgo_t& algo);
+  // The algorithm with one K split and no reduction scheme (a row's sum in one pass over K).
+  static cublasLtMatmulAlgo_t without_split_k(cublasLtMatmulAlgo_t algo);
+  static constexpr int64_t kInvariantRefRows = 256;
 
   static std::string algo_to_hex(const cublasLtMatmulAlgo_t& a);
   static cublasLtMatmulAlgo_t algo_from_hex(const std::string& s);
@@ -65,6 +74,7 @@ class GemmRunner {
     GemmTactic tactic;
   };
   Descs& descs(const GemmArgs& a);
+  GemmTactic invariant_tactic(const GemmArgs& a, const std::string& key);
 
   cudaStream_t stream_;
   cublasLtHandle_t handle_ = nullptr;
@@ -73,6 +83,8 @@ class GemmRunner {
   std::map<std::tuple<int64_t, int64_t, int64_t, int, int, bool>, Descs> descs_;  // (M, N, K, dt, out_dt, bias)
   std::map<std::string, std::vector<Bucket>> tactics_;                           // by gemm_key, max_m ascending
   std::map<std::tuple<std::string, int64_t>, GemmTactic> chosen_;                // (key, M) -> checked tactic
+  bool invariant_ = false;
+  std::map<std::string, cublasLtMatmulAlgo_t> invariant_algo_;  // by gemm_key: the one algorithm of a shape
 };
 
 }  // namespace kiln::cuda

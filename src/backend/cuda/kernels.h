@@ -183,12 +183,21 @@ struct AttentionKParams {
   const float* rope_cos_sin = nullptr;   // [rope_table_len, hd] or null
   int64_t rope_table_len = 0;
   const int32_t* slots = nullptr;        // [T]
+  // Decode kernel, batch-invariant mode (batch_invariant.h): every token of the step is a query row (its sequence
+  // from token_seq, its position num_cached + its index in the chunk), rows [row0, row0 + rows) in this launch;
+  // a row's keys are split into chunks of inv_chunk (at most num_splits of them), so its result depends on its
+  // own context only. Partials and counters are indexed by row - row0 instead of the sequence. No fused RoPE.
+  bool invariant = false;
+  const int32_t* token_seq = nullptr;  // [T]
+  int64_t row0 = 0, rows = 0;
+  int inv_chunk = 0;
   DType dt = DType::BF16;
   void check() const;
 };
 bool decode_attention_supported(int64_t nh, int64_t nkv);  // heads per kv head in {1, 2, 3, 4, 8}
 void invoke_context_attention(const AttentionKParams& p, cudaStream_t s);  // flash-style, tensor cores
-// Split-KV + in-kernel reduction, over the sequences with exactly one new token (the others are skipped).
+// Split-KV + in-kernel reduction, over the sequences with exactly one new token (the others are skipped), or in
+// invariant mode over every token's query row.
 void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s);
 
 // The same on tensor cores, without splits (for batches that fill the GPU): the G query heads of a kv head are
