@@ -17,6 +17,9 @@
 #include "kiln/executor.h"
 #include "runtime/engine.h"
 #include "runtime/outcome.h"
+#ifdef KILN_WITH_CUDA
+#include "backend/cuda/cuda_planner.h"
+#endif
 
 namespace kiln::test {
 
@@ -34,9 +37,14 @@ struct TestEngineLimits {
   // fresh from_pretrained, as for the beam-search goldens (the greedy goldens ran with
   // bf16-rounded frequencies; see docs/ARCHITECTURE.md, "RoPE fidelity note").
   bool rope_freq_f32 = false;
+  // The target: cpu (float32 weights), or cuda (built on this machine's GPU; needs one) in `dtype`.
+  std::string target = "cpu";
+  std::string dtype = "float16";  // cuda compute dtype
+  int64_t max_num_tokens = 0;     // 0: the build's default
+  bool batch_invariant = false;   // kiln build --batch-invariant
 };
 
-// The engine directory for `model` built with `lim` (float32 weights, cpu).
+// The engine directory for `model` built with `lim`.
 inline const std::string& engine_dir(const std::string& model, const TestEngineLimits& lim = {}) {
   struct Built {
     TempDir dir;
@@ -45,14 +53,16 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
   static std::map<std::string, std::unique_ptr<Built>> cache;
   const std::string key = model + "/" + std::to_string(lim.max_batch_size) + "/" + std::to_string(lim.max_seq_len) +
                           "/" + std::to_string(lim.max_input_len) + "/" + std::to_string(lim.max_beam_width) +
-                          (lim.rope_freq_f32 ? "/rope-f32" : "");
+                          (lim.rope_freq_f32 ? "/rope-f32" : "") + "/" + lim.target + "/" +
+                          (lim.target == "cpu" ? "" : lim.dtype) + "/" + std::to_string(lim.max_num_tokens) +
+                          (lim.batch_invariant ? "/invariant" : "");
   auto& b = cache[key];
   if (!b) {
     b = std::make_unique<Built>();
     ConvertOptions co;
     co.model_dir = model_dir(model);
     co.output_dir = b->dir / "ckpt";
-    co.dtype = DType::F32;
+    if (lim.target == "cpu") co.dtype = DType::F32;
     co.progress = false;
     co.rope_freq_f32 = lim.rope_freq_f32;  // kiln convert --rope-freq-dtype float32
     convert_checkpoint(co);
@@ -63,6 +73,13 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
     bo.limits.max_seq_len = lim.max_seq_len;
     bo.limits.max_input_len = lim.max_input_len;
     bo.limits.max_beam_width = lim.max_beam_width;
+    bo.limits.max_num_tokens = lim.max_num_tokens;
+    bo.batch_invariant = lim.batch_invariant;
+    bo.target = lim.target;
+    if (lim.target != "cpu") bo.dtype = dtype_from_name(lim.dtype);
+#ifdef KILN_WITH_CUDA
+    if (lim.target == "cuda") bo.plan = plan_cuda_engine;
+#endif
     build_engine(bo);
     b->path = bo.output_dir;
   }
