@@ -202,6 +202,21 @@ TEST(BadInput, LimitsTheModelCannotHold) {
   expect_clean_failure(r, {"--max-batch-size"}, tmp / "en", tmp.path());
 }
 
+// --batch-invariant on the cuda target for a model its invariant attention cannot run (5 query heads per kv head):
+// refused before anything is measured, so also on a machine without a GPU.
+TEST(BadInput, BatchInvariantModelTheCudaTargetCannotRun) {
+#ifndef KILN_WITH_CUDA
+  GTEST_SKIP() << "kiln built without CUDA";
+#endif
+  TempDir tmp;
+  std::ofstream(tmp / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 320,
+    "intermediate_size": 512, "num_hidden_layers": 1, "num_attention_heads": 10, "num_key_value_heads": 2,
+    "vocab_size": 1000, "max_position_embeddings": 256, "torch_dtype": "float16"})";
+  auto r = run_kiln("build --synthetic " + (tmp / "config.json") + " --output " + (tmp / "en") +
+                    " --target cuda --batch-invariant");
+  expect_clean_failure(r, {"--batch-invariant", "5 attention heads per kv head"}, tmp / "en", tmp.path());
+}
+
 TEST(BadInput, RequestsOverTheEngineLimits) {
   TempDir tmp;
   ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck")).exit_code, 0);
