@@ -104,7 +104,10 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   const int prow = INV ? int(blockIdx.z) : s;  // the row of the partials and counters
   const int k_lo = p.window > 0 ? max(0, pos - int(p.window) + 1) : 0;
   const int n = pos + 1 - k_lo;
-  const int chunk = INV ? p.inv_chunk : max(NG * KB, (n + p.num_splits - 1) / p.num_splits);
+  // Invariant: chunks of inv_chunk keys (the grid has splits for max_seq_len; a longer context, which the engine's
+  // limits exclude, would get longer chunks rather than lose its last splits).
+  const int chunk = INV ? max(p.inv_chunk, (n + p.num_splits - 1) / p.num_splits)
+                        : max(NG * KB, (n + p.num_splits - 1) / p.num_splits);
   const int active = (n + chunk - 1) / chunk;
   if (split >= active) return;
   const int k0 = k_lo + split * chunk, k1 = min(k_lo + n, k0 + chunk);
