@@ -34,10 +34,13 @@ SHAPES = {
 
 
 def git_commit():
+    # gpu-check passes the carried binaries' commit; a copied tree's own git may be older
+    if os.environ.get("KILN_COMMIT"):
+        return os.environ["KILN_COMMIT"]
     try:
         return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
     except Exception:
-        return os.environ.get("KILN_COMMIT", "unknown")
+        return "unknown"
 
 
 def make_model(shape):
