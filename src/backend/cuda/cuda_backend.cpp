@@ -520,19 +520,15 @@ class CudaBackend final : public Backend {
 
   // Sampling (sampling.cu): the logits stay here; a workspace [R, V] holds each row's private copy (it returns to
   // the cache once the kernel is queued: one stream).
-  void sample(const SampleParams& p) override {
+  void sample(const SampleParams& p) override { run_sampling(p, cuda::invoke_sample); }
+  void top_log_probs(const TopLogProbsParams& p) override { run_sampling(p, cuda::invoke_top_log_probs); }
+  template <class P>
+  void run_sampling(const P& p, void (*invoke)(const cuda::SampleKParams&, cudaStream_t)) {
     flush();
     cuda::SampleKParams k = cuda::sample_kparams(p);
     Tensor work = alloc(DType::F32, {k.R, k.V});
     k.work = work.ptr<float>();
-    cuda::invoke_sample(k, stream_);
-  }
-  void top_log_probs(const TopLogProbsParams& p) override {
-    flush();
-    cuda::SampleKParams k = cuda::sample_kparams(p);
-    Tensor work = alloc(DType::F32, {k.R, k.V});
-    k.work = work.ptr<float>();
-    cuda::invoke_top_log_probs(k, stream_);
+    invoke(k, stream_);
   }
 
   void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override {
@@ -629,17 +625,7 @@ class CudaBackend final : public Backend {
   };
   template <class F>
   void run_gemv(const PendingGemv& g, F&& adjust) {
-    cuda::GemvKParams k;
-    k.x = g.a.x;
-    k.w = g.a.w;
-    k.bias = g.a.bias;
-    k.out = g.a.out;
-    k.T = g.a.M;
-    k.N = g.a.N;
-    k.K = g.a.K;
-    k.dt = dt_;
-    k.out_dt = g.a.out_dt;
-    k.unroll = g.unroll;
+    cuda::GemvKParams k = cuda::gemv_params(g.a, g.unroll);
     k.norm_residual = g.norm_residual;
     k.norm_weight = g.norm_weight;
     k.norm_eps = g.norm_eps;

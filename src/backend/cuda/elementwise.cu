@@ -209,10 +209,8 @@ __global__ void gather_kernel(GatherKParams p) {
 // ---- argmax (lowest index among equal maxima) ----
 __device__ __forceinline__ bool better(float a, int32_t ai, float b, int32_t bj) { return a > b || (a == b && ai < bj); }
 
-// Block-wide (value, index) arg-max; every thread gets the result.
-__device__ void block_argmax(float& best, int32_t& bi) {
-  __shared__ float sv[32];
-  __shared__ int32_t si[32];
+// Warp-wide (value, index) arg-max; every lane gets the result.
+__device__ __forceinline__ void warp_argmax(float& best, int32_t& bi) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float ob = __shfl_xor_sync(0xffffffffu, best, o);
@@ -222,6 +220,13 @@ __device__ void block_argmax(float& best, int32_t& bi) {
       bi = oi;
     }
   }
+}
+
+// Block-wide (value, index) arg-max; every thread gets the result.
+__device__ void block_argmax(float& best, int32_t& bi) {
+  __shared__ float sv[32];
+  __shared__ int32_t si[32];
+  warp_argmax(best, bi);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   __syncthreads();
   if (lane == 0) {
@@ -231,15 +236,7 @@ __device__ void block_argmax(float& best, int32_t& bi) {
   __syncthreads();
   best = lane < nw ? sv[lane] : -FLT_MAX;
   bi = lane < nw ? si[lane] : INT32_MAX;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (better(ob, oi, best, bi)) {
-      best = ob;
-      bi = oi;
-    }
-  }
+  warp_argmax(best, bi);
 }
 
 // Grid (blocks, R): block b of row r scans a contiguous slice; the last to arrive reduces the slices.

@@ -236,23 +236,27 @@ GemmTactic GemmRunner::tactic(const GemmArgs& a) {
   return t;
 }
 
+GemvKParams gemv_params(const GemmArgs& a, int unroll) {
+  GemvKParams g;
+  g.x = a.x;
+  g.w = a.w;
+  g.bias = a.bias;
+  g.out = a.out;
+  g.T = a.M;
+  g.N = a.N;
+  g.K = a.K;
+  g.dt = a.dt;
+  g.out_dt = a.out_dt;
+  g.unroll = unroll;
+  return g;
+}
+
 void GemmRunner::run(const GemmArgs& a) { run(a, tactic(a)); }
 
 void GemmRunner::run(const GemmArgs& a, const GemmTactic& t) {
   if (a.M == 0) return;
   if (t.kind == GemmTactic::Gemv) {
-    GemvKParams g;
-    g.x = a.x;
-    g.w = a.w;
-    g.bias = a.bias;
-    g.out = a.out;
-    g.T = a.M;
-    g.N = a.N;
-    g.K = a.K;
-    g.dt = a.dt;
-    g.out_dt = a.out_dt;
-    g.unroll = t.gemv_unroll;
-    invoke(g, stream_);
+    invoke(gemv_params(a, t.gemv_unroll), stream_);
     return;
   }
   Descs& d = descs(a);

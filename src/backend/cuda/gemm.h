@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend/cuda/kernels.h"
 #include "core/dtype.h"
 
 namespace kiln::cuda {
@@ -28,6 +29,9 @@ struct GemmArgs {
   int64_t M = 0, N = 0, K = 0;
   DType dt = DType::BF16, out_dt = DType::BF16;
 };
+
+// The GEMV kernel's parameters for a GEMM of few rows (GemmTactic::Gemv), before any fusion.
+GemvKParams gemv_params(const GemmArgs& a, int unroll);
 
 // The tactics key of a GEMM shape: "n{N}_k{K}_{dtype}_{out dtype}[_bias]".
 std::string gemm_key(int64_t N, int64_t K, DType dt, DType out_dt, bool bias);
