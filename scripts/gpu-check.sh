@@ -7,7 +7,7 @@
 # Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
 # kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
 # PHASES selects parts and their order (default: "tests memcheck bench peer"; also "ttft": TTFT and the prefill
-# profile only, "sweep": decode under the DECODE_VARIANTS environment settings); PEER_COMPILE=0 skips torch.compile runs;
+# profile only, "sweep": decode under the DECODE_VARIANTS environment settings, "profile": the decode profiles); PEER_COMPILE=0 skips torch.compile runs;
 # MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
 # command, its exit code and wall time, and the run's own JSON result (or the tail of its log).
 set -uo pipefail
@@ -114,6 +114,14 @@ phase_sweep() {
     record "sweep_${name}_1b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
     record "sweep_${name}_8b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
   done
+}
+
+# The decode profiles only (each op timed alone, both shapes).
+phase_profile() {
+  engine_1b
+  engine_8b
+  record profile_1b 120 "$BIN/kiln_gpu_bench" profile --engine "$E1" --prompt-len 128
+  record profile_8b 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 128
 }
 
 # Prefill only: TTFT and the prefill profile of the 8B shape.

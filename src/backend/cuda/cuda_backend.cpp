@@ -56,6 +56,9 @@ class CudaBackend final : public Backend {
     if (const char* v = std::getenv("KILN_GEMV_L2_MB")) gemv_l2_bytes_ = int64_t(std::atof(v) * 1048576.0);
     if (const char* v = std::getenv("KILN_GEMV_EARLY")) gemv_early_ = std::atoi(v) != 0;
     if (const char* v = std::getenv("KILN_GEMV_L2_ALL")) gemv_l2_all_ = std::atoi(v) != 0;
+    if (const char* v = std::getenv("KILN_GEMV_NEXT_L2")) gemv_next_l2_ = std::atoi(v) != 0;
+    if (const char* v = std::getenv("KILN_GEMV_ONE_WAVE")) gemv_one_wave_ = std::atoi(v) != 0;
+    if (const char* v = std::getenv("KILN_GEMV_STAGGER")) gemv_stagger_ = std::atoi(v) != 0;
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
     *error_host_ = 0;
     KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
@@ -276,15 +279,23 @@ class CudaBackend final : public Backend {
   void norm(const NormParams& p) override {
     expect(p.residual, "norm residual");
     expect(p.out, "norm out");
-    if (pending_ && !p.add.empty() && p.add.data == pending_->a.out && !pending_->norm_residual &&
+    if (pending_ && !pending_->closed() && pending_->a.out_dt == dt_ && !p.add.empty() && p.add.data == pending_->a.out &&
+        !pending_->norm_residual &&
         pending_->a.M == p.residual.dim(0) && pending_->a.N == p.residual.dim(1)) {
       // The pending GEMV produced this norm's `add`: it adds itself into the residual (and still writes its
       // output); the norm then runs without the add.
-      PendingGemv g = *pending_;
-      pending_.reset();
-      run_gemv(g, [&](cuda::GemvKParams& k) { k.residual = p.residual.data; });
       NormParams q = p;
       q.add = Tensor();
+      if (deferrable(q)) {
+        // Stays pending (the norm after it) until the next op: a linear's first weights it then prefetches.
+        pending_->residual = p.residual.data;
+        pending_norm_ = q;
+        return;
+      }
+      PendingGemv g = *pending_;
+      pending_.reset();
+      g.residual = p.residual.data;
+      run_gemv(g);
       defer_or_run_norm(q);
       return;
     }
@@ -333,6 +344,11 @@ class CudaBackend final : public Backend {
       g.norm_weight = pending_norm_->weight.data;
       g.norm_eps = float(pending_norm_->eps);
       pending_norm_.reset();
+    }
+    if (gemv && pending_) {  // the pending GEMV may prefetch these weights into L2
+      pending_->l2_next = a.w;
+      pending_->l2_next_bytes = a.N * a.K * int64_t(dtype_size(dt_));
+      pending_->l2_next_gated = a.N % 2 == 0 && a.N > 2 * a.K;  // likely a fused gate | up read by halves
     }
     flush();
     if (gemv) {
@@ -463,15 +479,11 @@ class CudaBackend final : public Backend {
   void activation(const ActivationParams& p) override {
     expect(p.in, "activation in");
     expect(p.out, "activation out");
-    if (pending_ && p.kind == ActKind::SiluGated && p.in.data == pending_->a.out && p.in.dim(0) == pending_->a.M &&
+    if (pending_ && !pending_->closed() && pending_->a.out_dt == dt_ && p.kind == ActKind::SiluGated &&
+        p.in.data == pending_->a.out && p.in.dim(0) == pending_->a.M &&
         p.in.dim(1) == pending_->a.N && p.out.dim(1) * 2 == pending_->a.N) {
-      PendingGemv g = *pending_;  // the pending gate/up GEMV and this activation as one kernel
-      pending_.reset();
-      run_gemv(g, [&](cuda::GemvKParams& k) {
-        k.out = p.out.data;
-        k.gate_up = p.in.data;
-        k.silu_gated = true;
-      });
+      pending_->out = p.out.data;  // the pending gate/up GEMV and this activation as one kernel, still pending
+      pending_->gate_up = p.in.data;
       return;
     }
     flush();
@@ -616,27 +628,48 @@ class CudaBackend final : public Backend {
   // the GEMV's prologue), GEMV -> SiLU-gated activation (one kernel), GEMV -> norm(add = its output) (the GEMV
   // adds into the residual). Every output an op promises is still written, so results are the same op by op;
   // only the number of kernels changes. Every entry point that reads or orders device work calls flush().
+  // A GEMV fused with what followed it (a residual add, a SiLU gate) is `closed` but stays pending until the next
+  // op: if that is a GEMV linear, the pending one learns its weights (l2_next) to prefetch them into L2.
   struct PendingGemv {
     cuda::GemmArgs a;
     int unroll = 4;
     const void* norm_residual = nullptr;  // norm prologue
     const void* norm_weight = nullptr;
     float norm_eps = 0.f;
+    void* residual = nullptr;  // residual epilogue (a GEMV kept pending after its norm: see norm())
+    void* out = nullptr;       // SiLU-gated: the activation's output (and gate_up the GEMV's own)
+    void* gate_up = nullptr;
+    bool closed() const { return residual || gate_up; }  // fused with what followed it: no further fusion
+    const void* l2_next = nullptr;
+    int64_t l2_next_bytes = 0;
+    bool l2_next_gated = false;
   };
-  template <class F>
-  void run_gemv(const PendingGemv& g, F&& adjust) {
+  void run_gemv(const PendingGemv& g) {
     cuda::GemvKParams k = cuda::gemv_params(g.a, g.unroll);
     k.norm_residual = g.norm_residual;
     k.norm_weight = g.norm_weight;
     k.norm_eps = g.norm_eps;
+    k.residual = g.residual;
+    if (g.gate_up) {
+      k.out = g.out;
+      k.gate_up = g.gate_up;
+      k.silu_gated = true;
+    }
+    k.l2_next = gemv_next_l2_ ? g.l2_next : nullptr;
+    k.l2_next_bytes = g.l2_next_bytes;
+    k.l2_next_gated = g.l2_next_gated;
     k.l2_prefetch_bytes = gemv_l2_all_ || after_decode_attention_ ? gemv_l2_bytes_ : 0;
     after_decode_attention_ = false;
     k.early_trigger = gemv_early_;
-    adjust(k);
+    k.one_wave = gemv_one_wave_;
+    k.stagger = gemv_stagger_;
     cuda::invoke(k, stream_);
   }
+  static bool deferrable(const NormParams& p) {
+    return p.add.empty() && p.type == NormType::RMSNorm && p.bias.empty() && p.residual.dim(0) <= cuda::kGemvMaxRows;
+  }
   void defer_or_run_norm(const NormParams& p) {
-    if (p.add.empty() && p.type == NormType::RMSNorm && p.bias.empty() && p.residual.dim(0) <= cuda::kGemvMaxRows) {
+    if (deferrable(p)) {
       pending_norm_ = p;
     } else {
       run_norm(p);
@@ -648,25 +681,30 @@ class CudaBackend final : public Backend {
       pending_rope_.reset();
       run_rope(p);
     }
+    if (pending_) {  // before the norm: a GEMV kept pending by norm() adds into that norm's residual
+      const PendingGemv g = *pending_;
+      pending_.reset();
+      run_gemv(g);
+    }
     if (pending_norm_) {
       const NormParams p = *pending_norm_;
       pending_norm_.reset();
       run_norm(p);
     }
-    if (pending_) {
-      const PendingGemv g = *pending_;
-      pending_.reset();
-      run_gemv(g, [](cuda::GemvKParams&) {});
-    }
   }
   std::optional<PendingGemv> pending_;
   std::optional<NormParams> pending_norm_;
   std::optional<RopeKvParams> pending_rope_;
-  // GemvKParams::l2_prefetch_bytes of the GEMV after a decode attention kernel (8B shape, H100: 84.4% -> 85.1%
-  // bandwidth utilization at 32 MB, 86.2% at 16 MB; prefetching before every GEMV was slower).
-  int64_t gemv_l2_bytes_ = int64_t(32) << 20;
+  // GemvKParams::l2_prefetch_bytes of the GEMV after a decode attention kernel: its own weights, then the next
+  // GEMV's (l2_next). 1B shape, H100: 836 tok/s without the next weights; 851 / 859 / 863 / 865 tok/s at 40 / 48 /
+  // 56 / 64 MB, 861-862 at 80-128 MB; the 8B shape is flat from 48 MB on (bench/gpu/NOTES.md, session 4).
+  // Prefetching before every GEMV was slower (session 2).
+  int64_t gemv_l2_bytes_ = int64_t(64) << 20;
   bool gemv_early_ = true;     // GemvKParams::early_trigger
   bool gemv_l2_all_ = false;
+  bool gemv_next_l2_ = true;          // the GEMV after a decode attention also prefetches the next one's weights
+  bool gemv_one_wave_ = true;         // GemvKParams::one_wave
+  bool gemv_stagger_ = true;          // GemvKParams::stagger
   bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel
 
   DType dt_;

@@ -2,7 +2,11 @@
 // over the weights. One warp per output column n: 16-byte streaming loads of w (4 or 8 in flight per lane: a
 // tactic; the first ones issued before waiting on the previous kernel), x through L1, fp32 accumulation, a warp
 // reduction. A SiLU-gated form computes the gate and up columns together and writes silu(gate) * up.
+// Memory-level switches (GemvKParams): L2 prefetch of its own and the next GEMV's weights while the kernel before
+// it (a decode attention) leaves memory idle; rows read from a per-warp rotated start (stagger); a grid of one
+// resident wave (one_wave).
 #include <algorithm>
+#include <map>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -27,6 +31,21 @@ __device__ float block_sum_f(float v, float* scratch) {
   return r;
 }
 
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Prefetches into L2 this warp's equal slice (warp w of `warps`) of the first `count` 128-byte lines of each of
+// `halves` halves of `base` (each `half_lines` long).
+__device__ void prefetch_slice(const void* base, int64_t half_lines, int64_t halves, int64_t count, int64_t w,
+                               int64_t warps, int lane) {
+  count = min64(count, half_lines);
+  if (count <= 0) return;
+  const int64_t per = (count + warps - 1) / warps, l1 = min64(count, (w + 1) * per);
+  for (int64_t h = 0; h < halves; ++h) {
+    const char* b = static_cast<const char*>(base) + h * half_lines * 128;
+    for (int64_t l = w * per + lane; l < l1; l += 32) prefetch_l2(b + l * 128);
+  }
+}
+
 // U: 16-byte weight loads in flight per lane and weight row. GATED: each warp reads the gate row n and the up
 // row n + N/2 and writes silu(gate) * up (the SiLU-gated MLP's first half, fused). NORM: x is made by the RMSNorm
 // prologue into shared memory. Warps stride over the output columns (the grid is capped at kBlocksPerSm blocks
@@ -42,6 +61,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   const int64_t nv = p.K / 8;  // 16-byte vectors per row
   const T* W = static_cast<const T*>(p.w);
   int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t warp_index = n;
+  // Stagger: each warp reads its rows from a rotated start (a 128-byte line picked by a hash of the warp index),
+  // so that the grid's warps do not all read the same offset of rows K * sizeof(T) bytes apart at once (a
+  // power-of-two stride that lands on few memory channels). The sum's order changes with it, deterministically.
+  const int64_t lines = nv >= 8 ? nv / 8 : 1;
+  const int64_t rot = p.stagger ? ((warp_index * 37) % lines) * 8 : 0;
+  auto at = [&](int64_t v) { return v + rot < nv ? v + rot : v + rot - nv; };  // the rotated vector index
   const uint4* w[NR];
   uint4 wv[NR][U];
   auto start_row = [&](int64_t row) {  // row pointers and the first U loads of each
@@ -51,7 +77,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int64_t v = lane + int64_t(u) * 32;
-        wv[j][u] = row < n_out && v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
+        wv[j][u] = row < n_out && v < nv ? ld_stream(w[j] + at(v)) : make_uint4(0, 0, 0, 0);
       }
     }
   };
@@ -69,6 +95,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
         lines -= take;
       }
     }
+  }
+  if (p.l2_next && p.l2_prefetch_bytes > 0) {  // what the own weights left of the budget: the next weights
+    const int64_t halves = p.l2_next_gated ? 2 : 1, budget = p.l2_prefetch_bytes / 128;
+    const int64_t own = min64(budget, n_out * int64_t(NR) * (p.K * int64_t(sizeof(T)) / 128));
+    prefetch_slice(p.l2_next, p.l2_next_bytes / 128 / halves, halves, (budget - own) / halves, warp_index,
+                   int64_t(gridDim.x) * kWarps, lane);
   }
   const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
   pdl_wait();
@@ -121,7 +153,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int64_t v = base + 32 * U + lane + int64_t(u) * 32;
-          next[j][u] = v < nv ? ld_stream(w[j] + v) : make_uint4(0, 0, 0, 0);
+          next[j][u] = v < nv ? ld_stream(w[j] + at(v)) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -135,9 +167,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
             if (r < p.T) {
               uint4 xv;
               if constexpr (NORM) {
-                xv = xs[r * nv + v];
+                xv = xs[r * nv + at(v)];
               } else {
-                xv = __ldg(xs + r * nv + v);
+                xv = __ldg(xs + r * nv + at(v));
               }
               float xf[8];
               unpack8<T>(xv, xf);
@@ -182,6 +214,26 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   if (!p.early_trigger) pdl_launch_dependents();
 }
 
+// The grid: a block per kWarps columns, capped at kBlocksPerSm blocks per SM (or, one_wave, at what fits at
+// once, so that no partial second wave runs).
+template <auto Kernel>
+void launch_grid(const GemvKParams& p, int sms, size_t smem, cudaStream_t s) {
+  const int64_t n_out = p.silu_gated ? p.N / 2 : p.N;
+  int per_sm = kBlocksPerSm;
+  if (p.one_wave) {
+    thread_local std::map<size_t, int> fits;  // by dynamic shared memory
+    auto it = fits.find(smem);
+    if (it == fits.end()) {
+      int fit = 0;
+      KILN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, Kernel, kWarps * 32, smem));
+      it = fits.emplace(smem, std::clamp(fit, 1, kBlocksPerSm)).first;
+    }
+    per_sm = it->second;
+  }
+  const dim3 grid(unsigned(std::min<int64_t>(ceil_div(n_out, kWarps), int64_t(per_sm) * sms)));
+  launch_pdl(Kernel, grid, dim3(kWarps * 32), smem, s, p);
+}
+
 template <class T, class O, int U, bool GATED, bool NORM>
 void launch_rows(const GemvKParams& p, cudaStream_t s) {
   static const int sms = [] {
@@ -190,17 +242,15 @@ void launch_rows(const GemvKParams& p, cudaStream_t s) {
     KILN_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d));
     return n;
   }();
-  const int64_t n_out = GATED ? p.N / 2 : p.N;
-  const dim3 grid(unsigned(std::min<int64_t>(ceil_div(n_out, kWarps), int64_t(kBlocksPerSm) * sms))), block(kWarps * 32);
   const size_t smem = NORM ? size_t(p.T * p.K) * sizeof(T) : 0;
   if (p.T == 1) {
-    launch_pdl(gemv_kernel<T, O, 1, U, GATED, NORM>, grid, block, smem, s, p);
+    launch_grid<gemv_kernel<T, O, 1, U, GATED, NORM>>(p, sms, smem, s);
   } else if (p.T == 2) {
-    launch_pdl(gemv_kernel<T, O, 2, U, GATED, NORM>, grid, block, smem, s, p);
+    launch_grid<gemv_kernel<T, O, 2, U, GATED, NORM>>(p, sms, smem, s);
   } else if (p.T <= 4) {
-    launch_pdl(gemv_kernel<T, O, 4, U, GATED, NORM>, grid, block, smem, s, p);
+    launch_grid<gemv_kernel<T, O, 4, U, GATED, NORM>>(p, sms, smem, s);
   } else {
-    launch_pdl(gemv_kernel<T, O, 8, U, GATED, NORM>, grid, block, smem, s, p);
+    launch_grid<gemv_kernel<T, O, 8, U, GATED, NORM>>(p, sms, smem, s);
   }
 }
 

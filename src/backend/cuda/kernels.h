@@ -238,9 +238,16 @@ struct GemvKParams {
   // many bytes of its weights into L2 (each warp the start of its own columns): while a latency-bound kernel
   // (attention) runs, memory would otherwise idle. 0: none.
   int64_t l2_prefetch_bytes = 0;
+  // And then, with what is left of that budget, the first bytes of the next GEMV's weights (gated: of each half,
+  // the rows that GEMV reads first): loaded while this kernel waits and runs from L2, memory would idle.
+  const void* l2_next = nullptr;
+  int64_t l2_next_bytes = 0;  // the next weights' size
+  bool l2_next_gated = false;
   // Let the next kernel launch as soon as this one passed its dependency wait (its blocks then take SM slots as
   // this grid's blocks retire, and prefetch their own weights in this grid's tail), instead of at the end.
   bool early_trigger = false;
+  bool stagger = false;   // each warp reads its rows from a rotated start (see gemv.cu)
+  bool one_wave = false;  // cap the grid at the blocks that fit at once (else kBlocksPerSm per SM)
   void check() const;
   static bool supports(int64_t T, int64_t K) { return T >= 1 && T <= kGemvMaxRows && K % 8 == 0; }
 };
