@@ -7,7 +7,7 @@
 # Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
 # kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
 # PHASES selects parts and their order (default: "tests memcheck bench peer"; also "ttft": TTFT and the prefill
-# profile only, "sweep": decode under the DECODE_VARIANTS environment settings, "profile": the decode profiles); PEER_COMPILE=0 skips torch.compile runs;
+# profile only, "sweep": decode under the DECODE_VARIANTS environment settings, "profile": the decode profiles); PEER_COMPILE=0 skips torch.compile runs, PEERS (names) selects peer runs;
 # MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
 # command, its exit code and wall time, and the run's own JSON result (or the tail of its log).
 set -uo pipefail
@@ -136,6 +136,7 @@ phase_peer() {
   peer() {  # peer NAME LIMIT ARGS...: the transformers peer (bench/gpu/peer_hf.py), result JSON on stdout
     local name=$1 limit=$2
     shift 2
+    [ -z "${PEERS:-}" ] || [[ " $PEERS " == *" $name "* ]] || return 0
     KILN_COMMIT=$COMMIT record "$name" "$limit" python3 "$PEER" --out "$WORK/$name.peer.json" "$@"
   }
   peer peer_decode_1b_eager 300 --shape llama-3.2-1b --mode eager --workload decode --input-len 128 --output-len 256
