@@ -33,6 +33,9 @@ done
 COMMIT=$(cat "$ROOT/.gpu-carry/commit" 2>/dev/null || git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 echo "gpu-check: $GPU, commit $COMMIT, phases: $PHASES"
+# The clocks and power limit beside the results: lent machines of one model differ at latency-bound work.
+nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem,clocks.sm,clocks.mem,power.limit,temperature.gpu \
+  --format=csv >"$OUT/gpu_info.csv" 2>/dev/null || true
 
 UTIL=$ROOT/bench/gpu/gpu_check_util.py
 
