@@ -19,6 +19,7 @@
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_runner.h"
 #include "core/error.h"
 #include "model/rope.h"
 
@@ -121,8 +122,8 @@ class CudaBackend final : public Backend {
     argmax_idx_.get<int32_t>(size_t(max_seqs * ab), false, "argmax partials");
     argmax_counters_.get<int>(size_t(max_seqs), false, "argmax counters");
     if (invariant_) inv_attn_.configure(m, max_seq_len_, max_seqs);
-    if (m.num_experts > 0) moe_workspace(info.limits.max_num_tokens, m.hidden_size, m.intermediate_size, m.num_experts,
-                                         m.experts_top_k);
+    if (m.num_experts > 0)
+      moe_.reserve(info.limits.max_num_tokens, m.hidden_size, m.intermediate_size, m.num_experts, m.experts_top_k, false);
   }
 
   // ---- memory ----
@@ -497,7 +498,12 @@ class CudaBackend final : public Backend {
     cuda::invoke(k, stream_);
   }
 
-  void moe(const MoeParams& p) override;
+  void moe(const MoeParams& p) override {
+    flush();
+    expect(p.x, "moe x");
+    expect(p.out, "moe out");
+    moe_.run(p, dt_, *gemm_, capturing_, stream_);
+  }
 
   void gather_rows(const GatherRowsParams& p) override {
     flush();
@@ -610,17 +616,6 @@ class CudaBackend final : public Backend {
     KILN_CUDA_CHECK(cudaMemcpy(t.data, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice));
     inv_freq_[key] = t;
     return t.ptr<float>();
-  }
-  void moe_workspace(int64_t T, int64_t H, int64_t I, int64_t E, int64_t K) {
-    moe_logits_.get<float>(size_t(T * E), capturing_, "moe");
-    moe_w_.get<float>(size_t(T * K), capturing_, "moe");
-    moe_e_.get<int32_t>(size_t(T * K), capturing_, "moe");
-    moe_off_.get<int32_t>(size_t(E + 1), capturing_, "moe");
-    moe_slot_token_.get<int32_t>(size_t(T * K), capturing_, "moe");
-    moe_token_slot_.get<int32_t>(size_t(T * K), capturing_, "moe");
-    moe_gu_.get<uint16_t>(size_t(T * K * 2 * I), capturing_, "moe");
-    moe_act_.get<uint16_t>(size_t(T * K * I), capturing_, "moe");
-    moe_y_.get<float>(size_t(T * K * H), capturing_, "moe");
   }
 
   // Peephole fusion for decode (few rows, GEMV tactic). A GEMV stays pending until the next call, and an RMSNorm
@@ -735,79 +730,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer attn_o_, attn_lse_, attn_counters_, argmax_val_, argmax_idx_, argmax_counters_;
   std::string rope_table_key_;  // the RoPE config rope_table_ was made for
   Tensor rope_table_;           // F32 [max_seq_len, hd]: cos | sin per position
-  DeviceBuffer moe_logits_, moe_w_, moe_e_, moe_off_, moe_slot_token_, moe_token_slot_, moe_gu_, moe_act_, moe_y_;
+  cuda::MoeRunner moe_;
 };
-
-void CudaBackend::moe(const MoeParams& p) {
-  flush();
-  const int64_t T = p.x.dim(0), H = p.x.dim(1), E = p.router.dim(0), I = p.down.dim(2), K = p.top_k;
-  expect(p.x, "moe x");
-  expect(p.out, "moe out");
-  if (T == 0) return;
-  moe_workspace(T, H, I, E, K);
-  // router logits [T, E] in F32
-  cuda::GemmArgs r;
-  r.x = p.x.data;
-  r.w = p.router.data;
-  r.out = moe_logits_.ptr;
-  r.M = T;
-  r.N = E;
-  r.K = H;
-  r.dt = dt_;
-  r.out_dt = DType::F32;
-  gemm_->run(r);
-  cuda::MoeRouteKParams route;
-  route.logits = static_cast<const float*>(moe_logits_.ptr);
-  route.T = T;
-  route.E = E;
-  route.top_k = K;
-  route.topk_weight = static_cast<float*>(moe_w_.ptr);
-  route.topk_expert = static_cast<int32_t*>(moe_e_.ptr);
-  route.offsets = static_cast<int32_t*>(moe_off_.ptr);
-  route.slot_token = static_cast<int32_t*>(moe_slot_token_.ptr);
-  route.token_slot = static_cast<int32_t*>(moe_token_slot_.ptr);
-  cuda::invoke(route, stream_);
-  // gate_up over the routed rows [T K, 2I], SiLU-gated [T K, I], down [T K, H] (F32), weighted combine.
-  cuda::GroupedGemmKParams g;
-  g.x = p.x.data;
-  g.gather = route.slot_token;
-  g.w = p.gate_up.data;
-  g.offsets = route.offsets;
-  g.out = moe_gu_.ptr;
-  g.E = E;
-  g.M = T * K;
-  g.N = 2 * I;
-  g.K = H;
-  g.max_group_rows = T;
-  g.dt = dt_;
-  g.out_dt = dt_;
-  cuda::invoke(g, stream_);
-  cuda::ActKParams a;
-  a.in = moe_gu_.ptr;
-  a.out = moe_act_.ptr;
-  a.T = T * K;
-  a.I = I;
-  a.dt = dt_;
-  cuda::invoke(a, stream_);
-  g.x = moe_act_.ptr;
-  g.gather = nullptr;
-  g.w = p.down.data;
-  g.out = moe_y_.ptr;
-  g.N = H;
-  g.K = I;
-  g.out_dt = DType::F32;
-  cuda::invoke(g, stream_);
-  cuda::MoeCombineKParams c;
-  c.y = static_cast<const float*>(moe_y_.ptr);
-  c.topk_weight = route.topk_weight;
-  c.token_slot = route.token_slot;
-  c.out = p.out.data;
-  c.T = T;
-  c.H = H;
-  c.top_k = K;
-  c.dt = dt_;
-  cuda::invoke(c, stream_);
-}
 
 }  // namespace
 
