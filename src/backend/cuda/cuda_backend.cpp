@@ -280,8 +280,7 @@ class CudaBackend final : public Backend {
   void norm(const NormParams& p) override {
     expect(p.residual, "norm residual");
     expect(p.out, "norm out");
-    if (pending_ && !pending_->closed() && pending_->a.out_dt == dt_ && !p.add.empty() && p.add.data == pending_->a.out &&
-        !pending_->norm_residual &&
+    if (pending_ && !pending_->closed() && !p.add.empty() && p.add.data == pending_->a.out && !pending_->norm_residual &&
         pending_->a.M == p.residual.dim(0) && pending_->a.N == p.residual.dim(1)) {
       // The pending GEMV produced this norm's `add`: it adds itself into the residual (and still writes its
       // output); the norm then runs without the add.
@@ -480,9 +479,8 @@ class CudaBackend final : public Backend {
   void activation(const ActivationParams& p) override {
     expect(p.in, "activation in");
     expect(p.out, "activation out");
-    if (pending_ && !pending_->closed() && pending_->a.out_dt == dt_ && p.kind == ActKind::SiluGated &&
-        p.in.data == pending_->a.out && p.in.dim(0) == pending_->a.M &&
-        p.in.dim(1) == pending_->a.N && p.out.dim(1) * 2 == pending_->a.N) {
+    if (pending_ && !pending_->closed() && p.kind == ActKind::SiluGated && p.in.data == pending_->a.out &&
+        p.in.dim(0) == pending_->a.M && p.in.dim(1) == pending_->a.N && p.out.dim(1) * 2 == pending_->a.N) {
       pending_->out = p.out.data;  // the pending gate/up GEMV and this activation as one kernel, still pending
       pending_->gate_up = p.in.data;
       return;

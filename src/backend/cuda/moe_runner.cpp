@@ -20,7 +20,7 @@ void MoeRunner::run(const MoeParams& p, DType dt, GemmRunner& gemm, bool capturi
   if (T == 0) return;
   reserve(T, H, I, E, K, capturing);
   // router logits [T, E] in F32
-  cuda::GemmArgs r;
+  GemmArgs r;
   r.x = p.x.data;
   r.w = p.router.data;
   r.out = logits_.ptr;
@@ -30,7 +30,7 @@ void MoeRunner::run(const MoeParams& p, DType dt, GemmRunner& gemm, bool capturi
   r.dt = dt;
   r.out_dt = DType::F32;
   gemm.run(r);
-  cuda::MoeRouteKParams route;
+  MoeRouteKParams route;
   route.logits = static_cast<const float*>(logits_.ptr);
   route.T = T;
   route.E = E;
@@ -40,9 +40,9 @@ void MoeRunner::run(const MoeParams& p, DType dt, GemmRunner& gemm, bool capturi
   route.offsets = static_cast<int32_t*>(off_.ptr);
   route.slot_token = static_cast<int32_t*>(slot_token_.ptr);
   route.token_slot = static_cast<int32_t*>(token_slot_.ptr);
-  cuda::invoke(route, s);
+  invoke(route, s);
   // gate_up over the routed rows [T K, 2I], SiLU-gated [T K, I], down [T K, H] (F32), weighted combine.
-  cuda::GroupedGemmKParams g;
+  GroupedGemmKParams g;
   g.x = p.x.data;
   g.gather = route.slot_token;
   g.w = p.gate_up.data;
@@ -55,14 +55,14 @@ void MoeRunner::run(const MoeParams& p, DType dt, GemmRunner& gemm, bool capturi
   g.max_group_rows = T;
   g.dt = dt;
   g.out_dt = dt;
-  cuda::invoke(g, s);
-  cuda::ActKParams a;
+  invoke(g, s);
+  ActKParams a;
   a.in = gu_.ptr;
   a.out = act_.ptr;
   a.T = T * K;
   a.I = I;
   a.dt = dt;
-  cuda::invoke(a, s);
+  invoke(a, s);
   g.x = act_.ptr;
   g.gather = nullptr;
   g.w = p.down.data;
@@ -70,8 +70,8 @@ void MoeRunner::run(const MoeParams& p, DType dt, GemmRunner& gemm, bool capturi
   g.N = H;
   g.K = I;
   g.out_dt = DType::F32;
-  cuda::invoke(g, s);
-  cuda::MoeCombineKParams c;
+  invoke(g, s);
+  MoeCombineKParams c;
   c.y = static_cast<const float*>(y_.ptr);
   c.topk_weight = route.topk_weight;
   c.token_slot = route.token_slot;
@@ -80,7 +80,7 @@ void MoeRunner::run(const MoeParams& p, DType dt, GemmRunner& gemm, bool capturi
   c.H = H;
   c.top_k = K;
   c.dt = dt;
-  cuda::invoke(c, s);
+  invoke(c, s);
 }
 
 
