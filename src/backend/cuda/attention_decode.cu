@@ -15,6 +15,7 @@
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma_util.cuh"
 
 namespace kiln::cuda {
 
@@ -30,14 +31,6 @@ struct DCfg {
   static constexpr int VPL = HD / 8 / LPK;               // 16-byte vectors per lane
   static constexpr int NG = kThreads / LPK;              // key groups per CTA
 };
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned sa = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(sa), "l"(gmem), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
 // Shared memory: the K/V rounds, double-buffered ([2][KB][NG][k, v][HD] of T), later reused for the merge of the
 // groups ([NG][G][HD] acc, [NG][G] m, [NG][G] l, fp32).

@@ -60,6 +60,8 @@ class CudaBackend final : public Backend {
     if (const char* v = std::getenv("KILN_GEMV_NEXT_L2")) gemv_next_l2_ = std::atoi(v) != 0;
     if (const char* v = std::getenv("KILN_GEMV_ONE_WAVE")) gemv_one_wave_ = std::atoi(v) != 0;
     if (const char* v = std::getenv("KILN_GEMV_STAGGER")) gemv_stagger_ = std::atoi(v) != 0;
+    if (const char* v = std::getenv("KILN_GEMV_NORM_REGS")) gemv_norm_regs_ = std::atoi(v) != 0;
+    if (const char* v = std::getenv("KILN_GEMV_L2_REST_MB")) gemv_l2_rest_bytes_ = int64_t(std::atof(v) * 1048576.0);
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
     *error_host_ = 0;
     KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
@@ -651,11 +653,14 @@ class CudaBackend final : public Backend {
     k.l2_next = gemv_next_l2_ ? g.l2_next : nullptr;
     k.l2_next_bytes = g.l2_next_bytes;
     k.l2_next_gated = g.l2_next_gated;
-    k.l2_prefetch_bytes = gemv_l2_all_ || after_decode_attention_ ? gemv_l2_bytes_ : 0;
+    k.l2_prefetch_bytes = gemv_l2_all_ || after_decode_attention_ ? gemv_l2_bytes_
+                          : g.norm_residual                       ? 0
+                                                                  : gemv_l2_rest_bytes_;
     after_decode_attention_ = false;
     k.early_trigger = gemv_early_;
     k.one_wave = gemv_one_wave_;
     k.stagger = gemv_stagger_;
+    k.norm_regs = gemv_norm_regs_;
     cuda::invoke(k, stream_);
   }
   static bool deferrable(const NormParams& p) {
@@ -698,7 +703,13 @@ class CudaBackend final : public Backend {
   bool gemv_next_l2_ = true;          // the GEMV after a decode attention also prefetches the next one's weights
   bool gemv_one_wave_ = true;         // GemvKParams::one_wave
   bool gemv_stagger_ = true;          // GemvKParams::stagger
+  bool gemv_norm_regs_ = true;        // GemvKParams::norm_regs
   bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel
+  // The budget of the other GEMVs without a norm prologue (the down projection, the lm_head): their own first
+  // weights, prefetched during the previous kernel's tail. H100, session 5: +0.2% at 1B and 8B decode with 4 MB
+  // (two machines, two passes each); 8 MB less; the same for the GEMVs with a norm prologue (4 / 8 / 16 MB) was
+  // flat to -1% (bench/gpu/NOTES.md).
+  int64_t gemv_l2_rest_bytes_ = int64_t(4) << 20;
 
   DType dt_;
   std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();

@@ -10,6 +10,7 @@
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma_util.cuh"
 
 namespace kiln::cuda {
 
@@ -17,6 +18,7 @@ namespace {
 
 constexpr int kWarps = 4;        // warps per block, one output column at a time each
 constexpr int kBlocksPerSm = 8;  // grid cap: columns are strided over at most this many blocks per SM
+constexpr int kNormVecs = 4;     // the register norm prologue: 16-byte vectors per thread (K <= 4096)
 
 // Block-wide sum for the norm prologue (every thread gets the result).
 __device__ float block_sum_f(float v, float* scratch) {
@@ -103,13 +105,62 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
                    int64_t(gridDim.x) * kWarps, lane);
   }
   const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
+  // Register prologue (p.norm_regs: K <= kNormVecs * 128 * 8, set by the launch): the norm weight is copied into
+  // shared memory (after the T x rows) before the dependency wait, and each residual row is read once into
+  // registers, so the wait is followed by one load round, not three.
+  const bool norm_regs = NORM && p.norm_regs;
+  if constexpr (NORM) {
+    if (norm_regs) {
+      uint4* gsm = reinterpret_cast<uint4*>(gemv_smem) + p.T * nv;  // [K] the norm weight
+#pragma unroll
+      for (int i = 0; i < kNormVecs; ++i) {
+        const int64_t v = threadIdx.x + int64_t(i) * kWarps * 32;
+        if (v < nv) cp_async16(gsm + v, normw + v, true);
+      }
+      cp_async_commit();
+    }
+  }
   pdl_wait();
   if (p.early_trigger) pdl_launch_dependents();
   const uint4* xs;  // x rows, 16-byte vectors: global, or shared memory after the norm prologue
   if constexpr (NORM) {
     uint4* xsm = reinterpret_cast<uint4*>(gemv_smem);  // [T, K]
     const uint4* res = reinterpret_cast<const uint4*>(p.norm_residual);
+    uint4* x_out = reinterpret_cast<uint4*>(const_cast<void*>(p.x));  // the norm's output (block 0 writes it)
     for (int r = 0; r < int(p.T); ++r) {
+      if (norm_regs) {  // the same sums in the same order as the loop below: the same bits
+        uint4 rv[kNormVecs];
+        float ss = 0.f;
+#pragma unroll
+        for (int i = 0; i < kNormVecs; ++i) {
+          const int64_t v = threadIdx.x + int64_t(i) * kWarps * 32;
+          rv[i] = v < nv ? res[r * nv + v] : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int i = 0; i < kNormVecs; ++i) {
+          float f[8];
+          unpack8<T>(rv[i], f);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) ss += f[j] * f[j];
+        }
+        if (r == 0) cp_async_wait<0>();  // this thread's norm weight copies (it reads only those, after the
+                                         // block sum's barrier)
+        const float inv = rsqrtf(block_sum_f(ss, scratch) / float(p.K) + p.norm_eps);
+#pragma unroll
+        for (int i = 0; i < kNormVecs; ++i) {
+          const int64_t v = threadIdx.x + int64_t(i) * kWarps * 32;
+          if (v >= nv) continue;
+          float f[8], g[8];
+          unpack8<T>(rv[i], f);
+          unpack8<T>(reinterpret_cast<const uint4*>(gemv_smem)[p.T * nv + v], g);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) f[j] = f[j] * inv * g[j];
+          const uint4 o = pack8<T>(f);
+          xsm[r * nv + v] = o;
+          if (blockIdx.x == 0) x_out[r * nv + v] = o;
+        }
+        continue;
+      }
       float ss = 0.f;
       for (int64_t v = threadIdx.x; v < nv; v += blockDim.x) {
         float f[8];
@@ -126,7 +177,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
         for (int i = 0; i < 8; ++i) f[i] = f[i] * inv * g[i];
         const uint4 o = pack8<T>(f);
         xsm[r * nv + v] = o;
-        if (blockIdx.x == 0) reinterpret_cast<uint4*>(const_cast<void*>(p.x))[r * nv + v] = o;  // the norm's output
+        if (blockIdx.x == 0) x_out[r * nv + v] = o;
       }
     }
     __syncthreads();
@@ -242,15 +293,18 @@ void launch_rows(const GemvKParams& p, cudaStream_t s) {
     KILN_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d));
     return n;
   }();
-  const size_t smem = NORM ? size_t(p.T * p.K) * sizeof(T) : 0;
+  GemvKParams q = p;  // the register prologue where K and the shared memory ([T + 1, K]) allow it
+  q.norm_regs = NORM && p.norm_regs && p.K <= int64_t(kNormVecs) * kWarps * 32 * 8 &&
+                size_t((p.T + 1) * p.K) * sizeof(T) <= kGemvNormSmem;
+  const size_t smem = NORM ? size_t((p.T + (q.norm_regs ? 1 : 0)) * p.K) * sizeof(T) : 0;
   if (p.T == 1) {
-    launch_grid<gemv_kernel<T, O, 1, U, GATED, NORM>>(p, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 1, U, GATED, NORM>>(q, sms, smem, s);
   } else if (p.T == 2) {
-    launch_grid<gemv_kernel<T, O, 2, U, GATED, NORM>>(p, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 2, U, GATED, NORM>>(q, sms, smem, s);
   } else if (p.T <= 4) {
-    launch_grid<gemv_kernel<T, O, 4, U, GATED, NORM>>(p, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 4, U, GATED, NORM>>(q, sms, smem, s);
   } else {
-    launch_grid<gemv_kernel<T, O, 8, U, GATED, NORM>>(p, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 8, U, GATED, NORM>>(q, sms, smem, s);
   }
 }
 

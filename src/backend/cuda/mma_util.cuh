@@ -1,4 +1,4 @@
-// Tensor-core helpers shared by the attention kernels: mma.sync m16n8k16 (fp32 accumulation), cp.async with
+// Helpers shared by the attention kernels and the GEMV: mma.sync m16n8k16 (fp32 accumulation), cp.async with
 // zero-fill, ldmatrix (x4, and .trans for B fragments of a row-major [k][n] tile).
 #pragma once
 #include "backend/cuda/cuda_common.cuh"
