@@ -248,6 +248,11 @@ GemvKParams gemv_params(const GemmArgs& a, int unroll) {
   g.dt = a.dt;
   g.out_dt = a.out_dt;
   g.unroll = unroll;
+  // As a decode step runs it (CudaBackend::run_gemv may switch these off for A/B runs), so that the planner
+  // times what runs.
+  g.early_trigger = true;
+  g.stagger = true;
+  g.one_wave = true;
   return g;
 }
 
