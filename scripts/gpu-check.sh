@@ -16,6 +16,8 @@ mkdir -p "$OUT"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${KILN_BUILD:-$ROOT/build}
 BIN=$BUILD/bin
+# The decode profile's kernel timeline opens CUPTI at run time: a copy packed beside the binaries, if any.
+[ -z "${KILN_CUPTI:-}" ] && [ -f "$BIN/libcupti.so.13" ] && export KILN_CUPTI=$BIN/libcupti.so.13
 PHASES=${PHASES:-tests memcheck bench peer}
 PEER_COMPILE=${PEER_COMPILE:-1}
 MEMCHECK_FILTER=${MEMCHECK_FILTER:-*}
@@ -85,10 +87,12 @@ E8=$WORK/llama-3.1-8b.engine
 engine_1b() {
   [ -d "$E1" ] || record build_1b 300 "$BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$E1" \
     --max-batch-size 8 --max-seq-len 4096 --max-num-tokens 2048
+  cp "$E1/engine.json" "$OUT/engine_1b.json" 2>/dev/null  # its tactics
 }
 engine_8b() {
   [ -d "$E8" ] || record build_8b 300 "$BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$E8" \
     --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+  cp "$E8/engine.json" "$OUT/engine_8b.json" 2>/dev/null
 }
 
 phase_bench() {
@@ -102,8 +106,6 @@ phase_bench() {
   record profile_8b 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 128
   record profile_8b_batch512 180 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 192 --batch 512
   record profile_8b_prefill 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 2048 --mode prefill
-  cp "$E1/engine.json" "$OUT/engine_1b.json" 2>/dev/null
-  cp "$E8/engine.json" "$OUT/engine_8b.json" 2>/dev/null
   record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128
 }
 

@@ -25,6 +25,7 @@
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_runner.h"
+#include "timeline.h"
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -273,6 +274,8 @@ json profile(const Args& a) {
   json j = {{"bench", "profile"}, {"mode", prefill ? "prefill" : "decode"}, {"batch", B}, {"prompt_len", P}};
   const int steps = prefill ? 5 : 30;
   Tensor ids = be.alloc(DType::I32, {B});
+  std::function<void(bool)> step_fn;  // decode: one step (download: the host waits for the token)
+  std::vector<int32_t> toks(static_cast<size_t>(B), 1);
   if (prefill) {
     SeqStep pre;
     pre.tokens = random_prompt(P, m.vocab_size, 3);
@@ -294,7 +297,6 @@ json profile(const Args& a) {
       }
       runner.step(pre);
     }
-    std::vector<int32_t> toks(static_cast<size_t>(B), 1);
     auto decode_step = [&](bool download) {
       std::vector<SeqStep> st(static_cast<size_t>(B));
       for (int64_t s = 0; s < B; ++s) {
@@ -306,6 +308,7 @@ json profile(const Args& a) {
       be.argmax({logits, ids});
       if (download) be.download(toks.data(), ids, size_t(B) * 4);
     };
+    step_fn = decode_step;
     for (int i = 0; i < 4; ++i) decode_step(true);  // graphs recorded
     auto t0 = Clock::now();
     for (int i = 0; i < steps; ++i) decode_step(true);
@@ -414,6 +417,12 @@ json profile(const Args& a) {
                          j["op_us"]["gate_up_and_activation"].get<double>() + j["op_us"]["linear_down"].get<double>();
   j["layer_gemm_weight_GBs"] = bytes_layer / (gemm_us * 1e-6) / 1e9;
   j["layer_gemm_TFLOPs"] = bytes_layer / double(dtype_size(dt)) * 2.0 * double(T) / (gemm_us * 1e-6) / 1e12;
+  // The device's kernel timeline of two decode steps with the host running ahead (the second is the one to
+  // read: the first may start behind the host).
+  if (step_fn) {
+    step_fn(true);
+    j["timeline"] = kernel_timeline([&] { step_fn(false); step_fn(false); }, [&] { be.synchronize(); });
+  }
   return j;
 }
 

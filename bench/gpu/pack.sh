@@ -10,6 +10,10 @@ cmake --build "$BUILD" -j "${JOBS:-2}" --target test_backend_cuda kiln kiln_gpu_
 grep -qx '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >> .git/info/exclude
 mkdir -p .gpu-carry/stage
 for b in test_backend_cuda kiln kiln_gpu_bench; do strip -o ".gpu-carry/stage/$b" "$BUILD/bin/$b"; done
+# CUPTI for the decode profile's kernel timeline (opened at run time; the GPU machines may lack it).
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/extras/CUPTI/lib64; do
+  if [ -f "$d/libcupti.so.13" ]; then cp -L "$d/libcupti.so.13" .gpu-carry/stage/; break; fi
+done
 c=$(git rev-parse HEAD)
 git diff --quiet HEAD -- src tests bench tools scripts CMakeLists.txt || c="$c+uncommitted"
 echo "$c" > .gpu-carry/commit

@@ -60,6 +60,7 @@ class CudaBackend final : public Backend {
     if (const char* v = std::getenv("KILN_GEMV_NEXT_L2")) gemv_next_l2_ = std::atoi(v) != 0;
     if (const char* v = std::getenv("KILN_GEMV_ONE_WAVE")) gemv_one_wave_ = std::atoi(v) != 0;
     if (const char* v = std::getenv("KILN_GEMV_STAGGER")) gemv_stagger_ = std::atoi(v) != 0;
+    if (const char* v = std::getenv("KILN_GEMV_BALANCE")) gemv_balance_ = std::atoi(v) != 0;
     if (const char* v = std::getenv("KILN_GEMV_NORM_REGS")) gemv_norm_regs_ = std::atoi(v) != 0;
     if (const char* v = std::getenv("KILN_GEMV_L2_REST_MB")) gemv_l2_rest_bytes_ = int64_t(std::atof(v) * 1048576.0);
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
@@ -661,6 +662,7 @@ class CudaBackend final : public Backend {
     k.one_wave = gemv_one_wave_;
     k.stagger = gemv_stagger_;
     k.norm_regs = gemv_norm_regs_;
+    k.balance = gemv_balance_;
     cuda::invoke(k, stream_);
   }
   static bool deferrable(const NormParams& p) {
@@ -704,6 +706,7 @@ class CudaBackend final : public Backend {
   bool gemv_one_wave_ = true;         // GemvKParams::one_wave
   bool gemv_stagger_ = true;          // GemvKParams::stagger
   bool gemv_norm_regs_ = true;        // GemvKParams::norm_regs
+  bool gemv_balance_ = true;          // GemvKParams::balance
   bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel
   // The budget of the other GEMVs without a norm prologue (the down projection, the lm_head): their own first
   // weights, prefetched during the previous kernel's tail. H100, session 5: +0.2% at 1B and 8B decode with 4 MB

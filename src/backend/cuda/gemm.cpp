@@ -253,6 +253,7 @@ GemvKParams gemv_params(const GemmArgs& a, int unroll) {
   g.early_trigger = true;
   g.stagger = true;
   g.one_wave = true;
+  g.balance = true;
   return g;
 }
 

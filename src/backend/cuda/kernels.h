@@ -248,6 +248,7 @@ struct GemvKParams {
   bool early_trigger = false;
   bool stagger = false;   // each warp reads its rows from a rotated start (see gemv.cu)
   bool one_wave = false;  // cap the grid at the blocks that fit at once (else kBlocksPerSm per SM)
+  bool balance = false;   // with one_wave: the same number of columns for every warp (fewer blocks where that evens out)
   bool norm_regs = true;  // the norm prologue holds its row in registers (K <= 4096; see gemv.cu)
   void check() const;
   static bool supports(int64_t T, int64_t K) { return T >= 1 && T <= kGemvMaxRows && K % 8 == 0; }
