@@ -186,6 +186,16 @@ class Backend {
   // Memory. alloc returns uninitialized memory owned by the tensor.
   virtual Tensor alloc(DType dtype, std::vector<int64_t> shape) = 0;
   virtual void upload(Tensor& dst, const void* src, size_t bytes) = 0;
+  // Several small uploads at once (a step's metadata). A backend may do them as one operation; by default, one
+  // upload each. Every source must stay valid until the call returns, as for upload.
+  struct Upload {
+    Tensor* dst;
+    const void* src;
+    size_t bytes;
+  };
+  virtual void upload_many(const std::vector<Upload>& items) {
+    for (const Upload& u : items) upload(*u.dst, u.src, u.bytes);
+  }
   virtual void download(void* dst, const Tensor& src, size_t bytes) = 0;
   virtual void fill_zero(Tensor& t) = 0;
   virtual void synchronize() = 0;

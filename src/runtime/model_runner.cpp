@@ -53,12 +53,6 @@ void ModelRunner::ensure_capacity(int64_t T, int64_t S, int64_t R) {
   }
 }
 
-Tensor ModelRunner::upload_i32(Tensor& buf, const std::vector<int32_t>& v, std::vector<int64_t> shape) {
-  Tensor t = buf.reshaped(std::move(shape));
-  be_.upload(t, v.data(), v.size() * 4);
-  return t;
-}
-
 Tensor ModelRunner::sample_greedy(const Tensor& logits) {
   const int64_t R = logits.dim(0);
   if (R > cap_rows_ || sampled_.empty()) fail("sample_greedy: logits of {} rows from another step", R);
@@ -112,15 +106,26 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs, bool ids_from_sample)
   meta_.max_blocks_per_seq = int32_t(max_blocks);
   meta_.max_new_tokens = max_new;
   meta_.max_context = max_ctx;
-  Tensor ids_t = ids_from_sample ? sampled_.rows(0, T) : upload_i32(ids_buf_, ids, {T});
-  meta_.positions = upload_i32(pos_buf_, pos, {T});
-  meta_.token_seq = upload_i32(seq_buf_, seq_of, {T});
-  meta_.slot_mapping = upload_i32(slots_buf_, slots, {T});
-  meta_.seq_offsets = upload_i32(offsets_buf_, offsets, {S + 1});
-  meta_.num_cached = upload_i32(cached_buf_, cached, {S});
-  meta_.block_tables = upload_i32(tables_buf_, tables, {S, max_blocks});
-
-  Tensor rows_t = upload_i32(rows_buf_, rows.empty() ? std::vector<int32_t>{0} : rows, {std::max<int64_t>(R, 1)});
+  // The step's metadata in one upload_many (on the GPU: one copy kernel instead of a copy per array).
+  Tensor ids_t = ids_from_sample ? sampled_.rows(0, T) : ids_buf_.reshaped({T});
+  meta_.positions = pos_buf_.reshaped({T});
+  meta_.token_seq = seq_buf_.reshaped({T});
+  meta_.slot_mapping = slots_buf_.reshaped({T});
+  meta_.seq_offsets = offsets_buf_.reshaped({S + 1});
+  meta_.num_cached = cached_buf_.reshaped({S});
+  meta_.block_tables = tables_buf_.reshaped({S, max_blocks});
+  const std::vector<int32_t> rows_or_0 = rows.empty() ? std::vector<int32_t>{0} : rows;
+  Tensor rows_t = rows_buf_.reshaped({std::max<int64_t>(R, 1)});
+  std::vector<Backend::Upload> ups;
+  if (!ids_from_sample) ups.push_back({&ids_t, ids.data(), ids.size() * 4});
+  ups.push_back({&meta_.positions, pos.data(), pos.size() * 4});
+  ups.push_back({&meta_.token_seq, seq_of.data(), seq_of.size() * 4});
+  ups.push_back({&meta_.slot_mapping, slots.data(), slots.size() * 4});
+  ups.push_back({&meta_.seq_offsets, offsets.data(), offsets.size() * 4});
+  ups.push_back({&meta_.num_cached, cached.data(), cached.size() * 4});
+  ups.push_back({&meta_.block_tables, tables.data(), tables.size() * 4});
+  ups.push_back({&rows_t, rows_or_0.data(), rows_or_0.size() * 4});
+  be_.upload_many(ups);
   // A decode-only step replays the graph recorded for its batch size (all metadata was uploaded above, into
   // buffers at fixed addresses). The first step of a batch size runs directly (lazy initializations happen
   // outside any recording), the second records the graph.

@@ -36,7 +36,6 @@ class ModelRunner {
 
  private:
   void ensure_capacity(int64_t tokens, int64_t seqs, int64_t rows);
-  Tensor upload_i32(Tensor& buf, const std::vector<int32_t>& v, std::vector<int64_t> shape);
 
   Engine& engine_;
   Backend& be_;

@@ -1,5 +1,6 @@
 // Row-wise and element-wise kernels: embedding, norms fused with the residual add, activations, row gather,
-// argmax, random weights, bias add, dtype conversion. Each mirrors the cpu backend's loop of the same name.
+// argmax, random weights, bias add, dtype conversion (each mirrors the cpu backend's loop of the same name), and
+// batched uploads.
 #include <algorithm>
 #include <cfloat>
 
@@ -9,6 +10,18 @@
 namespace kiln::cuda {
 
 namespace {
+
+constexpr int kUploadBlocks = 8;
+
+// Grid-strided 4-byte words over every item (the sources are mapped host memory: reads cross PCIe).
+__global__ void upload_kernel(UploadKParams p) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, t0 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int i = 0; i < p.n; ++i) {
+    const uint32_t* src = static_cast<const uint32_t*>(p.src[i]);
+    uint32_t* dst = static_cast<uint32_t*>(p.dst[i]);
+    for (int64_t w = t0; w < p.bytes[i] / 4; w += stride) dst[w] = src[w];
+  }
+}
 
 void need(bool ok, const char* what) {
   if (!ok) throw_error(std::string("cuda kernel params: ") + what);
@@ -349,6 +362,20 @@ void NormKParams::check() const {
   need(residual && weight && out, "norm: null pointer");
   need(T >= 0 && H > 0, "norm: bad sizes");
 }
+void UploadKParams::check() const {
+  if (n < 0 || n > kUploadItems) throw_error("upload: 0 to " + std::to_string(kUploadItems) + " items");
+  for (int i = 0; i < n; ++i)
+    if (!src[i] || !dst[i] || bytes[i] < 0 || bytes[i] % 4)
+      throw_error("upload: item " + std::to_string(i) + " needs pointers and a multiple of 4 bytes");
+}
+
+void invoke(const UploadKParams& p, cudaStream_t s) {
+  p.check();
+  if (p.n == 0) return;
+  upload_kernel<<<kUploadBlocks, 256, 0, s>>>(p);
+  KILN_CUDA_CHECK(cudaGetLastError());
+}
+
 void invoke(const NormKParams& p, cudaStream_t s) {
   p.check();
   if (p.T == 0) return;

@@ -31,6 +31,19 @@ struct EmbeddingKParams {
 };
 void invoke(const EmbeddingKParams& p, cudaStream_t s);
 
+// Several small host-to-device copies as one kernel: item i copies bytes[i] (a multiple of 4) from src[i], pinned
+// host memory mapped into the device's address space, to dst[i]. Replaces a copy-engine transfer per item (each a
+// few microseconds of the stream's time) with one launch.
+constexpr int kUploadItems = 12;
+struct UploadKParams {
+  int n = 0;
+  const void* src[kUploadItems] = {};
+  void* dst[kUploadItems] = {};
+  int64_t bytes[kUploadItems] = {};
+  void check() const;
+};
+void invoke(const UploadKParams& p, cudaStream_t s);
+
 // residual += add (if add); out = norm(residual) * weight (+ bias). RMSNorm or LayerNorm, fp32 statistics.
 // (16-byte vectors and a single pass over registers when H % 8 == 0 and H <= 32768.)
 struct NormKParams {
