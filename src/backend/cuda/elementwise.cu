@@ -13,17 +13,13 @@ namespace {
 
 constexpr int kUploadBlocks = 8;
 
-// Grid-strided 4-byte words over every item (the sources are mapped host memory: reads cross PCIe). Each thread
-// finds its word's item from the running sizes, so its loads are independent: one PCIe round trip, not one per item.
+// Grid-strided 4-byte words over every item (the sources are mapped host memory: reads cross PCIe).
 __global__ void upload_kernel(UploadKParams p) {
-  int64_t total = 0;
-  for (int i = 0; i < p.n; ++i) total += p.bytes[i] / 4;
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t w = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; w < total; w += stride) {
-    int i = 0;
-    int64_t local = w;
-    while (local >= p.bytes[i] / 4) local -= p.bytes[i++] / 4;
-    static_cast<uint32_t*>(p.dst[i])[local] = static_cast<const uint32_t*>(p.src[i])[local];
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, t0 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int i = 0; i < p.n; ++i) {
+    const uint32_t* src = static_cast<const uint32_t*>(p.src[i]);
+    uint32_t* dst = static_cast<uint32_t*>(p.dst[i]);
+    for (int64_t w = t0; w < p.bytes[i] / 4; w += stride) dst[w] = src[w];
   }
 }
 
