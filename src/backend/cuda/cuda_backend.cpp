@@ -161,12 +161,10 @@ class CudaBackend final : public Backend {
   void upload(Tensor& dst, const void* src, size_t bytes) override {
     flush();
     if (capturing_) fail("cuda backend: upload while a step graph is recorded");
-    if (bytes > dst.nbytes()) fail("cuda upload: {} bytes into a tensor of {}", bytes, dst.nbytes());
+    check_upload(dst, bytes);
     if (bytes <= kStageSlot) {
       // Copy into a pinned slot, then an asynchronous copy: the host does not wait for the device.
-      const int i = stage_next_;
-      stage_next_ = (stage_next_ + 1) % kStageSlots;
-      KILN_CUDA_CHECK(cudaEventSynchronize(stage_events_[i]));
+      const int i = take_stage_slot();
       char* slot = stage_ + size_t(i) * kStageSlot;
       std::memcpy(slot, src, bytes);
       KILN_CUDA_CHECK(cudaMemcpyAsync(dst.data, slot, bytes, cudaMemcpyHostToDevice, stream_));
@@ -180,19 +178,18 @@ class CudaBackend final : public Backend {
   // A step's metadata: packed into one pinned slot and copied by one kernel reading it through the slot's device
   // mapping, instead of a copy-engine transfer per array (each a few microseconds of the stream between steps).
   void upload_many(const std::vector<Upload>& items) override {
+    const auto padded = [](size_t b) { return (b + 15) / 16 * 16; };  // items start 16-byte aligned in the slot
     size_t total = 0;
     bool fits = upload_kernel_ && items.size() <= size_t(cuda::kUploadItems);
     for (const Upload& u : items) {
-      if (u.bytes > u.dst->nbytes()) fail("cuda upload: {} bytes into a tensor of {}", u.bytes, u.dst->nbytes());
+      check_upload(*u.dst, u.bytes);
       fits = fits && u.bytes % 4 == 0;
-      total += (u.bytes + 15) / 16 * 16;
+      total += padded(u.bytes);
     }
     if (!fits || total > kPackedUpload) return Backend::upload_many(items);
     flush();
     if (capturing_) fail("cuda backend: upload while a step graph is recorded");
-    const int i = stage_next_;
-    stage_next_ = (stage_next_ + 1) % kStageSlots;
-    KILN_CUDA_CHECK(cudaEventSynchronize(stage_events_[i]));
+    const int i = take_stage_slot();
     cuda::UploadKParams k;
     size_t off = size_t(i) * kStageSlot;
     for (const Upload& u : items) {
@@ -202,7 +199,7 @@ class CudaBackend final : public Backend {
       k.dst[k.n] = u.dst->data;
       k.bytes[k.n] = int64_t(u.bytes);
       ++k.n;
-      off += (u.bytes + 15) / 16 * 16;
+      off += padded(u.bytes);
     }
     cuda::invoke(k, stream_);
     KILN_CUDA_CHECK(cudaEventRecord(stage_events_[i], stream_));  // the slot is free once the kernel has read it
@@ -622,6 +619,17 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return stream_; }
 
  private:
+  // The next pinned staging slot, once the device has read what it last held (record stage_events_[i] after the
+  // work that reads it).
+  int take_stage_slot() {
+    const int i = stage_next_;
+    stage_next_ = (stage_next_ + 1) % kStageSlots;
+    KILN_CUDA_CHECK(cudaEventSynchronize(stage_events_[i]));
+    return i;
+  }
+  static void check_upload(const Tensor& dst, size_t bytes) {
+    if (bytes > dst.nbytes()) fail("cuda upload: {} bytes into a tensor of {}", bytes, dst.nbytes());
+  }
   void expect(const Tensor& t, const char* what) const {
     if (t.dtype != dt_) fail("cuda backend: {} is {}, expected the compute dtype {}", what, dtype_name(t.dtype), dtype_name(dt_));
   }
