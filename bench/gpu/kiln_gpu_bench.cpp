@@ -189,7 +189,6 @@ json throughput(const Args& a) {
   std::deque<int64_t> waiting;
   for (int64_t i = 0; i < a.requests; ++i) waiting.push_back(i);
   std::vector<Seq> running;
-  Tensor ids = be.alloc(DType::I32, {B});
   std::vector<int32_t> host_ids(static_cast<size_t>(B));
   int64_t out_tokens = 0, steps = 0, mixed_steps = 0, decode_rows = 0;
   double mixed_s = 0, decode_s = 0;  // time in steps that admit prompts / in decode-only steps
@@ -227,10 +226,9 @@ json throughput(const Args& a) {
     const bool mixed = first_new < running.size();
     mixed_steps += mixed;
     const auto ts = Clock::now();
-    Tensor logits = runner.step(st);
-    const int64_t R = logits.dim(0);
-    be.argmax({logits, ids.rows(0, R)});
-    be.download(host_ids.data(), ids, size_t(R) * 4);
+    const Tensor chosen = runner.step_greedy(st);
+    const int64_t R = chosen.dim(0);
+    be.download(host_ids.data(), chosen, size_t(R) * 4);
     (mixed ? mixed_s : decode_s) += secs(ts, Clock::now());
     if (!mixed) decode_rows += R;
     ++steps;
@@ -304,9 +302,8 @@ json profile(const Args& a) {
         st[size_t(s)].num_cached = int32_t(P);
         st[size_t(s)].block_table = &tables[size_t(s)];
       }
-      Tensor logits = runner.step(st);
-      be.argmax({logits, ids});
-      if (download) be.download(toks.data(), ids, size_t(B) * 4);
+      const Tensor chosen = runner.step_greedy(st);  // as generate_greedy runs it (the choice in the graph)
+      if (download) be.download(toks.data(), chosen, size_t(B) * 4);
     };
     step_fn = decode_step;
     for (int i = 0; i < 4; ++i) decode_step(true);  // graphs recorded

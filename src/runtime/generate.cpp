@@ -54,15 +54,18 @@ GreedyResult generate_greedy(Engine& e, const std::vector<int32_t>& prompt, cons
     for (int64_t b = 0; b < P; b += chunk) {
       const int64_t n = std::min(chunk, P - b);
       SeqStep s = prompt_chunk(b, n, false);
-      Tensor logits = runner.step({s});
-      if (s.want_logits) sampled = runner.sample_greedy(logits);
+      if (s.want_logits) {
+        sampled = runner.step_greedy({s});
+      } else {
+        runner.step({s});
+      }
     }
     uint64_t ticket = be.download_async(sampled, sizeof(int32_t));
     for (int64_t j = 0, pos = P; j < o.max_new_tokens; ++j, ++pos) {
       uint64_t queued = 0;
       if (j + 1 < o.max_new_tokens) {
         SeqStep s = seq_step({0}, pos);  // token 0 stands for the device-side choice of the previous step
-        queued = be.download_async(runner.sample_greedy(runner.step({s}, /*ids_from_sample=*/true)), sizeof(int32_t));
+        queued = be.download_async(runner.step_greedy({s}, /*ids_from_sample=*/true), sizeof(int32_t));
       }
       int32_t next = -1;
       be.wait_download(ticket, &next);

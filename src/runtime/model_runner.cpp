@@ -62,6 +62,16 @@ Tensor ModelRunner::sample_greedy(const Tensor& logits) {
 }
 
 Tensor ModelRunner::step(const std::vector<SeqStep>& seqs, bool ids_from_sample) {
+  return run_step(seqs, ids_from_sample, false);
+}
+
+Tensor ModelRunner::step_greedy(const std::vector<SeqStep>& seqs, bool ids_from_sample, Tensor* logits) {
+  const Tensor l = run_step(seqs, ids_from_sample, true);
+  if (logits) *logits = l;
+  return l.empty() ? Tensor() : sampled_.rows(0, l.dim(0));
+}
+
+Tensor ModelRunner::run_step(const std::vector<SeqStep>& seqs, bool ids_from_sample, bool greedy) {
   const int64_t S = int64_t(seqs.size());
   if (S == 0) fail("model step with no sequences");
   if (ids_from_sample) {
@@ -130,16 +140,18 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs, bool ids_from_sample)
   // buffers at fixed addresses). The first step of a batch size runs directly (lazy initializations happen
   // outside any recording), the second records the graph.
   const bool graph = be_.supports_step_graphs() && max_new == 1 && R == S;
-  const int64_t key = 2 * S + (ids_from_sample ? 1 : 0);
+  bool identity = R == T;
+  for (int64_t i = 0; identity && i < R; ++i) identity = rows[size_t(i)] == i;
+  const int64_t key = 4 * S + (greedy ? 2 : 0) + (ids_from_sample ? 1 : 0);
   auto it = graph ? graphs_.find(key) : graphs_.end();
   if (graph && it == graphs_.end()) {
     graphs_.emplace(key, nullptr);
-    run_layers(T, R, ids_t, rows_t);
+    run_layers(T, R, ids_t, rows_t, identity, greedy);
   } else if (graph) {
     if (!it->second) {
       be_.begin_capture();
       try {
-        run_layers(T, R, ids_t, rows_t);
+        run_layers(T, R, ids_t, rows_t, identity, greedy);
       } catch (...) {
         be_.end_capture();
         throw;
@@ -148,12 +160,13 @@ Tensor ModelRunner::step(const std::vector<SeqStep>& seqs, bool ids_from_sample)
     }
     it->second->replay();
   } else {
-    run_layers(T, R, ids_t, rows_t);
+    run_layers(T, R, ids_t, rows_t, identity, greedy);
   }
   return R == 0 ? Tensor() : logits_.rows(0, R);
 }
 
-void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Tensor& rows_t) {
+void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Tensor& rows_t, bool rows_identity,
+                             bool greedy) {
   const ModelConfig& c = cfg_;
   auto W = [&](const std::string& n) { return engine_.weight(n); };
   auto Wopt = [&](const std::string& n) { return engine_.has_weight(n) ? engine_.weight(n) : Tensor(); };
@@ -212,8 +225,13 @@ void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Te
   if (R == 0) return;
   be_.norm({c.norm, c.norm_eps, pending, residual, W("final_norm.weight"), Wopt("final_norm.bias"), normed});
   Tensor selected = selected_.rows(0, R), logits = logits_.rows(0, R);
-  be_.gather_rows({normed, rows_t.rows(0, R), selected});
+  if (rows_identity) {
+    selected = normed;
+  } else {
+    be_.gather_rows({normed, rows_t.rows(0, R), selected});
+  }
   be_.linear({selected, c.tie_embeddings ? W("embed.weight") : W("lm_head.weight"), Tensor(), logits});
+  if (greedy) be_.argmax({logits, sampled_.rows(0, R)});
 }
 
 }  // namespace kiln

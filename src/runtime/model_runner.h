@@ -31,6 +31,10 @@ class ModelRunner {
   // Greedy choice on the device for each row of a step's logits: I32 [R] in backend memory, valid until the
   // next sample_greedy.
   Tensor sample_greedy(const Tensor& logits);
+  // step() then sample_greedy() as one step (in its graph too, where a backend may fuse the choice into the
+  // logits' GEMV): the choices I32 [R]; the logits (F32 [R, V], into *logits if given) stay valid until the next
+  // step.
+  Tensor step_greedy(const std::vector<SeqStep>& seqs, bool ids_from_sample = false, Tensor* logits = nullptr);
   const KvCacheDesc& cache() const { return cache_; }
   Engine& engine() { return engine_; }
 
@@ -49,10 +53,13 @@ class ModelRunner {
   Tensor sampled_;  // I32 [cap_rows_]: sample_greedy's choices
   StepMeta meta_;
   // Decode-only steps (one new token per sequence) recorded per batch size, on backends with step graphs
-  // (null: seen once, recorded at the next), keyed by 2 * batch size + ids_from_sample. They hold the addresses
-  // of the buffers above, so any reallocation drops them.
+  // (null: seen once, recorded at the next), keyed by 4 * batch size + 2 * greedy + ids_from_sample. They hold
+  // the addresses of the buffers above, so any reallocation drops them.
   std::map<int64_t, std::unique_ptr<StepGraph>> graphs_;
-  void run_layers(int64_t T, int64_t R, const Tensor& ids, const Tensor& rows);
+  Tensor run_step(const std::vector<SeqStep>& seqs, bool ids_from_sample, bool greedy);
+  // rows_identity: logits for every token, in order (a decode step): the final norm's output is the lm_head's
+  // input, with no gather between (one kernel less, and a fused norm prologue where the backend has one).
+  void run_layers(int64_t T, int64_t R, const Tensor& ids, const Tensor& rows, bool rows_identity, bool greedy);
 };
 
 }  // namespace kiln

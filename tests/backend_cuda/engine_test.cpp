@@ -1,9 +1,11 @@
 // cuda engines end to end: the build records the GPU architecture and measured GEMM tactics; an engine is
 // refused on another architecture or without a GPU; synthetic engines (random weights made at load) agree with
 // the cpu backend's synthetic engine; decode steps (CUDA graphs, split-KV decode kernel) agree with a one-shot
-// prefill of the same tokens; batched decode agrees with single-sequence decode.
+// prefill of the same tokens; batched decode agrees with single-sequence decode; a greedy step's fused choice is
+// the argmax of its logits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -202,6 +204,57 @@ TEST_F(CudaEngine, BatchedDecodeAgreesWithSingle) {
     for (int s = 0; s < 3; ++s)
       EXPECT_LE(rel_err(host.data() + s * 1000, single[size_t(s)].data() + int64_t(j) * 1000, 1000), 2e-2)
           << "sequence " << s << " step " << j;
+  }
+}
+
+// step_greedy (the choice inside the step's graph, fused into the lm_head GEMV with the final norm as its
+// prologue) for three sequences: each step's choices are the argmax of the logits it left, the next step runs on
+// them (ids_from_sample), and the logits match a plain step() (norm, gather, lm_head) given the same tokens.
+TEST_F(CudaEngine, GreedyStepChoosesTheArgmaxOfItsLogits) {
+  TempDir d;
+  auto e = Engine::load(build_synthetic(d, "cuda", "engine"));
+  Backend& be = e->backend();
+  const int steps = 8, tpb = 16, V = 1000;
+  std::vector<int32_t> plen{9, 70, 33};
+  const int64_t per_seq = (70 + steps + tpb) / tpb + 1;
+  std::vector<std::vector<int32_t>> tables(3);
+  for (int s = 0; s < 3; ++s)
+    for (int64_t b = 0; b < per_seq; ++b) tables[size_t(s)].push_back(int32_t(b * 3 + s));
+  ModelRunner greedy(*e, allocate_kv_cache(be, e->model(), 3 * per_seq, tpb));
+  ModelRunner plain(*e, allocate_kv_cache(be, e->model(), 3 * per_seq, tpb));
+  std::vector<SeqStep> st(3);
+  for (int s = 0; s < 3; ++s) {
+    st[size_t(s)].tokens = prompt_ids(plen[size_t(s)], s + 6);
+    st[size_t(s)].block_table = &tables[size_t(s)];
+  }
+  auto check = [&](const Tensor& ids, const Tensor& logits, const char* what, int j) {
+    std::vector<int32_t> got(3);
+    std::vector<float> l(size_t(3 * V));
+    be.download(got.data(), ids, 12);
+    be.download(l.data(), logits, l.size() * 4);
+    for (int s = 0; s < 3; ++s) {
+      const float* row = l.data() + s * V;
+      EXPECT_EQ(got[size_t(s)], int32_t(std::max_element(row, row + V) - row)) << what << " step " << j << " seq " << s;
+    }
+    return std::make_pair(got, l);
+  };
+  Tensor logits;
+  Tensor ids = greedy.step_greedy(st, false, &logits);  // the prompts: gathered rows, then the fused choice
+  std::vector<int32_t> chosen = check(ids, logits, "prefill", -1).first;
+  plain.step(st);
+  for (int j = 0; j < steps; ++j) {
+    for (int s = 0; s < 3; ++s) {
+      st[size_t(s)].num_cached += int32_t(st[size_t(s)].tokens.size());
+      st[size_t(s)].tokens = {chosen[size_t(s)]};
+    }
+    ids = greedy.step_greedy(st, /*ids_from_sample=*/true, &logits);  // a graph from the second step on
+    auto [next, l] = check(ids, logits, "decode", j);
+    Tensor ref = plain.step(st);
+    std::vector<float> r(size_t(3 * V));
+    be.download(r.data(), ref, r.size() * 4);
+    for (int s = 0; s < 3; ++s)
+      EXPECT_LE(rel_err(l.data() + s * V, r.data() + s * V, V), 1e-2) << "step " << j << " seq " << s;
+    chosen = next;
   }
 }
 

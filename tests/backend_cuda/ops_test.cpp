@@ -3,6 +3,8 @@
 // backends compute from identical values. Skips with a message when there is no GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "backend_cuda/cuda_test_util.h"
 #include "core/error.h"
 
@@ -192,6 +194,48 @@ TEST_P(CudaOps, GatherRowsAndArgmax) {
       EXPECT_EQ(a, b) << "V=" << V;
       EXPECT_EQ(b[1], 17) << "V=" << V;
       EXPECT_EQ(b[2], V - 1) << "V=" << V;
+    }
+  }
+}
+
+// The greedy choice after a few-row float32 GEMV (the lm_head) is made by the GEMV itself, with and without the
+// final norm as its prologue: the same choice as an argmax over the logits it wrote, which still match the cpu's.
+// Integer-valued weights and inputs make exact ties (duplicated weight rows): the lowest column must win, also
+// across blocks; every launch twice, since the last block resets the keys and the counter for the next.
+TEST_P(CudaOps, GreedyChoiceFusedIntoLmHead) {
+  for (int64_t V : {1000, 128256}) {
+    for (int64_t T : {1, 3, 8}) {
+      const int64_t K = 64;
+      std::vector<float> x(size_t(T * K)), w(size_t(V * K)), res = rnd(size_t(T * K), 71, 2.f, dt);
+      for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i * 7 % 5) - 2);
+      for (size_t i = 0; i < w.size(); ++i) w[i] = float(int((i * 2654435761u >> 7) % 9) - 4);
+      const int64_t lo = V / 3, hi = V - 5;  // row hi duplicates row lo: an exact tie
+      for (int64_t k = 0; k < K; ++k) w[size_t(lo * K + k)] = w[size_t(hi * K + k)] = 4 * x[size_t(k)];  // row 0's best
+      auto wn = rnd(size_t(K), 72, 1.f, dt);
+      for (bool norm : {false, true}) {
+        Tensor X = put(*gpu, x, {T, K}, dt), W = put(*gpu, w, {V, K}, dt), logits = gpu->alloc(DType::F32, {T, V});
+        Tensor R = put(*gpu, res, {T, K}, dt), Wn = put(*gpu, wn, {K}, dt), ids = gpu->alloc(DType::I32, {T});
+        for (int rep = 0; rep < 2; ++rep) {
+          if (norm) gpu->norm({NormType::RMSNorm, 1e-5, Tensor(), R, Wn, Tensor(), X});
+          gpu->linear({X, W, Tensor(), logits});
+          gpu->argmax({logits, ids});
+          const std::vector<float> l = get(*gpu, logits);
+          std::vector<int32_t> got(static_cast<size_t>(T));
+          gpu->download(got.data(), ids, size_t(T) * 4);
+          for (int64_t t = 0; t < T; ++t) {
+            const float* row = l.data() + t * V;
+            EXPECT_EQ(got[size_t(t)], int32_t(std::max_element(row, row + V) - row))
+                << "V=" << V << " T=" << T << " norm=" << norm << " row " << t;
+          }
+          if (!norm) EXPECT_EQ(got[0], lo) << "the tie's lower column, V=" << V << " T=" << T;
+        }
+        // The logits themselves, against the cpu (norm, linear).
+        Tensor cx = put(cpu, x, {T, K}, DType::F32), cl = cpu.alloc(DType::F32, {T, V});
+        if (norm) cpu.norm({NormType::RMSNorm, 1e-5, Tensor(), put(cpu, res, {T, K}, DType::F32),
+                            put(cpu, wn, {K}, DType::F32), Tensor(), cx});
+        cpu.linear({cx, put(cpu, w, {V, K}, DType::F32), Tensor(), cl});
+        EXPECT_LE(rel(get(*gpu, logits), get(cpu, cl)), tol_for(dt)) << "V=" << V << " T=" << T << " norm=" << norm;
+      }
     }
   }
 }

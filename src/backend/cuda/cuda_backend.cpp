@@ -20,6 +20,7 @@
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/moe_runner.h"
+#include "backend/cuda/transfers.h"
 #include "core/error.h"
 #include "model/rope.h"
 
@@ -40,9 +41,6 @@ class CudaStepGraph final : public StepGraph {
   cudaStream_t stream_;
 };
 
-constexpr size_t kStageSlot = size_t(1) << 20;  // pinned staging: 16 slots of 1 MiB, reused round-robin
-constexpr int kStageSlots = 16;
-constexpr size_t kPackedUpload = size_t(64) << 10;  // upload_many's one-kernel path, up to this many bytes
 
 class CudaBackend final : public Backend {
  public:
@@ -55,36 +53,15 @@ class CudaBackend final : public Backend {
     KILN_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
-    if (const char* v = std::getenv("KILN_GEMV_L2_MB")) gemv_l2_bytes_ = int64_t(std::atof(v) * 1048576.0);
-    if (const char* v = std::getenv("KILN_GEMV_EARLY")) gemv_early_ = std::atoi(v) != 0;
-    if (const char* v = std::getenv("KILN_GEMV_L2_ALL")) gemv_l2_all_ = std::atoi(v) != 0;
-    if (const char* v = std::getenv("KILN_GEMV_NEXT_L2")) gemv_next_l2_ = std::atoi(v) != 0;
-    if (const char* v = std::getenv("KILN_GEMV_ONE_WAVE")) gemv_one_wave_ = std::atoi(v) != 0;
-    if (const char* v = std::getenv("KILN_GEMV_STAGGER")) gemv_stagger_ = std::atoi(v) != 0;
-    if (const char* v = std::getenv("KILN_GEMV_BALANCE")) gemv_balance_ = std::atoi(v) != 0;
-    if (const char* v = std::getenv("KILN_GEMV_NORM_REGS")) gemv_norm_regs_ = std::atoi(v) != 0;
-    if (const char* v = std::getenv("KILN_GEMV_L2_REST_MB")) gemv_l2_rest_bytes_ = int64_t(std::atof(v) * 1048576.0);
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
     *error_host_ = 0;
     KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
-    KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&stage_), kStageSlot * kStageSlots, cudaHostAllocMapped));
-    KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&stage_dev_), stage_, 0));
-    if (const char* v = std::getenv("KILN_UPLOAD_KERNEL")) upload_kernel_ = std::atoi(v) != 0;
-    for (auto& e : stage_events_) KILN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    for (auto& r : reads_) {
-      KILN_CUDA_CHECK(cudaHostAlloc(&r.host, kReadSlot, cudaHostAllocDefault));
-      KILN_CUDA_CHECK(cudaEventCreateWithFlags(&r.done, cudaEventDisableTiming));
-    }
+    transfers_ = std::make_unique<cuda::Transfers>(stream_);
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     gemm_.reset();
-    for (auto& e : stage_events_) cudaEventDestroy(e);
-    for (auto& r : reads_) {
-      cudaEventDestroy(r.done);
-      cudaFreeHost(r.host);
-    }
-    cudaFreeHost(stage_);
+    transfers_.reset();
     cudaFreeHost(error_host_);
     cudaStreamDestroy(stream_);
   }
@@ -127,6 +104,7 @@ class CudaBackend final : public Backend {
     argmax_val_.get<float>(size_t(max_seqs * ab), false, "argmax partials");
     argmax_idx_.get<int32_t>(size_t(max_seqs * ab), false, "argmax partials");
     argmax_counters_.get<int>(size_t(max_seqs), false, "argmax counters");
+    argmax_keys_.get<unsigned long long>(size_t(cuda::kGemvMaxRows + 1), false, "argmax keys");
     if (invariant_) inv_attn_.configure(m, max_seq_len_, max_seqs);
     if (m.num_experts > 0)
       moe_.reserve(info.limits.max_num_tokens, m.hidden_size, m.intermediate_size, m.num_experts, m.experts_top_k, false);
@@ -162,13 +140,8 @@ class CudaBackend final : public Backend {
     flush();
     if (capturing_) fail("cuda backend: upload while a step graph is recorded");
     check_upload(dst, bytes);
-    if (bytes <= kStageSlot) {
-      // Copy into a pinned slot, then an asynchronous copy: the host does not wait for the device.
-      const int i = take_stage_slot();
-      char* slot = stage_ + size_t(i) * kStageSlot;
-      std::memcpy(slot, src, bytes);
-      KILN_CUDA_CHECK(cudaMemcpyAsync(dst.data, slot, bytes, cudaMemcpyHostToDevice, stream_));
-      KILN_CUDA_CHECK(cudaEventRecord(stage_events_[i], stream_));
+    if (bytes <= cuda::Transfers::kStageSlot) {
+      transfers_->upload(dst.data, src, bytes);  // through a pinned slot: the host does not wait for the device
     } else {
       KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
       KILN_CUDA_CHECK(cudaMemcpy(dst.data, src, bytes, cudaMemcpyHostToDevice));
@@ -177,32 +150,16 @@ class CudaBackend final : public Backend {
 
   // A step's metadata: packed into one pinned slot and copied by one kernel reading it through the slot's device
   // mapping, instead of a copy-engine transfer per array (each a few microseconds of the stream between steps).
+  // A download queued just before (the previous step's choice) is copied by the same kernel (transfers.h).
   void upload_many(const std::vector<Upload>& items) override {
-    const auto padded = [](size_t b) { return (b + 15) / 16 * 16; };  // items start 16-byte aligned in the slot
-    size_t total = 0;
-    bool fits = upload_kernel_ && items.size() <= size_t(cuda::kUploadItems);
+    std::vector<cuda::Transfers::Item> t;
     for (const Upload& u : items) {
       check_upload(*u.dst, u.bytes);
-      fits = fits && u.bytes % 4 == 0;
-      total += padded(u.bytes);
+      t.push_back({u.dst->data, u.src, u.bytes});
     }
-    if (!fits || total > kPackedUpload) return Backend::upload_many(items);
-    flush();
     if (capturing_) fail("cuda backend: upload while a step graph is recorded");
-    const int i = take_stage_slot();
-    cuda::UploadKParams k;
-    size_t off = size_t(i) * kStageSlot;
-    for (const Upload& u : items) {
-      if (u.bytes == 0) continue;
-      std::memcpy(stage_ + off, u.src, u.bytes);
-      k.src[k.n] = stage_dev_ + off;
-      k.dst[k.n] = u.dst->data;
-      k.bytes[k.n] = int64_t(u.bytes);
-      ++k.n;
-      off += padded(u.bytes);
-    }
-    cuda::invoke(k, stream_);
-    KILN_CUDA_CHECK(cudaEventRecord(stage_events_[i], stream_));  // the slot is free once the kernel has read it
+    if (pending_ || pending_norm_ || pending_rope_) flush();  // ops queued after the download: it goes first
+    if (!transfers_->upload_many(t)) Backend::upload_many(items);
   }
 
   void download(void* dst, const Tensor& src, size_t bytes) override {
@@ -213,27 +170,16 @@ class CudaBackend final : public Backend {
     synchronize();
   }
 
-  // Pinned slots with an event each: the copy is queued now, wait_download waits for its event only.
+  // Pinned slots with an event each: the copy is queued (or deferred into the next upload_many), wait_download
+  // waits for its event only.
   uint64_t download_async(const Tensor& src, size_t bytes) override {
     flush();
     if (capturing_) fail("cuda backend: download while a step graph is recorded");
-    if (bytes > kReadSlot) fail("download_async: {} bytes (at most {})", bytes, kReadSlot);
     if (bytes > src.nbytes()) fail("cuda download: {} bytes from a tensor of {}", bytes, src.nbytes());
-    const uint64_t ticket = next_read_++;
-    ReadSlot& r = reads_[ticket % kReadSlots];
-    if (r.ticket) fail("download_async: more than {} copies outstanding", kReadSlots);
-    KILN_CUDA_CHECK(cudaMemcpyAsync(r.host, src.data, bytes, cudaMemcpyDeviceToHost, stream_));
-    KILN_CUDA_CHECK(cudaEventRecord(r.done, stream_));
-    r.ticket = ticket;
-    r.bytes = bytes;
-    return ticket;
+    return transfers_->download_async(src.data, bytes);
   }
   void wait_download(uint64_t ticket, void* dst) override {
-    ReadSlot& r = reads_[ticket % kReadSlots];
-    if (r.ticket != ticket) fail("wait_download: unknown ticket {}", ticket);
-    KILN_CUDA_CHECK(cudaEventSynchronize(r.done));
-    std::memcpy(dst, r.host, r.bytes);
-    r.ticket = 0;
+    transfers_->wait_download(ticket, dst);
     check_error_flag();
   }
 
@@ -314,7 +260,8 @@ class CudaBackend final : public Backend {
   void norm(const NormParams& p) override {
     expect(p.residual, "norm residual");
     expect(p.out, "norm out");
-    if (pending_ && !pending_->closed() && !p.add.empty() && p.add.data == pending_->a.out && !pending_->norm_residual &&
+    if (pending_ && !pending_->closed() && !p.add.empty() && p.add.data == pending_->a.out && pending_->a.out_dt == dt_ &&
+        !pending_->norm_residual &&
         pending_->a.M == p.residual.dim(0) && pending_->a.N == p.residual.dim(1)) {
       // The pending GEMV produced this norm's `add`: it adds itself into the residual (and still writes its
       // output); the norm then runs without the add.
@@ -370,7 +317,8 @@ class CudaBackend final : public Backend {
     a.K = K;
     a.dt = dt_;
     a.out_dt = p.out.dtype;
-    const bool gemv = a.M <= cuda::kGemvMaxRows && a.out_dt == dt_ && gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
+    const bool gemv = a.M <= cuda::kGemvMaxRows && (a.out_dt == dt_ || cuda::GemvSwitches::get().f32_fusions) &&
+                      gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
     PendingGemv g{a, gemv ? gemm_->tactic(a).gemv_unroll : 4};
     if (gemv && pending_norm_ && p.x.data == pending_norm_->out.data &&
         size_t(a.M * a.K) * dtype_size(dt_) <= cuda::kGemvNormSmem) {
@@ -379,7 +327,7 @@ class CudaBackend final : public Backend {
       g.norm_eps = float(pending_norm_->eps);
       pending_norm_.reset();
     }
-    if (gemv && pending_) {  // the pending GEMV may prefetch these weights into L2
+    if (gemv && pending_ && a.out_dt == dt_) {  // the pending GEMV may prefetch these weights into L2
       pending_->l2_next = a.w;
       pending_->l2_next_bytes = a.N * a.K * int64_t(dtype_size(dt_));
       pending_->l2_next_gated = a.N % 2 == 0 && a.N > 2 * a.K;  // likely a fused gate | up read by halves
@@ -514,6 +462,7 @@ class CudaBackend final : public Backend {
     expect(p.in, "activation in");
     expect(p.out, "activation out");
     if (pending_ && !pending_->closed() && p.kind == ActKind::SiluGated && p.in.data == pending_->a.out &&
+        pending_->a.out_dt == dt_ &&
         p.in.dim(0) == pending_->a.M && p.in.dim(1) == pending_->a.N && p.out.dim(1) * 2 == pending_->a.N) {
       pending_->out = p.out.data;  // the pending gate/up GEMV and this activation as one kernel, still pending
       pending_->gate_up = p.in.data;
@@ -552,8 +501,14 @@ class CudaBackend final : public Backend {
   }
 
   void argmax(const ArgmaxParams& p) override {
-    flush();
     if (p.logits.dtype != DType::F32 || p.out.dtype != DType::I32) fail("argmax: needs F32 logits and an I32 output");
+    if (pending_ && !pending_->closed() && pending_->a.out == p.logits.data && pending_->a.out_dt == DType::F32 &&
+        pending_->a.M == p.logits.dim(0) && pending_->a.N == p.logits.dim(1) && p.out.dim(0) == p.logits.dim(0)) {
+      pending_->argmax_out = p.out.ptr<int32_t>();  // the GEMV that writes these logits also chooses
+      flush();
+      return;
+    }
+    flush();
     cuda::ArgmaxKParams k;
     k.logits = p.logits.ptr<float>();
     k.out = p.out.ptr<int32_t>();
@@ -619,14 +574,6 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return stream_; }
 
  private:
-  // The next pinned staging slot, once the device has read what it last held (record stage_events_[i] after the
-  // work that reads it).
-  int take_stage_slot() {
-    const int i = stage_next_;
-    stage_next_ = (stage_next_ + 1) % kStageSlots;
-    KILN_CUDA_CHECK(cudaEventSynchronize(stage_events_[i]));
-    return i;
-  }
   static void check_upload(const Tensor& dst, size_t bytes) {
     if (bytes > dst.nbytes()) fail("cuda upload: {} bytes into a tensor of {}", bytes, dst.nbytes());
   }
@@ -677,7 +624,8 @@ class CudaBackend final : public Backend {
     void* residual = nullptr;  // residual epilogue (a GEMV kept pending after its norm: see norm())
     void* out = nullptr;       // SiLU-gated: the activation's output (and gate_up the GEMV's own)
     void* gate_up = nullptr;
-    bool closed() const { return residual || gate_up; }  // fused with what followed it: no further fusion
+    int32_t* argmax_out = nullptr;  // a float32 GEMV (the lm_head): the greedy choice per row
+    bool closed() const { return residual || gate_up || argmax_out; }  // fused with what followed: no more fusion
     const void* l2_next = nullptr;
     int64_t l2_next_bytes = 0;
     bool l2_next_gated = false;
@@ -688,23 +636,20 @@ class CudaBackend final : public Backend {
     k.norm_weight = g.norm_weight;
     k.norm_eps = g.norm_eps;
     k.residual = g.residual;
+    k.argmax_out = g.argmax_out;
+    k.argmax_keys = g.argmax_out ? argmax_keys_.get<unsigned long long>(size_t(cuda::kGemvMaxRows + 1), capturing_, "argmax keys")
+                                 : nullptr;
     if (g.gate_up) {
       k.out = g.out;
       k.gate_up = g.gate_up;
       k.silu_gated = true;
     }
-    k.l2_next = gemv_next_l2_ ? g.l2_next : nullptr;
+    const cuda::GemvSwitches& sw = cuda::GemvSwitches::get();
+    k.l2_next = sw.next_l2 ? g.l2_next : nullptr;
     k.l2_next_bytes = g.l2_next_bytes;
     k.l2_next_gated = g.l2_next_gated;
-    k.l2_prefetch_bytes = gemv_l2_all_ || after_decode_attention_ ? gemv_l2_bytes_
-                          : g.norm_residual                       ? 0
-                                                                  : gemv_l2_rest_bytes_;
+    k.l2_prefetch_bytes = sw.l2_all || after_decode_attention_ ? sw.l2_bytes : g.norm_residual ? 0 : sw.l2_rest_bytes;
     after_decode_attention_ = false;
-    k.early_trigger = gemv_early_;
-    k.one_wave = gemv_one_wave_;
-    k.stagger = gemv_stagger_;
-    k.norm_regs = gemv_norm_regs_;
-    k.balance = gemv_balance_;
     cuda::invoke(k, stream_);
   }
   static bool deferrable(const NormParams& p) {
@@ -718,6 +663,7 @@ class CudaBackend final : public Backend {
     }
   }
   void flush() {
+    transfers_->issue_pending();  // a deferred download was queued before any op still pending here
     if (pending_rope_) {
       const RopeKvParams p = *pending_rope_;
       pending_rope_.reset();
@@ -737,24 +683,7 @@ class CudaBackend final : public Backend {
   std::optional<PendingGemv> pending_;
   std::optional<NormParams> pending_norm_;
   std::optional<RopeKvParams> pending_rope_;
-  // GemvKParams::l2_prefetch_bytes of the GEMV after a decode attention kernel: its own weights, then the next
-  // GEMV's (l2_next). 1B shape, H100: 836 tok/s without the next weights; 851 / 859 / 863 / 865 tok/s at 40 / 48 /
-  // 56 / 64 MB, 861-862 at 80-128 MB; the 8B shape is flat from 48 MB on (bench/gpu/NOTES.md, session 4).
-  // Prefetching before every GEMV was slower (session 2).
-  int64_t gemv_l2_bytes_ = int64_t(64) << 20;
-  bool gemv_early_ = true;     // GemvKParams::early_trigger
-  bool gemv_l2_all_ = false;
-  bool gemv_next_l2_ = true;          // the GEMV after a decode attention also prefetches the next one's weights
-  bool gemv_one_wave_ = true;         // GemvKParams::one_wave
-  bool gemv_stagger_ = true;          // GemvKParams::stagger
-  bool gemv_norm_regs_ = true;        // GemvKParams::norm_regs
-  bool gemv_balance_ = true;          // GemvKParams::balance
-  bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel
-  // The budget of the other GEMVs without a norm prologue (the down projection, the lm_head): their own first
-  // weights, prefetched during the previous kernel's tail. H100, session 5: +0.2% at 1B and 8B decode with 4 MB
-  // (two machines, two passes each); 8 MB less; the same for the GEMVs with a norm prologue (4 / 8 / 16 MB) was
-  // flat to -1% (bench/gpu/NOTES.md).
-  int64_t gemv_l2_rest_bytes_ = int64_t(4) << 20;
+  bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel (its L2 budget)
 
   DType dt_;
   std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();
@@ -763,27 +692,13 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::GemmRunner> gemm_;
   int* error_host_ = nullptr;  // mapped pinned flag written by kernels (bad ids)
   int* error_dev_ = nullptr;
-  char* stage_ = nullptr;
-  char* stage_dev_ = nullptr;  // the staging slots' device mapping (upload_many's kernel reads them)
-  bool upload_kernel_ = true;  // upload_many through one kernel (else a copy per item)
-  cudaEvent_t stage_events_[kStageSlots] = {};
-  int stage_next_ = 0;
-  struct ReadSlot {
-    void* host = nullptr;
-    cudaEvent_t done = nullptr;
-    uint64_t ticket = 0;  // 0: free
-    size_t bytes = 0;
-  };
-  ReadSlot reads_[8];
-  static constexpr int kReadSlots = 8;
-  static constexpr size_t kReadSlot = size_t(1) << 16;
-  uint64_t next_read_ = 1;
+  std::unique_ptr<cuda::Transfers> transfers_;  // pinned staging and read slots, the word-copy kernel
   bool capturing_ = false;
   bool invariant_ = false;  // engine.json batch_invariant
   cuda::InvariantAttention inv_attn_;
   int64_t max_seq_len_ = 0;
   std::map<std::string, Tensor> inv_freq_;
-  DeviceBuffer attn_o_, attn_lse_, attn_counters_, argmax_val_, argmax_idx_, argmax_counters_;
+  DeviceBuffer attn_o_, attn_lse_, attn_counters_, argmax_val_, argmax_idx_, argmax_counters_, argmax_keys_;
   std::string rope_table_key_;  // the RoPE config rope_table_ was made for
   Tensor rope_table_;           // F32 [max_seq_len, hd]: cos | sin per position
   cuda::MoeRunner moe_;

@@ -13,13 +13,18 @@ namespace {
 
 constexpr int kUploadBlocks = 8;
 
-// Grid-strided 4-byte words over every item (the sources are mapped host memory: reads cross PCIe).
+// Grid-strided 4-byte words over every item (upload_many: the sources are mapped host memory, reads cross PCIe;
+// download_async: the destination is). Each thread finds its word's item from the running sizes, so its loads are
+// independent: one PCIe round trip, not one per item.
 __global__ void upload_kernel(UploadKParams p) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x, t0 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int i = 0; i < p.n; ++i) {
-    const uint32_t* src = static_cast<const uint32_t*>(p.src[i]);
-    uint32_t* dst = static_cast<uint32_t*>(p.dst[i]);
-    for (int64_t w = t0; w < p.bytes[i] / 4; w += stride) dst[w] = src[w];
+  int64_t total = 0;
+  for (int i = 0; i < p.n; ++i) total += p.bytes[i] / 4;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t w = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; w < total; w += stride) {
+    int i = 0;
+    int64_t local = w;
+    while (local >= p.bytes[i] / 4) local -= p.bytes[i++] / 4;
+    static_cast<uint32_t*>(p.dst[i])[local] = static_cast<const uint32_t*>(p.src[i])[local];
   }
 }
 
@@ -372,7 +377,9 @@ void UploadKParams::check() const {
 void invoke(const UploadKParams& p, cudaStream_t s) {
   p.check();
   if (p.n == 0) return;
-  upload_kernel<<<kUploadBlocks, 256, 0, s>>>(p);
+  int64_t words = 0;
+  for (int i = 0; i < p.n; ++i) words += p.bytes[i] / 4;
+  upload_kernel<<<unsigned(std::clamp<int64_t>(ceil_div(words, 256), 1, kUploadBlocks)), 256, 0, s>>>(p);
   KILN_CUDA_CHECK(cudaGetLastError());
 }
 

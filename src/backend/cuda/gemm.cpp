@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -236,8 +237,32 @@ GemmTactic GemmRunner::tactic(const GemmArgs& a) {
   return t;
 }
 
+const GemvSwitches& GemvSwitches::get() {
+  static const GemvSwitches s = [] {
+    GemvSwitches w;
+    auto flag = [](const char* name, bool& f) {
+      if (const char* v = std::getenv(name)) f = std::atoi(v) != 0;
+    };
+    auto mb = [](const char* name, int64_t& b) {
+      if (const char* v = std::getenv(name)) b = int64_t(std::atof(v) * 1048576.0);
+    };
+    flag("KILN_GEMV_EARLY", w.flags.early_trigger);
+    flag("KILN_GEMV_ONE_WAVE", w.flags.one_wave);
+    flag("KILN_GEMV_STAGGER", w.flags.stagger);
+    flag("KILN_GEMV_BALANCE", w.flags.balance);
+    flag("KILN_GEMV_NORM_REGS", w.flags.norm_regs);
+    flag("KILN_GEMV_L2_ALL", w.l2_all);
+    flag("KILN_GEMV_NEXT_L2", w.next_l2);
+    flag("KILN_GEMV_F32_FUSE", w.f32_fusions);
+    mb("KILN_GEMV_L2_MB", w.l2_bytes);
+    mb("KILN_GEMV_L2_REST_MB", w.l2_rest_bytes);
+    return w;
+  }();
+  return s;
+}
+
 GemvKParams gemv_params(const GemmArgs& a, int unroll) {
-  GemvKParams g;
+  GemvKParams g = GemvSwitches::get().flags;
   g.x = a.x;
   g.w = a.w;
   g.bias = a.bias;
@@ -248,12 +273,6 @@ GemvKParams gemv_params(const GemmArgs& a, int unroll) {
   g.dt = a.dt;
   g.out_dt = a.out_dt;
   g.unroll = unroll;
-  // As a decode step runs it (CudaBackend::run_gemv may switch these off for A/B runs), so that the planner
-  // times what runs.
-  g.early_trigger = true;
-  g.stagger = true;
-  g.one_wave = true;
-  g.balance = true;
   return g;
 }
 

@@ -5,9 +5,10 @@
 // Memory-level switches (GemvKParams): L2 prefetch of its own and the next GEMV's weights while the kernel before
 // it (a decode attention) leaves memory idle; rows read from a per-warp rotated start (stagger); a grid of one
 // resident wave (one_wave), balanced so that every warp gets as many columns (balance); a norm prologue that holds
-// its row in registers (norm_regs).
+// its row in registers (norm_regs). A float32-output GEMV (the lm_head) can also make the greedy choice.
 #include <algorithm>
 #include <map>
+#include <type_traits>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -47,6 +48,44 @@ __device__ void prefetch_slice(const void* base, int64_t half_lines, int64_t hal
     const char* b = static_cast<const char*>(base) + h * half_lines * 128;
     for (int64_t l = w * per + lane; l < l1; l += 32) prefetch_l2(b + l * 128);
   }
+}
+
+// The fused greedy choice's key: the float's bits in value order above the complemented column, so that the
+// largest key is the largest value at its lowest column. 0 is below every key (no candidate).
+__device__ __forceinline__ unsigned long long argmax_key(float v, int64_t n) {
+  const unsigned u = __float_as_uint(v), ordered = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<unsigned long long>(ordered) << 32) | static_cast<unsigned>(~static_cast<unsigned>(n));
+}
+
+// The block's best key per row merged into p.argmax_keys; the grid's last block writes the choices (see
+// GemvKParams::argmax_out).
+template <int R>
+__device__ void argmax_epilogue(const unsigned long long (&best)[R], const GemvKParams& p) {
+  __shared__ unsigned long long keys[kWarps][R];
+  __shared__ bool last;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = threadIdx.x;
+  if (lane == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) keys[warp][r] = best[r];
+  }
+  __syncthreads();
+  if (t < p.T) {
+    unsigned long long k = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) k = max(k, keys[w][t]);
+    if (k) atomicMax(p.argmax_keys + t, k);
+  }
+  __threadfence();
+  __syncthreads();
+  if (t == 0) last = atomicAdd(p.argmax_keys + p.T, 1ull) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (t < p.T) {
+    const unsigned long long k = atomicExch(p.argmax_keys + t, 0ull);
+    p.argmax_out[t] = k ? static_cast<int32_t>(~static_cast<unsigned>(k)) : 0;
+  }
+  if (t == 0) p.argmax_keys[p.T] = 0;
 }
 
 // U: 16-byte weight loads in flight per lane and weight row. GATED: each warp reads the gate row n and the up
@@ -186,6 +225,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   } else {
     xs = reinterpret_cast<const uint4*>(p.x);
   }
+  constexpr bool kArgmax = std::is_same_v<O, float>;  // a fused greedy choice is possible (p.argmax_out)
+  unsigned long long best[R];                          // lane 0: the best key per row so far
+#pragma unroll
+  for (int r = 0; r < R; ++r) best[r] = 0;
   for (; n < n_out; n += stride) {
     float res_in[R];  // the residual epilogue's inputs, loaded now (off the warp's tail)
     if (p.residual && lane == 0) {
@@ -258,10 +301,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
           v = g / (1.0f + __expf(-g)) * u;  // as activation() on the rounded gate_up output
         }
         static_cast<O*>(p.out)[int64_t(r) * n_out + n] = from_f<O>(v);
+        if constexpr (kArgmax) {
+          if (p.argmax_out && v == v) best[r] = max(best[r], argmax_key(v, n));
+        }
         if (p.residual)  // residual += out, as the next norm's add would do
           static_cast<T*>(p.residual)[int64_t(r) * n_out + n] = from_f<T>(res_in[r] + round_to<O>(v));
       }
     }
+  }
+  if constexpr (kArgmax) {
+    if (p.argmax_out) argmax_epilogue<R>(best, p);
   }
   if (!p.early_trigger) pdl_launch_dependents();
 }
@@ -330,10 +379,12 @@ void GemvKParams::check() const {
   if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w)) % 16) throw_error("gemv: x and w must be 16-byte aligned");
   if (unroll != 4 && unroll != 8) throw_error("gemv: unroll must be 4 or 8");
   if (silu_gated && (N % 2 || out_dt != dt)) throw_error("gemv: the SiLU-gated form needs an even N and a compute-dtype output");
-  if (norm_residual && (!norm_weight || size_t(T * K) * dtype_size(dt) > kGemvNormSmem || out_dt != dt))
-    throw_error("gemv: the norm prologue needs a weight, T * K small enough, a compute-dtype output");
+  if (norm_residual && (!norm_weight || size_t(T * K) * dtype_size(dt) > kGemvNormSmem))
+    throw_error("gemv: the norm prologue needs a weight and T * K small enough");
   if (residual && (silu_gated || out_dt != dt || norm_residual))
     throw_error("gemv: the residual epilogue needs a plain compute-dtype output and no norm prologue");
+  if (argmax_out && (out_dt != DType::F32 || !argmax_keys || silu_gated || residual))
+    throw_error("gemv: the fused greedy choice needs a float32 output, its keys, no SiLU gate, no residual add");
 }
 
 void invoke(const GemvKParams& p, cudaStream_t s) {
@@ -344,7 +395,7 @@ void invoke(const GemvKParams& p, cudaStream_t s) {
     if (p.silu_gated) {
       norm ? launch_unroll<T, T, true, true>(p, s) : launch_unroll<T, T, true, false>(p, s);
     } else if (p.out_dt == DType::F32) {
-      launch_unroll<T, float, false, false>(p, s);
+      norm ? launch_unroll<T, float, false, true>(p, s) : launch_unroll<T, float, false, false>(p, s);
     } else if (p.out_dt == p.dt) {
       norm ? launch_unroll<T, T, false, true>(p, s) : launch_unroll<T, T, false, false>(p, s);
     } else {

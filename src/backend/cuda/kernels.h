@@ -33,7 +33,8 @@ void invoke(const EmbeddingKParams& p, cudaStream_t s);
 
 // Several small host-to-device copies as one kernel: item i copies bytes[i] (a multiple of 4) from src[i], pinned
 // host memory mapped into the device's address space, to dst[i]. Replaces a copy-engine transfer per item (each a
-// few microseconds of the stream's time) with one launch.
+// few microseconds of the stream's time) with one launch. download_async uses it the other way round (device
+// memory to a mapped host slot).
 constexpr int kUploadItems = 12;
 struct UploadKParams {
   int n = 0;
@@ -258,11 +259,18 @@ struct GemvKParams {
   bool l2_next_gated = false;
   // Let the next kernel launch as soon as this one passed its dependency wait (its blocks then take SM slots as
   // this grid's blocks retire, and prefetch their own weights in this grid's tail), instead of at the end.
-  bool early_trigger = false;
-  bool stagger = false;   // each warp reads its rows from a rotated start (see gemv.cu)
-  bool one_wave = false;  // cap the grid at the blocks that fit at once (else kBlocksPerSm per SM)
-  bool balance = false;   // with one_wave: the same number of columns for every warp (fewer blocks where that evens out)
+  // These flags' defaults are what a decode step runs (GemvSwitches in gemm.h turns them off for A/B runs).
+  bool early_trigger = true;
+  bool stagger = true;    // each warp reads its rows from a rotated start (see gemv.cu)
+  bool one_wave = true;   // cap the grid at the blocks that fit at once (else kBlocksPerSm per SM)
+  bool balance = true;    // with one_wave: the same number of columns for every warp (fewer blocks where that evens out)
   bool norm_regs = true;  // the norm prologue holds its row in registers (K <= 4096; see gemv.cu)
+  // Fused greedy choice (float32 output): argmax_out[t] = the lowest column holding row t's maximum (NaN never
+  // chosen; 0 if nothing else). Blocks merge 64-bit keys (the value's order bits, then the complemented column)
+  // by atomicMax into argmax_keys[t]; the last block to finish (argmax_keys[T] counts them) writes the choices
+  // and zeroes the keys and the counter for the next launch.
+  int32_t* argmax_out = nullptr;              // I32 [T]
+  unsigned long long* argmax_keys = nullptr;  // [T + 1], zero between launches
   void check() const;
   static bool supports(int64_t T, int64_t K) { return T >= 1 && T <= kGemvMaxRows && K % 8 == 0; }
 };
