@@ -169,25 +169,12 @@ inline void check_sample_tensors(const char* op, const Tensor& logits, const Ten
   if (!bans.empty() && bans.dtype != DType::I32) fail("{}: the ban list must be I32", op);
 }
 
-// One host-to-device copy of Backend::upload_many.
-struct UploadItem {
-  Tensor* dst;
-  const void* src;
-  size_t bytes;
-};
-
 // A recorded step (a CUDA graph on the cuda backend): replays the device work of the ops issued while it was
 // recorded, on the same buffers. Buffer contents may change between replays; buffer addresses may not.
-// A graph recorded with an upload_many inside (Backend::can_capture_uploads) replays with that upload's data:
-// the same destinations and sizes, new contents.
 class StepGraph {
  public:
   virtual ~StepGraph() = default;
   virtual void replay() = 0;
-  virtual void replay(const std::vector<UploadItem>& uploads) {
-    if (!uploads.empty()) fail("this step graph was recorded without uploads");
-    replay();
-  }
 };
 
 class Backend {
@@ -201,7 +188,11 @@ class Backend {
   virtual void upload(Tensor& dst, const void* src, size_t bytes) = 0;
   // Several small uploads at once (a step's metadata). A backend may do them as one operation; by default, one
   // upload each. Every source must stay valid until the call returns, as for upload.
-  using Upload = UploadItem;
+  struct Upload {
+    Tensor* dst;
+    const void* src;
+    size_t bytes;
+  };
   virtual void upload_many(const std::vector<Upload>& items) {
     for (const Upload& u : items) upload(*u.dst, u.src, u.bytes);
   }
@@ -254,11 +245,6 @@ class Backend {
   // Step graphs: ops issued between begin_capture() and end_capture() are recorded instead of run; the graph
   // returned has not run yet (call replay()). Only where supports_step_graphs() is true.
   virtual bool supports_step_graphs() const { return false; }
-  // Whether upload_many(items) may be recorded into a step graph (then replayed with new contents).
-  virtual bool can_capture_uploads(const std::vector<Upload>& items) const {
-    (void)items;
-    return false;
-  }
   virtual void begin_capture() { fail("backend {} does not record step graphs", name()); }
   virtual std::unique_ptr<StepGraph> end_capture() { fail("backend {} does not record step graphs", name()); }
 

@@ -135,22 +135,22 @@ Tensor ModelRunner::run_step(const std::vector<SeqStep>& seqs, bool ids_from_sam
   ups.push_back({&meta_.num_cached, cached.data(), cached.size() * 4});
   ups.push_back({&meta_.block_tables, tables.data(), tables.size() * 4});
   ups.push_back({&rows_t, rows_or_0.data(), rows_or_0.size() * 4});
-  // A decode-only step replays the graph recorded for its batch size (all metadata goes into buffers at fixed
-  // addresses). The first step of a batch size runs directly (lazy initializations happen outside any recording),
-  // the second records the graph. Where the backend can, the metadata upload is part of the graph (replayed with
-  // this step's contents), so that the step's first kernels start under it.
+  be_.upload_many(ups);
+  // A decode-only step replays the graph recorded for its batch size (all metadata was uploaded above, into
+  // buffers at fixed addresses). The first step of a batch size runs directly (lazy initializations happen
+  // outside any recording), the second records the graph.
   const bool graph = be_.supports_step_graphs() && max_new == 1 && R == S;
   bool identity = R == T;
   for (int64_t i = 0; identity && i < R; ++i) identity = rows[size_t(i)] == i;
   const int64_t key = 4 * S + (greedy ? 2 : 0) + (ids_from_sample ? 1 : 0);
   auto it = graph ? graphs_.find(key) : graphs_.end();
-  if (graph && it != graphs_.end()) {
-    const bool in_graph = be_.can_capture_uploads(ups);
-    if (!in_graph) be_.upload_many(ups);
+  if (graph && it == graphs_.end()) {
+    graphs_.emplace(key, nullptr);
+    run_layers(T, R, ids_t, rows_t, identity, greedy);
+  } else if (graph) {
     if (!it->second) {
       be_.begin_capture();
       try {
-        if (in_graph) be_.upload_many(ups);
         run_layers(T, R, ids_t, rows_t, identity, greedy);
       } catch (...) {
         be_.end_capture();
@@ -158,14 +158,8 @@ Tensor ModelRunner::run_step(const std::vector<SeqStep>& seqs, bool ids_from_sam
       }
       it->second = be_.end_capture();
     }
-    if (in_graph) {
-      it->second->replay(ups);
-    } else {
-      it->second->replay();
-    }
+    it->second->replay();
   } else {
-    if (graph) graphs_.emplace(key, nullptr);
-    be_.upload_many(ups);
     run_layers(T, R, ids_t, rows_t, identity, greedy);
   }
   return R == 0 ? Tensor() : logits_.rows(0, R);

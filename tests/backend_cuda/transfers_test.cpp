@@ -1,8 +1,7 @@
 // The cuda backend's transfers (src/backend/cuda/transfers.cpp): upload_many through the word-copy kernel, and
 // download_async deferred into the next upload_many's kernel, which must keep the stream's order: a download
 // sees the data as it was when it was queued, also when the next upload overwrites its source (then it is not
-// merged), and every ticket gets its own bytes, whether the download ran alone, merged, or by copy engine. A step
-// graph may hold its metadata upload, replayed with new contents.
+// merged), and every ticket gets its own bytes, whether the download ran alone, merged, or by copy engine.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -77,33 +76,6 @@ TEST_F(CudaTransfers, EveryTicketGetsItsOwnBytes) {
   std::memcpy(want, a.data(), 6);
   EXPECT_EQ(std::vector<int16_t>(g4, g4 + 3), std::vector<int16_t>(want, want + 3));
   EXPECT_THROW(be->wait_download(t2, g2.data()), Error);  // a ticket is used once
-}
-
-// An upload recorded into a step graph (its first node) replays with each replay's contents: an embedding lookup
-// recorded after it reads the ids of the replay; a replay with other destinations or sizes is refused.
-TEST_F(CudaTransfers, GraphRecordedWithItsUpload) {
-  const int64_t V = 50, H = 64;
-  std::vector<float> table(size_t(V * H));
-  for (size_t i = 0; i < table.size(); ++i) table[i] = float(int(i % 251));  // exact in bf16
-  Tensor tab = put(*be, table, {V, H}, DType::BF16), ids = be->alloc(DType::I32, {3}), pos = be->alloc(DType::I32, {3});
-  Tensor out = be->alloc(DType::BF16, {3, H});
-  std::vector<int32_t> a{4, 9, 49}, b{0, 17, 3}, p{0, 1, 2};
-  const std::vector<UploadItem> ua{{&ids, a.data(), 12}, {&pos, p.data(), 12}};
-  ASSERT_TRUE(be->can_capture_uploads(ua));
-  be->begin_capture();
-  be->upload_many(ua);
-  be->embedding({ids, tab, pos, Tensor(), out});
-  auto g = be->end_capture();
-  for (const auto* v : {&a, &b, &a}) {
-    g->replay({{&ids, v->data(), 12}, {&pos, p.data(), 12}});
-    const std::vector<float> got = get(*be, out);
-    for (int r = 0; r < 3; ++r)
-      for (int64_t h = 0; h < H; ++h)
-        ASSERT_EQ(got[size_t(r * H + h)], table[size_t((*v)[size_t(r)] * H + h)]) << "row " << r;
-  }
-  EXPECT_THROW(g->replay({{&ids, b.data(), 8}, {&pos, p.data(), 12}}), Error);  // another size
-  EXPECT_THROW(g->replay({{&pos, b.data(), 12}, {&ids, p.data(), 12}}), Error);  // other destinations
-  EXPECT_THROW(g->replay(), Error);                                                // no data
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -31,57 +30,15 @@ using cuda::check_cuda;
 
 namespace {
 
-// The upload recorded into a step graph: its kernel node (the graph's first) and the destinations and sizes it
-// was recorded with. A replay stages new contents in a pinned slot and points the node at them.
-struct GraphUpload {
-  cudaGraphNode_t node = nullptr;
-  cudaKernelNodeParams params{};
-  std::vector<std::pair<void*, size_t>> layout;  // (dst, bytes) per item
-};
-
 class CudaStepGraph final : public StepGraph {
  public:
-  // before_launch: the backend's queued work (a deferred download, a pending op) goes first.
-  CudaStepGraph(cudaGraph_t graph, cudaGraphExec_t exec, cudaStream_t s, cuda::Transfers* t,
-                std::optional<GraphUpload> up, std::function<void()> before_launch)
-      : graph_(graph), exec_(exec), stream_(s), transfers_(t), up_(std::move(up)), before_(std::move(before_launch)) {}
-  ~CudaStepGraph() override {
-    cudaGraphExecDestroy(exec_);
-    cudaGraphDestroy(graph_);
-  }
-  void replay() override {
-    if (up_) fail("this step graph was recorded with an upload: replay it with the upload's data");
-    before_();
-    KILN_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
-  }
-  void replay(const std::vector<UploadItem>& uploads) override {
-    if (!up_) return StepGraph::replay(uploads);
-    bool same = uploads.size() == up_->layout.size();
-    std::vector<cuda::Transfers::Item> items;
-    for (size_t i = 0; same && i < uploads.size(); ++i) {
-      same = uploads[i].dst->data == up_->layout[i].first && uploads[i].bytes == up_->layout[i].second;
-      items.push_back({uploads[i].dst->data, uploads[i].src, uploads[i].bytes});
-    }
-    if (!same) fail("step graph replay: the uploads differ from those it was recorded with");
-    before_();
-    int slot = 0;
-    cuda::UploadKParams k = transfers_->stage(items, slot);
-    cudaKernelNodeParams np = up_->params;
-    void* args[] = {&k};
-    np.kernelParams = args;
-    np.extra = nullptr;
-    KILN_CUDA_CHECK(cudaGraphExecKernelNodeSetParams(exec_, up_->node, &np));
-    KILN_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
-    transfers_->release_slot(slot);
-  }
+  CudaStepGraph(cudaGraphExec_t exec, cudaStream_t s) : exec_(exec), stream_(s) {}
+  ~CudaStepGraph() override { cudaGraphExecDestroy(exec_); }
+  void replay() override { KILN_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
 
  private:
-  cudaGraph_t graph_;
   cudaGraphExec_t exec_;
   cudaStream_t stream_;
-  cuda::Transfers* transfers_;
-  std::optional<GraphUpload> up_;
-  std::function<void()> before_;
 };
 
 
@@ -100,7 +57,6 @@ class CudaBackend final : public Backend {
     *error_host_ = 0;
     KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_dev_), error_host_, 0));
     transfers_ = std::make_unique<cuda::Transfers>(stream_);
-    if (const char* v = std::getenv("KILN_GRAPH_UPLOAD")) graph_uploads_ = std::atoi(v) != 0;
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
@@ -201,7 +157,7 @@ class CudaBackend final : public Backend {
       check_upload(*u.dst, u.bytes);
       t.push_back({u.dst->data, u.src, u.bytes});
     }
-    if (capturing_) return capture_upload(items, t);
+    if (capturing_) fail("cuda backend: upload while a step graph is recorded");
     if (pending_ || pending_norm_ || pending_rope_) flush();  // ops queued after the download: it goes first
     if (!transfers_->upload_many(t)) Backend::upload_many(items);
   }
@@ -596,32 +552,9 @@ class CudaBackend final : public Backend {
 
   // ---- step graphs ----
   bool supports_step_graphs() const override { return true; }
-  bool can_capture_uploads(const std::vector<Upload>& items) const override {
-    std::vector<cuda::Transfers::Item> t;
-    for (const Upload& u : items) t.push_back({u.dst->data, u.src, u.bytes});
-    return graph_uploads_ && transfers_->fits_kernel(t);
-  }
-  // The upload kernel as the graph's first node (see GraphUpload), recorded over a placeholder slot.
-  void capture_upload(const std::vector<Upload>& items, const std::vector<cuda::Transfers::Item>& t) {
-    if (graph_upload_ || !can_capture_uploads(items))
-      fail("cuda backend: this upload cannot be recorded into a step graph (one per graph, in one kernel)");
-    flush();
-    cuda::invoke(transfers_->placeholder(t), stream_);
-    cudaStreamCaptureStatus st{};
-    const cudaGraphNode_t* deps = nullptr;
-    size_t n = 0;
-    KILN_CUDA_CHECK(cudaStreamGetCaptureInfo(stream_, &st, nullptr, nullptr, &deps, nullptr, &n));
-    if (st != cudaStreamCaptureStatusActive || n != 1) fail("cuda backend: the recorded upload has no single node");
-    GraphUpload g;
-    g.node = deps[0];
-    KILN_CUDA_CHECK(cudaGraphKernelNodeGetParams(g.node, &g.params));
-    for (const Upload& u : items) g.layout.emplace_back(u.dst->data, u.bytes);
-    graph_upload_ = std::move(g);
-  }
   void begin_capture() override {
     if (capturing_) fail("cuda backend: a step graph is already being recorded");
     flush();
-    graph_upload_.reset();
     KILN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     capturing_ = true;
   }
@@ -629,15 +562,13 @@ class CudaBackend final : public Backend {
     if (!capturing_) fail("cuda backend: end_capture without begin_capture");
     flush();
     capturing_ = false;
-    std::optional<GraphUpload> up;
-    up.swap(graph_upload_);
     cudaGraph_t graph = nullptr;
     KILN_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
     cudaGraphExec_t exec = nullptr;
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-    if (e != cudaSuccess) cudaGraphDestroy(graph);
+    cudaGraphDestroy(graph);
     KILN_CUDA_CHECK(e);
-    return std::make_unique<CudaStepGraph>(graph, exec, stream_, transfers_.get(), std::move(up), [this] { flush(); });
+    return std::make_unique<CudaStepGraph>(exec, stream_);
   }
 
   cudaStream_t stream() const { return stream_; }
@@ -762,8 +693,6 @@ class CudaBackend final : public Backend {
   int* error_host_ = nullptr;  // mapped pinned flag written by kernels (bad ids)
   int* error_dev_ = nullptr;
   std::unique_ptr<cuda::Transfers> transfers_;  // pinned staging and read slots, the word-copy kernel
-  std::optional<GraphUpload> graph_upload_;     // the upload recorded into the graph being captured
-  bool graph_uploads_ = true;                   // KILN_GRAPH_UPLOAD: step graphs may hold their metadata upload
   bool capturing_ = false;
   bool invariant_ = false;  // engine.json batch_invariant
   cuda::InvariantAttention inv_attn_;

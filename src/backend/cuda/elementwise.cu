@@ -16,10 +16,7 @@ constexpr int kUploadBlocks = 8;
 // Grid-strided 4-byte words over every item (upload_many: the sources are mapped host memory, reads cross PCIe;
 // download_async: the destination is). Each thread finds its word's item from the running sizes, so its loads are
 // independent: one PCIe round trip, not one per item.
-// Not launched with programmatic dependence itself (it writes buffers the previous step's kernels read), but it
-// lets its dependents launch at once: a step graph's embedding and first GEMV start under it.
 __global__ void upload_kernel(UploadKParams p) {
-  pdl_launch_dependents();
   int64_t total = 0;
   for (int i = 0; i < p.n; ++i) total += p.bytes[i] / 4;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -38,8 +35,8 @@ void need(bool ok, const char* what) {
 // ---- embedding ----
 template <class T>
 __global__ void embedding_kernel(EmbeddingKParams p) {
-  pdl_launch_dependents();  // small kernel: let the next one launch (and stream its weights) now, also while
-  pdl_wait();               // this one still waits for the upload of its ids (the next waits for this one)
+  pdl_wait();
+  pdl_launch_dependents();  // small kernel: let the next one launch (and prefetch weights) now
   const int64_t t = blockIdx.x;
   const int32_t id = p.ids[t];
   const bool id_ok = id >= 0 && id < p.V;

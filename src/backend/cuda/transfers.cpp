@@ -67,38 +67,23 @@ void Transfers::upload(void* dst, const void* src, size_t bytes) {
   KILN_CUDA_CHECK(cudaEventRecord(stage_events_[i], stream_));
 }
 
-namespace {
-size_t padded(size_t b) { return (b + 15) / 16 * 16; }  // items start 16-byte aligned in a slot
-}  // namespace
-
-bool Transfers::fits_kernel(const std::vector<Item>& items) const {
+bool Transfers::upload_many(const std::vector<Item>& items) {
+  const auto padded = [](size_t b) { return (b + 15) / 16 * 16; };  // items start 16-byte aligned in the slot
   size_t total = 0;
   bool fits = upload_kernel_ && items.size() <= size_t(kUploadItems);
   for (const Item& u : items) {
     fits = fits && u.bytes % 4 == 0;
     total += padded(u.bytes);
   }
-  return fits && total <= kPackedUpload;
-}
-
-UploadKParams Transfers::placeholder(const std::vector<Item>& items) const {
+  if (!fits || total > kPackedUpload) return false;
+  // The deferred download joins this kernel unless it would read what an item writes, or the items fill it.
+  bool join = deferred_ && items.size() < size_t(kUploadItems);
+  for (const Item& u : items)
+    if (join && overlaps(u.dst, u.bytes, deferred_->src, reads_[deferred_->slot].bytes)) join = false;
+  if (!join) issue_pending();
+  const int i = take_stage_slot();
   UploadKParams k;
-  size_t off = 0;
-  for (const Item& u : items) {
-    if (u.bytes == 0) continue;
-    k.src[k.n] = stage_dev_ + off;
-    k.dst[k.n] = u.dst;
-    k.bytes[k.n] = int64_t(u.bytes);
-    ++k.n;
-    off += padded(u.bytes);
-  }
-  return k;
-}
-
-UploadKParams Transfers::stage(const std::vector<Item>& items, int& slot) {
-  slot = take_stage_slot();
-  UploadKParams k;
-  size_t off = size_t(slot) * kStageSlot;
+  size_t off = size_t(i) * kStageSlot;
   for (const Item& u : items) {
     if (u.bytes == 0) continue;
     std::memcpy(stage_ + off, u.src, u.bytes);
@@ -108,21 +93,6 @@ UploadKParams Transfers::stage(const std::vector<Item>& items, int& slot) {
     ++k.n;
     off += padded(u.bytes);
   }
-  return k;
-}
-
-// The slot is free once the work queued so far (that reads it) has run.
-void Transfers::release_slot(int slot) { KILN_CUDA_CHECK(cudaEventRecord(stage_events_[slot], stream_)); }
-
-bool Transfers::upload_many(const std::vector<Item>& items) {
-  if (!fits_kernel(items)) return false;
-  // The deferred download joins this kernel unless it would read what an item writes, or the items fill it.
-  bool join = deferred_ && items.size() < size_t(kUploadItems);
-  for (const Item& u : items)
-    if (join && overlaps(u.dst, u.bytes, deferred_->src, reads_[deferred_->slot].bytes)) join = false;
-  if (!join) issue_pending();
-  int i = 0;
-  UploadKParams k = stage(items, i);
   std::optional<Deferred> d;
   if (join) {
     d.swap(deferred_);
@@ -132,7 +102,7 @@ bool Transfers::upload_many(const std::vector<Item>& items) {
     ++k.n;
   }
   invoke(k, stream_);
-  release_slot(i);
+  KILN_CUDA_CHECK(cudaEventRecord(stage_events_[i], stream_));  // the slot is free once the kernel has read it
   if (d) record_read(d->slot);
   return true;
 }

@@ -14,8 +14,6 @@
 #include <optional>
 #include <vector>
 
-#include "backend/cuda/kernels.h"
-
 namespace kiln::cuda {
 
 class Transfers {
@@ -39,14 +37,6 @@ class Transfers {
   // All items by one kernel (with a deferred download, if any); false (nothing done) if they do not fit its
   // path: more than its items, a size not a multiple of 4, more than kPackedUpload in all, or switched off.
   bool upload_many(const std::vector<Item>& items);
-  bool fits_kernel(const std::vector<Item>& items) const;
-  // The kernel's parameters for `items`, staged in a pinned slot (returned in `slot`); release_slot(slot) once the
-  // work that reads it is queued (a step graph's upload node, replayed with these parameters).
-  UploadKParams stage(const std::vector<Item>& items, int& slot);
-  // The same parameters over slot 0, with nothing copied or waited for (what a step graph records; a replay
-  // points them at a staged slot).
-  UploadKParams placeholder(const std::vector<Item>& items) const;
-  void release_slot(int slot);
   // Queues a copy of `bytes` (at most kReadSlot) from device memory into a read slot; returns its ticket.
   uint64_t download_async(const void* src, size_t bytes);
   void wait_download(uint64_t ticket, void* dst);
