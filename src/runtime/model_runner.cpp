@@ -53,14 +53,6 @@ void ModelRunner::ensure_capacity(int64_t T, int64_t S, int64_t R) {
   }
 }
 
-Tensor ModelRunner::sample_greedy(const Tensor& logits) {
-  const int64_t R = logits.dim(0);
-  if (R > cap_rows_ || sampled_.empty()) fail("sample_greedy: logits of {} rows from another step", R);
-  Tensor out = sampled_.rows(0, R);
-  be_.argmax({logits, out});
-  return out;
-}
-
 Tensor ModelRunner::step(const std::vector<SeqStep>& seqs, bool ids_from_sample) {
   return run_step(seqs, ids_from_sample, false);
 }
@@ -75,7 +67,7 @@ Tensor ModelRunner::run_step(const std::vector<SeqStep>& seqs, bool ids_from_sam
   const int64_t S = int64_t(seqs.size());
   if (S == 0) fail("model step with no sequences");
   if (ids_from_sample) {
-    if (sampled_.empty() || S > sampled_.dim(0)) fail("model step: ids_from_sample without a previous sample_greedy");
+    if (sampled_.empty() || S > sampled_.dim(0)) fail("model step: ids_from_sample without a previous step_greedy");
     for (auto& q : seqs)
       if (q.tokens.size() != 1) fail("model step: ids_from_sample needs one new token per sequence");
   }

@@ -24,16 +24,13 @@ class ModelRunner {
   ModelRunner(Engine& engine, KvCacheDesc cache);
   // Runs one step. Returns F32 logits [R, V] in backend memory, one row per requested logit, in the order
   // of `seqs` (all_logits sequences contribute one row per new token). Valid until the next step.
-  // ids_from_sample: every sequence brings one token, the one sample_greedy chose for its row of the previous
-  // step's logits (sequence i = row i): the ids stay on the device, so the host can queue this step before it
-  // knows them. The tokens given in `seqs` are then ignored.
+  // ids_from_sample: every sequence brings one token, the one step_greedy chose for its row of the previous
+  // step (sequence i = row i): the ids stay on the device, so the host can queue this step before it knows them.
+  // The tokens given in `seqs` are then ignored.
   Tensor step(const std::vector<SeqStep>& seqs, bool ids_from_sample = false);
-  // Greedy choice on the device for each row of a step's logits: I32 [R] in backend memory, valid until the
-  // next sample_greedy.
-  Tensor sample_greedy(const Tensor& logits);
-  // step() then sample_greedy() as one step (in its graph too, where a backend may fuse the choice into the
-  // logits' GEMV): the choices I32 [R]; the logits (F32 [R, V], into *logits if given) stay valid until the next
-  // step.
+  // step() with the greedy choice on the device for each row of its logits, made inside the step (and its graph,
+  // where a backend may fuse it into the logits' GEMV): the choices I32 [R] in backend memory, valid until the
+  // next step_greedy; the logits (F32 [R, V], into *logits if given) stay valid until the next step.
   Tensor step_greedy(const std::vector<SeqStep>& seqs, bool ids_from_sample = false, Tensor* logits = nullptr);
   const KvCacheDesc& cache() const { return cache_; }
   Engine& engine() { return engine_; }
@@ -50,7 +47,7 @@ class ModelRunner {
   Tensor residual_, normed_, qkv_, attn_, proj_, mlp_in_, mlp_act_, mlp_out_;  // [T, *]
   Tensor selected_, logits_;                                                    // [R, H], [R, V]
   Tensor ids_buf_, rows_buf_, pos_buf_, seq_buf_, offsets_buf_, cached_buf_, tables_buf_, slots_buf_;
-  Tensor sampled_;  // I32 [cap_rows_]: sample_greedy's choices
+  Tensor sampled_;  // I32 [cap_rows_]: step_greedy's choices
   StepMeta meta_;
   // Decode-only steps (one new token per sequence) recorded per batch size, on backends with step graphs
   // (null: seen once, recorded at the next), keyed by 4 * batch size + 2 * greedy + ids_from_sample. They hold

@@ -158,7 +158,7 @@ class CudaBackend final : public Backend {
       t.push_back({u.dst->data, u.src, u.bytes});
     }
     if (capturing_) fail("cuda backend: upload while a step graph is recorded");
-    if (pending_ || pending_norm_ || pending_rope_) flush();  // ops queued after the download: it goes first
+    if (has_pending_ops()) flush();  // ops queued after a deferred download: it goes first
     if (!transfers_->upload_many(t)) Backend::upload_many(items);
   }
 
@@ -680,6 +680,8 @@ class CudaBackend final : public Backend {
       run_norm(p);
     }
   }
+  bool has_pending_ops() const { return pending_rope_ || pending_ || pending_norm_; }  // what flush() runs after
+                                                                                       // the deferred download
   std::optional<PendingGemv> pending_;
   std::optional<NormParams> pending_norm_;
   std::optional<RopeKvParams> pending_rope_;

@@ -96,10 +96,7 @@ bool Transfers::upload_many(const std::vector<Item>& items) {
   std::optional<Deferred> d;
   if (join) {
     d.swap(deferred_);
-    k.src[k.n] = d->src;
-    k.dst[k.n] = reads_[d->slot].dev;
-    k.bytes[k.n] = int64_t(reads_[d->slot].bytes);
-    ++k.n;
+    append_read(k, *d);
   }
   invoke(k, stream_);
   KILN_CUDA_CHECK(cudaEventRecord(stage_events_[i], stream_));  // the slot is free once the kernel has read it
@@ -108,6 +105,14 @@ bool Transfers::upload_many(const std::vector<Item>& items) {
 }
 
 void Transfers::record_read(int slot) { KILN_CUDA_CHECK(cudaEventRecord(reads_[slot].done, stream_)); }
+
+// A deferred download as one more item of the word-copy kernel, writing through the read slot's device mapping.
+void Transfers::append_read(UploadKParams& k, const Deferred& d) const {
+  k.src[k.n] = d.src;
+  k.dst[k.n] = reads_[d.slot].dev;
+  k.bytes[k.n] = int64_t(reads_[d.slot].bytes);
+  ++k.n;
+}
 
 uint64_t Transfers::download_async(const void* src, size_t bytes) {
   issue_pending();
@@ -132,11 +137,8 @@ void Transfers::issue_pending() {
   if (!deferred_) return;
   const Deferred d = *deferred_;
   deferred_.reset();
-  UploadKParams k;  // the word-copy kernel, writing through the read slot's device mapping
-  k.n = 1;
-  k.src[0] = d.src;
-  k.dst[0] = reads_[d.slot].dev;
-  k.bytes[0] = int64_t(reads_[d.slot].bytes);
+  UploadKParams k;
+  append_read(k, d);
   invoke(k, stream_);
   record_read(d.slot);
 }

@@ -14,6 +14,8 @@
 #include <optional>
 #include <vector>
 
+#include "backend/cuda/kernels.h"
+
 namespace kiln::cuda {
 
 class Transfers {
@@ -57,6 +59,7 @@ class Transfers {
   };
   int take_stage_slot();
   void record_read(int slot);
+  void append_read(UploadKParams& k, const Deferred& d) const;
 
   cudaStream_t stream_;
   char* stage_ = nullptr;
