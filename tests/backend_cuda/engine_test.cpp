@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "backend_cuda/cuda_test_util.h"
+#include "common/greedy_util.h"
 #include "build/engine_builder.h"
 #include "core/error.h"
 #include "io/json_file.h"
@@ -227,20 +228,9 @@ TEST_F(CudaEngine, GreedyStepChoosesTheArgmaxOfItsLogits) {
     st[size_t(s)].tokens = prompt_ids(plen[size_t(s)], s + 6);
     st[size_t(s)].block_table = &tables[size_t(s)];
   }
-  auto check = [&](const Tensor& ids, const Tensor& logits, const char* what, int j) {
-    std::vector<int32_t> got(3);
-    std::vector<float> l(size_t(3 * V));
-    be.download(got.data(), ids, 12);
-    be.download(l.data(), logits, l.size() * 4);
-    for (int s = 0; s < 3; ++s) {
-      const float* row = l.data() + s * V;
-      EXPECT_EQ(got[size_t(s)], int32_t(std::max_element(row, row + V) - row)) << what << " step " << j << " seq " << s;
-    }
-    return std::make_pair(got, l);
-  };
   Tensor logits;
   Tensor ids = greedy.step_greedy(st, false, &logits);  // the prompts: gathered rows, then the fused choice
-  std::vector<int32_t> chosen = check(ids, logits, "prefill", -1).first;
+  std::vector<int32_t> chosen = expect_first_argmax(be, ids, logits, "prefill").ids;
   plain.step(st);
   for (int j = 0; j < steps; ++j) {
     for (int s = 0; s < 3; ++s) {
@@ -248,7 +238,7 @@ TEST_F(CudaEngine, GreedyStepChoosesTheArgmaxOfItsLogits) {
       st[size_t(s)].tokens = {chosen[size_t(s)]};
     }
     ids = greedy.step_greedy(st, /*ids_from_sample=*/true, &logits);  // a graph from the second step on
-    auto [next, l] = check(ids, logits, "decode", j);
+    auto [next, l] = expect_first_argmax(be, ids, logits, "decode step " + std::to_string(j));
     Tensor ref = plain.step(st);
     std::vector<float> r(size_t(3 * V));
     be.download(r.data(), ref, r.size() * 4);

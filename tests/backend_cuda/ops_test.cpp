@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "backend_cuda/cuda_test_util.h"
+#include "common/greedy_util.h"
 #include "core/error.h"
 
 namespace kiln::test {
@@ -219,15 +220,9 @@ TEST_P(CudaOps, GreedyChoiceFusedIntoLmHead) {
           if (norm) gpu->norm({NormType::RMSNorm, 1e-5, Tensor(), R, Wn, Tensor(), X});
           gpu->linear({X, W, Tensor(), logits});
           gpu->argmax({logits, ids});
-          const std::vector<float> l = get(*gpu, logits);
-          std::vector<int32_t> got(static_cast<size_t>(T));
-          gpu->download(got.data(), ids, size_t(T) * 4);
-          for (int64_t t = 0; t < T; ++t) {
-            const float* row = l.data() + t * V;
-            EXPECT_EQ(got[size_t(t)], int32_t(std::max_element(row, row + V) - row))
-                << "V=" << V << " T=" << T << " norm=" << norm << " row " << t;
-          }
-          if (!norm) EXPECT_EQ(got[0], lo) << "the tie's lower column, V=" << V << " T=" << T;
+          const std::string what = "V=" + std::to_string(V) + " T=" + std::to_string(T) + " norm=" + std::to_string(norm);
+          const GreedyRows g = expect_first_argmax(*gpu, ids, logits, what);
+          if (!norm) EXPECT_EQ(g.ids[0], lo) << "the tie's lower column, " << what;
         }
         // The logits themselves, against the cpu (norm, linear).
         Tensor cx = put(cpu, x, {T, K}, DType::F32), cl = cpu.alloc(DType::F32, {T, V});
