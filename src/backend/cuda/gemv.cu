@@ -315,36 +315,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   if (!p.early_trigger) pdl_launch_dependents();
 }
 
-// Even spread (GemvKParams::even): the dynamic shared memory, at least `smem`, with which at most `share` blocks
-// fit on an SM. Blocks are placed on the SMs that free up first (as the previous kernel's blocks retire), so a
-// grid of fewer blocks than fit could crowd some SMs and leave others idle; padding caps every SM at its share.
-// `smem` itself where that cannot be had.
-template <auto Kernel>
-size_t even_smem(size_t smem, int share) {
-  thread_local std::map<std::pair<size_t, int>, size_t> padded;
-  const auto key = std::make_pair(smem, share);
-  if (auto it = padded.find(key); it != padded.end()) return it->second;
-  int d = 0, per_sm = 0, optin = 0, reserved = 0;
-  KILN_CUDA_CHECK(cudaGetDevice(&d));
-  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, d));
-  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, d));
-  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, d));
-  cudaFuncAttributes fa{};
-  KILN_CUDA_CHECK(cudaFuncGetAttributes(&fa, Kernel));
-  // share + 1 blocks of this size exceed the SM's shared memory; share of them fit
-  const int64_t pad = int64_t(per_sm) / (share + 1) + 1 - reserved - int64_t(fa.sharedSizeBytes);
-  size_t out = smem;
-  if (pad > int64_t(smem) && pad <= optin - int64_t(fa.sharedSizeBytes)) {
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         optin - int(fa.sharedSizeBytes)));
-    int fit = 0;
-    KILN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, Kernel, kWarps * 32, size_t(pad)));
-    if (fit == share) out = size_t(pad);
-  }
-  padded.emplace(key, out);
-  return out;
-}
-
 // The grid: a block per kWarps columns, capped at kBlocksPerSm blocks per SM (or, one_wave, at what fits at
 // once, so that no partial second wave runs).
 template <auto Kernel>
@@ -366,9 +336,7 @@ void launch_grid(const GemvKParams& p, int sms, size_t smem, cudaStream_t s) {
   // last round that only some warps run (the 8B down projection: 4096 rows on 3168 warps). H100: 8B decode +1.6%.
   const int64_t blocks = p.balance ? ceil_div(need, ceil_div(need, cap)) : std::min(need, cap);
   const dim3 grid{unsigned(blocks)};
-  const int64_t share = ceil_div(blocks, int64_t(sms));
-  const size_t launch_smem = p.one_wave && p.even && share < per_sm ? even_smem<Kernel>(smem, int(share)) : smem;
-  launch_pdl(Kernel, grid, dim3(kWarps * 32), launch_smem, s, p);
+  launch_pdl(Kernel, grid, dim3(kWarps * 32), smem, s, p);
 }
 
 template <class T, class O, int U, bool GATED, bool NORM>
