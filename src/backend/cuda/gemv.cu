@@ -110,9 +110,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   const int64_t lines = nv >= 8 ? nv / 8 : 1;
   const int64_t rot = p.stagger ? ((warp_index * 37) % lines) * 8 : 0;
   auto at = [&](int64_t v) { return v + rot < nv ? v + rot : v + rot - nv; };  // the rotated vector index
-  const bool ld_first = p.l2_hints & 1, pf_last = p.l2_hints & 2;
-  const uint64_t pol = l2_policy(true);
-  auto ldw = [&](const uint4* a) { return ld_first ? ld_stream_hint(a, pol) : ld_stream(a); };
+  const uint64_t pol = l2_policy(p.l2_hints & 1);
+  const bool pf_last = p.l2_hints & 2;
   const uint4* w[NR];
   uint4 wv[NR][U];
   auto start_row = [&](int64_t row) {  // row pointers and the first U loads of each
@@ -122,7 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int64_t v = lane + int64_t(u) * 32;
-        wv[j][u] = row < n_out && v < nv ? ldw(w[j] + at(v)) : make_uint4(0, 0, 0, 0);
+        wv[j][u] = row < n_out && v < nv ? ld_stream_hint(w[j] + at(v), pol) : make_uint4(0, 0, 0, 0);
       }
     }
   };
@@ -251,7 +250,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int64_t v = base + 32 * U + lane + int64_t(u) * 32;
-          next[j][u] = v < nv ? ldw(w[j] + at(v)) : make_uint4(0, 0, 0, 0);
+          next[j][u] = v < nv ? ld_stream_hint(w[j] + at(v), pol) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
