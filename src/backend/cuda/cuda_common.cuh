@@ -87,28 +87,6 @@ __device__ __forceinline__ void rope_cos_sin(int64_t pos, float f, float& c, flo
 
 // Asks L2 to fetch the 128-byte line holding p (no register is written; the load that follows hits L2).
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-// The same with an L2 eviction priority: evict_last (kept over lines of normal and first priority).
-__device__ __forceinline__ void prefetch_l2_last(const void* p) {
-  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
-}
-// An L2 cache policy for ld_stream_hint: every line of the load evict_first (first = true) or evict_normal.
-__device__ __forceinline__ uint64_t l2_policy(bool first) {
-  uint64_t pol;
-  if (first) {
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
-  } else {
-    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(pol));
-  }
-  return pol;
-}
-// ld_stream with an L2 cache policy (l2_policy).
-__device__ __forceinline__ uint4 ld_stream_hint(const void* p, uint64_t pol) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p), "l"(pol));
-  return v;
-}
 
 // Programmatic dependent launch: a kernel launched with launch_pdl may start while the previous kernel in the
 // stream finishes; it must call pdl_wait() before reading anything an earlier kernel wrote.

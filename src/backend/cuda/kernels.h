@@ -265,7 +265,6 @@ struct GemvKParams {
   bool one_wave = true;   // cap the grid at the blocks that fit at once (else kBlocksPerSm per SM)
   bool balance = true;    // with one_wave: the same number of columns for every warp (fewer blocks where that evens out)
   bool norm_regs = true;  // the norm prologue holds its row in registers (K <= 4096; see gemv.cu)
-  int l2_hints = 0;       // bit 0: weight loads L2 evict_first; bit 1: L2 prefetches evict_last
   // Fused greedy choice (float32 output): argmax_out[t] = the lowest column holding row t's maximum (NaN never
   // chosen; 0 if nothing else). Blocks merge 64-bit keys (the value's order bits, then the complemented column)
   // by atomicMax into argmax_keys[t]; the last block to finish (argmax_keys[T] counts them) writes the choices
