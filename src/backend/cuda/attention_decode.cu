@@ -12,6 +12,7 @@
 // (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
 // the new keys); no RoPE fusion.
 #include <cfloat>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -20,6 +21,11 @@
 namespace kiln::cuda {
 
 namespace {
+
+bool env_flag(const char* name, bool dflt) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) != 0 : dflt;
+}
 
 constexpr int kThreads = 256;
 constexpr int KB = 4;  // keys batched per group; a split takes at least one round of NG * KB keys (measured:
@@ -82,19 +88,20 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
   // Step metadata comes from host copies and keys before the new token from earlier steps: both are read
   // before the dependency wait; the new token's q, k and v (written by rope_kv just before) after it.
-  const int kvh = blockIdx.y, split = blockIdx.x;
+  const int kvh = p.split_last ? blockIdx.x : blockIdx.y, split = p.split_last ? blockIdx.z : blockIdx.x;
+  const int grow = p.split_last ? blockIdx.y : blockIdx.z;  // the grid's row: a sequence, or (INV) a query row
   int s, t, pos;  // the row's sequence, token and position (its k, v are already in the cache)
   if constexpr (INV) {
-    t = int(p.row0) + int(blockIdx.z);
+    t = int(p.row0) + grow;
     s = p.token_seq[t];
     pos = p.num_cached[s] + (t - p.seq_offsets[s]);
   } else {
-    s = blockIdx.z;
+    s = grow;
     t = p.seq_offsets[s];
     if (p.seq_offsets[s + 1] - t != 1) return;  // a context chunk: the context kernel's
     pos = p.num_cached[s];
   }
-  const int prow = INV ? int(blockIdx.z) : s;  // the row of the partials and counters
+  const int prow = INV ? grow : s;  // the row of the partials and counters
   const int k_lo = p.window > 0 ? max(0, pos - int(p.window) + 1) : 0;
   const int n = pos + 1 - k_lo;
   // Invariant: chunks of inv_chunk keys (the grid has splits for max_seq_len; a longer context, which the engine's
@@ -150,7 +157,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     }
   }
   pdl_wait();
-  pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
+  if (!p.late_trigger) pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
   if constexpr (INV) issue_round(k0, 0, false);
   // The new token's key and value, if this group's first round holds them: loaded now, into registers.
   // Fused RoPE: every lane loads them from qkv and rotates k (the shuffles need whole warps); the group whose
@@ -295,6 +302,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
       }
     }
   }
+  if (p.late_trigger) pdl_launch_dependents();
   // Merge the NG groups of this CTA (the K/V buffers become the merge arrays).
   __syncthreads();
 #pragma unroll
@@ -366,7 +374,9 @@ template <class T, int HD, int G, bool ROPE, bool INV>
 void launch_decode_mode(const AttentionKParams& p, cudaStream_t s) {
   const size_t smem = decode_smem<T, HD, G>();
   allow_smem<decode_attention_kernel<T, HD, G, ROPE, INV>>(smem);
-  const dim3 grid(unsigned(p.num_splits), unsigned(p.nkv), unsigned(INV ? p.rows : p.S));
+  const unsigned rows = unsigned(INV ? p.rows : p.S);
+  const dim3 grid = p.split_last ? dim3(unsigned(p.nkv), rows, unsigned(p.num_splits))
+                                 : dim3(unsigned(p.num_splits), unsigned(p.nkv), rows);
   launch_pdl(decode_attention_kernel<T, HD, G, ROPE, INV>, grid, dim3(kThreads), smem, s, p);
 }
 
@@ -401,8 +411,13 @@ bool decode_attention_supported(int64_t nh, int64_t nkv) {
   return g == 1 || g == 2 || g == 3 || g == 4 || g == 8;
 }
 
-void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s) {
-  p.check();
+void invoke_decode_attention(const AttentionKParams& pin, cudaStream_t s) {
+  pin.check();
+  static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", false);
+  static const bool late_trigger = env_flag("KILN_ATTN_LATE_TRIGGER", false);
+  AttentionKParams p = pin;
+  p.split_last = split_last;
+  p.late_trigger = late_trigger;
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");

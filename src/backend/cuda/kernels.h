@@ -205,6 +205,11 @@ struct AttentionKParams {
   const int32_t* token_seq = nullptr;  // [T]
   int64_t row0 = 0, rows = 0;
   int inv_chunk = 0;
+  // Decode kernel launch switches (set by invoke_decode_attention; KILN_ATTN_SPLIT_LAST, KILN_ATTN_LATE_TRIGGER):
+  // grid (kv head, row, split) instead of (split, kv head, row), so that the CTAs with keys (the first splits)
+  // are dispatched first; the next kernel launched after the key loop instead of after the dependency wait.
+  bool split_last = false;
+  bool late_trigger = false;
   DType dt = DType::BF16;
   void check() const;
 };
