@@ -1,13 +1,14 @@
-// Split-KV paged attention for generation steps (one new token per sequence). Grid (split, kv head, sequence):
-// each CTA serves all G = nh / nkv query heads of one kv head (K and V read once per group) over one chunk of
-// the context. Inside a CTA, groups of LPK lanes take one key each (16-byte loads, KB keys batched per group so
-// several loads are in flight), with a running (max, sum, acc) per group; groups merge through shared memory.
+// Split-KV paged attention for generation steps (one new token per sequence). Grid (kv head, sequence, split),
+// the split slowest so that the CTAs with keys are dispatched before the empty ones. Each CTA serves all
+// G = nh / nkv query heads of one kv head (K and V read once per group) over one chunk of the context. Inside a
+// CTA, groups of LPK lanes take one key each (16-byte loads, KB keys batched per group so several loads are in
+// flight), with a running (max, sum, acc) per group; groups merge through shared memory.
 // With several splits, each writes (o, lse) partials and the last CTA to arrive (an atomic counter per
 // (sequence, kv head), reset by that CTA) merges them: no second kernel. The grid depends only on the batch
 // size and the engine's max_seq_len, so a CUDA graph replays it at any context length. Optionally the step's
 // rope_kv is fused in (ROPE): q and the new k are rotated in registers and the new k, v written to the cache by
 // the group that would have read them, which saves a kernel (and its launch gap) per layer at batch 1.
-// Batch-invariant mode (INV): every new token of the step is a row of the grid (grid z), prompt chunks included,
+// Batch-invariant mode (INV): every new token of the step is a row of the grid (grid y), prompt chunks included,
 // each with its own causal limit and window; chunks of p.inv_chunk keys from the row's first key, so the splits
 // (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
 // the new keys); no RoPE fusion.
@@ -157,7 +158,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     }
   }
   pdl_wait();
-  if (!p.late_trigger) pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
+  pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
   if constexpr (INV) issue_round(k0, 0, false);
   // The new token's key and value, if this group's first round holds them: loaded now, into registers.
   // Fused RoPE: every lane loads them from qkv and rotates k (the shuffles need whole warps); the group whose
@@ -302,7 +303,6 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
       }
     }
   }
-  if (p.late_trigger) pdl_launch_dependents();
   // Merge the NG groups of this CTA (the K/V buffers become the merge arrays).
   __syncthreads();
 #pragma unroll
@@ -413,11 +413,9 @@ bool decode_attention_supported(int64_t nh, int64_t nkv) {
 
 void invoke_decode_attention(const AttentionKParams& pin, cudaStream_t s) {
   pin.check();
-  static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", false);
-  static const bool late_trigger = env_flag("KILN_ATTN_LATE_TRIGGER", false);
+  static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", true);
   AttentionKParams p = pin;
   p.split_last = split_last;
-  p.late_trigger = late_trigger;
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");

@@ -205,11 +205,11 @@ struct AttentionKParams {
   const int32_t* token_seq = nullptr;  // [T]
   int64_t row0 = 0, rows = 0;
   int inv_chunk = 0;
-  // Decode kernel launch switches (set by invoke_decode_attention; KILN_ATTN_SPLIT_LAST, KILN_ATTN_LATE_TRIGGER):
-  // grid (kv head, row, split) instead of (split, kv head, row), so that the CTAs with keys (the first splits)
-  // are dispatched first; the next kernel launched after the key loop instead of after the dependency wait.
-  bool split_last = false;
-  bool late_trigger = false;
+  // Decode kernel grid (kv head, row, split), the split slowest: the CTAs that have keys (the first splits) are
+  // dispatched first, the empty ones (the grid has splits for max_seq_len) after them. H100, 1B decode: +0.6%
+  // against (split, kv head, row) (bench/gpu/NOTES.md, session 7). Set by invoke_decode_attention
+  // (KILN_ATTN_SPLIT_LAST=0: the old order, for A/B runs).
+  bool split_last = true;
   DType dt = DType::BF16;
   void check() const;
 };
