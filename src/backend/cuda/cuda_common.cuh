@@ -87,10 +87,6 @@ __device__ __forceinline__ void rope_cos_sin(int64_t pos, float f, float& c, flo
 
 // Asks L2 to fetch the 128-byte line holding p (no register is written; the load that follows hits L2).
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-// One bulk L2 prefetch (the copy engine of the SM, sm_90): `bytes` (a multiple of 16) from p (16-byte aligned).
-__device__ __forceinline__ void prefetch_l2_bulk(const void* p, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-}
 
 // Programmatic dependent launch: a kernel launched with launch_pdl may start while the previous kernel in the
 // stream finishes; it must call pdl_wait() before reading anything an earlier kernel wrote.

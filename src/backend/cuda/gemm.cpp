@@ -251,7 +251,6 @@ const GemvSwitches& GemvSwitches::get() {
     flag("KILN_GEMV_STAGGER", w.flags.stagger);
     flag("KILN_GEMV_BALANCE", w.flags.balance);
     flag("KILN_GEMV_NORM_REGS", w.flags.norm_regs);
-    flag("KILN_GEMV_BULK_PF", w.flags.bulk_prefetch);
     flag("KILN_GEMV_L2_ALL", w.l2_all);
     flag("KILN_GEMV_NEXT_L2", w.next_l2);
     flag("KILN_GEMV_F32_FUSE", w.f32_fusions);

@@ -40,16 +40,12 @@ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? 
 // Prefetches into L2 this warp's equal slice (warp w of `warps`) of the first `count` 128-byte lines of each of
 // `halves` halves of `base` (each `half_lines` long).
 __device__ void prefetch_slice(const void* base, int64_t half_lines, int64_t halves, int64_t count, int64_t w,
-                               int64_t warps, int lane, bool bulk) {
+                               int64_t warps, int lane) {
   count = min64(count, half_lines);
   if (count <= 0) return;
   const int64_t per = (count + warps - 1) / warps, l1 = min64(count, (w + 1) * per);
   for (int64_t h = 0; h < halves; ++h) {
     const char* b = static_cast<const char*>(base) + h * half_lines * 128;
-    if (bulk) {
-      if (lane == 0 && l1 > w * per) prefetch_l2_bulk(b + w * per * 128, uint32_t((l1 - w * per) * 128));
-      continue;
-    }
     for (int64_t l = w * per + lane; l < l1; l += 32) prefetch_l2(b + l * 128);
   }
 }
@@ -137,11 +133,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
       for (int j = 0; j < NR; ++j) {
         const char* row = reinterpret_cast<const char*>(W + (c + j * n_out) * p.K);
         const int64_t take = lines < row_lines ? lines : row_lines;
-        if (p.bulk_prefetch) {
-          if (lane == 0) prefetch_l2_bulk(row, uint32_t(take * 128));
-        } else {
-          for (int64_t l = lane; l < take; l += 32) prefetch_l2(row + l * 128);
-        }
+        for (int64_t l = lane; l < take; l += 32) prefetch_l2(row + l * 128);
         lines -= take;
       }
     }
@@ -150,7 +142,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
     const int64_t halves = p.l2_next_gated ? 2 : 1, budget = p.l2_prefetch_bytes / 128;
     const int64_t own = min64(budget, n_out * int64_t(NR) * (p.K * int64_t(sizeof(T)) / 128));
     prefetch_slice(p.l2_next, p.l2_next_bytes / 128 / halves, halves, (budget - own) / halves, warp_index,
-                   int64_t(gridDim.x) * kWarps, lane, p.bulk_prefetch);
+                   int64_t(gridDim.x) * kWarps, lane);
   }
   const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
   // Register prologue (p.norm_regs: K <= kNormVecs * 128 * 8, set by the launch): the norm weight is copied into

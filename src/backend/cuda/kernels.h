@@ -270,7 +270,6 @@ struct GemvKParams {
   bool one_wave = true;   // cap the grid at the blocks that fit at once (else kBlocksPerSm per SM)
   bool balance = true;    // with one_wave: the same number of columns for every warp (fewer blocks where that evens out)
   bool norm_regs = true;  // the norm prologue holds its row in registers (K <= 4096; see gemv.cu)
-  bool bulk_prefetch = false;  // L2 prefetches as one bulk prefetch per contiguous range (lane 0), not per line
   // Fused greedy choice (float32 output): argmax_out[t] = the lowest column holding row t's maximum (NaN never
   // chosen; 0 if nothing else). Blocks merge 64-bit keys (the value's order bits, then the complemented column)
   // by atomicMax into argmax_keys[t]; the last block to finish (argmax_keys[T] counts them) writes the choices
