@@ -40,11 +40,11 @@ struct DCfg {
 };
 
 // Shared memory: the K/V rounds, double-buffered ([2][KB][NG][k, v][HD] of T), later reused for the merge of the
-// groups ([NG][G][HD] acc, [NG][G] m, [NG][G] l, fp32).
+// groups ([NG][G][HD] acc, [NG][G] m, l and weight, [G] maximum; fp32).
 template <class T, int HD, int G>
 constexpr size_t decode_smem() {
   const size_t kv = size_t(2) * KB * DCfg<HD>::NG * 2 * HD * sizeof(T);
-  const size_t merge = size_t(DCfg<HD>::NG) * G * (HD + 2) * sizeof(float);
+  const size_t merge = (size_t(DCfg<HD>::NG) * G * (HD + 3) + G) * sizeof(float);
   return (kv > merge ? kv : merge) + 16;
 }
 
@@ -85,6 +85,8 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   float* sm_acc = dsm;                     // [NG][G][HD] (after the loop)
   float* sm_m = sm_acc + NG * G * HD;      // [NG][G]
   float* sm_l = sm_m + NG * G;             // [NG][G]
+  float* sm_w = sm_l + NG * G;             // [NG][G] a group's weight exp2(m - M) in its head's merge
+  float* sm_M = sm_w + NG * G;             // [G] a head's maximum over the groups
   __shared__ int is_last;
 
   // Step metadata comes from host copies and keys before the new token from earlier steps: both are read
@@ -319,16 +321,29 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     }
   }
   __syncthreads();
+  // Each group's weight in its head's merge, once per (group, head) rather than once per output dim.
+  for (int i = tid; i < (p.merge_once ? NG * G : 0); i += kThreads) {
+    const int gi = i % G;
+    float M = -INFINITY;
+    for (int j = 0; j < NG; ++j) M = fmaxf(M, sm_m[j * G + gi]);
+    sm_w[i] = exp2f(sm_m[i] - M);  // groups without keys: exp2(-inf) = 0
+    if (i < G) sm_M[gi] = M;
+  }
+  __syncthreads();
   const bool single = active == 1;
   T* out = static_cast<T*>(p.out) + int64_t(t) * p.nh * hd;
   const int64_t part_base = (int64_t(prow) * p.nh + int64_t(kvh) * G) * p.num_splits;  // + gi * num_splits + split
   for (int i = tid; i < G * hd; i += kThreads) {
     const int gi = i / int(hd), d = i % int(hd);
     float M = -INFINITY;
-    for (int j = 0; j < NG; ++j) M = fmaxf(M, sm_m[j * G + gi]);
+    if (p.merge_once) {
+      M = sm_M[gi];
+    } else {
+      for (int j = 0; j < NG; ++j) M = fmaxf(M, sm_m[j * G + gi]);
+    }
     float L = 0.f, O = 0.f;
     for (int j = 0; j < NG; ++j) {
-      const float w = exp2f(sm_m[j * G + gi] - M);  // groups without keys: exp2(-inf) = 0
+      const float w = p.merge_once ? sm_w[j * G + gi] : exp2f(sm_m[j * G + gi] - M);
       L += sm_l[j * G + gi] * w;
       O += sm_acc[(j * G + gi) * HD + d] * w;
     }
@@ -414,8 +429,10 @@ bool decode_attention_supported(int64_t nh, int64_t nkv) {
 void invoke_decode_attention(const AttentionKParams& pin, cudaStream_t s) {
   pin.check();
   static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", true);
+  static const bool merge_once = env_flag("KILN_ATTN_MERGE_ONCE", true);
   AttentionKParams p = pin;
   p.split_last = split_last;
+  p.merge_once = merge_once;
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");

@@ -210,6 +210,7 @@ struct AttentionKParams {
   // against (split, kv head, row) (bench/gpu/NOTES.md, session 7). Set by invoke_decode_attention
   // (KILN_ATTN_SPLIT_LAST=0: the old order, for A/B runs).
   bool split_last = true;
+  bool merge_once = true;  // A/B switch KILN_ATTN_MERGE_ONCE: the groups' merge weights computed once per head
   DType dt = DType::BF16;
   void check() const;
 };
