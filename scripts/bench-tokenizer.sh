@@ -103,7 +103,7 @@ declare -A paths=(
   [qwen3]="$root/third_party/tokenizers/qwen3/tokenizer.json"
   [llama2]="$root/third_party/tokenizers/llama2/tokenizer.json"
   [gpt2]="$root/third_party/tokenizers/gpt2/vocab.json"
-  [tiny-code]="$root/tests/data/tokenizers/tiny-code/tokenizer.json"
+  [tiny-code]="$root/tests/data/models/tiny-code/tokenizer.json"
 )
 names=(llama3 qwen3 llama2 gpt2 tiny-code)
 args=()

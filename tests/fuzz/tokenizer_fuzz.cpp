@@ -42,7 +42,7 @@ void add(const std::string& rel, bool byte_level, bool nfc) {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   add("third_party/tokenizers/llama3/tokenizer.json", true, false);
   add("third_party/tokenizers/gpt2/vocab.json", true, false);
-  add("tests/data/tokenizers/tiny-code/tokenizer.json", true, false);
+  add("tests/data/models/tiny-code/tokenizer.json", true, false);
   add("third_party/tokenizers/qwen3/tokenizer.json", true, true);
   add("third_party/tokenizers/llama2/tokenizer.json", false, false);
   return 0;

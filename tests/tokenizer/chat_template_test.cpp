@@ -92,7 +92,7 @@ TEST(ChatTemplate, TemplateFilesAndTokenObjectsBesideTheTokenizer) {
 }
 
 TEST(ChatTemplate, NoTemplateIsAClearError) {
-  auto tok = Tokenizer::load(testing::source_path("tests/data/tokenizers/tiny-code"));
+  auto tok = Tokenizer::load(testing::source_path("tests/data/models/tiny-code"));
   EXPECT_FALSE(tok->has_chat_template());
   try {
     tok->apply_chat_template({{"user", "x"}}, true);

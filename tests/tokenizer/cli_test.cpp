@@ -12,7 +12,7 @@
 namespace kiln {
 namespace {
 
-const std::string kTiny = testing::source_path("tests/data/tokenizers/tiny-code");
+const std::string kTiny = testing::source_path("tests/data/models/tiny-code");
 
 struct CliRun {
   int status;

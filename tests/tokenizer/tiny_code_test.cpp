@@ -1,4 +1,4 @@
-// tiny-code's own tokenizer against transformers' goldens (tests/data/tokenizers/tiny-code): each prompt
+// tiny-code's own tokenizer against transformers' goldens (tests/data/models/tiny-code): each prompt
 // encodes (with special tokens: a BOS) to the first prompt_len ids of tokens_{i} in golden.safetensors, and the
 // 48 generated ids decode, whole and incrementally, to the recorded completion.
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 namespace kiln {
 namespace {
 
-const std::string kDir = testing::source_path("tests/data/tokenizers/tiny-code");
+const std::string kDir = testing::source_path("tests/data/models/tiny-code");
 
 // tokens_{i} from golden.safetensors (8-byte little-endian header length, JSON header, data).
 std::vector<int32_t> golden_tokens(int i) {
