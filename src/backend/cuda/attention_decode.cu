@@ -13,7 +13,6 @@
 // (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
 // the new keys); no RoPE fusion.
 #include <cfloat>
-#include <cstdlib>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -22,11 +21,6 @@
 namespace kiln::cuda {
 
 namespace {
-
-bool env_flag(const char* name, bool dflt) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) != 0 : dflt;
-}
 
 constexpr int kThreads = 256;
 constexpr int KB = 4;  // keys batched per group; a split takes at least one round of NG * KB keys (measured:

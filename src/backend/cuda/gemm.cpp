@@ -7,6 +7,7 @@
 #include <cstring>
 #include <optional>
 
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "core/error.h"
 
@@ -240,9 +241,7 @@ GemmTactic GemmRunner::tactic(const GemmArgs& a) {
 const GemvSwitches& GemvSwitches::get() {
   static const GemvSwitches s = [] {
     GemvSwitches w;
-    auto flag = [](const char* name, bool& f) {
-      if (const char* v = std::getenv(name)) f = std::atoi(v) != 0;
-    };
+    auto flag = [](const char* name, bool& f) { f = env_flag(name, f); };
     auto mb = [](const char* name, int64_t& b) {
       if (const char* v = std::getenv(name)) b = int64_t(std::atof(v) * 1048576.0);
     };

@@ -2,7 +2,6 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 #include <cstring>
 
 #include "backend/cuda/cuda_check.h"
@@ -12,11 +11,6 @@
 namespace kiln::cuda {
 
 namespace {
-
-bool env_flag(const char* name, bool def) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) != 0 : def;
-}
 
 bool overlaps(const void* a, size_t an, const void* b, size_t bn) {
   const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
