@@ -648,15 +648,7 @@ class CudaBackend final : public Backend {
     k.l2_next = sw.next_l2 ? g.l2_next : nullptr;
     k.l2_next_bytes = g.l2_next_bytes;
     k.l2_next_gated = g.l2_next_gated;
-    const bool big_budget = sw.l2_all || after_decode_attention_;
-    k.l2_prefetch_bytes = big_budget ? sw.l2_bytes : g.norm_residual ? 0 : sw.l2_rest_bytes;
-    if (big_budget) {  // what the own weights (whole 128-byte lines of each row) leave of the budget
-      const int64_t own = g.a.N * (g.a.K * int64_t(dtype_size(dt_)) / 128) * 128;
-      k.l2_next_prefetch_bytes = std::max<int64_t>(0, sw.l2_bytes - own);
-    } else {
-      k.l2_next_prefetch_bytes = g.norm_residual ? sw.next_norm_bytes : sw.next_rest_bytes;
-      k.l2_next_at_end = sw.next_at_end;
-    }
+    k.l2_prefetch_bytes = sw.l2_all || after_decode_attention_ ? sw.l2_bytes : g.norm_residual ? 0 : sw.l2_rest_bytes;
     after_decode_attention_ = false;
     cuda::invoke(k, stream_);
   }

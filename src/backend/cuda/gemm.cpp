@@ -255,9 +255,6 @@ const GemvSwitches& GemvSwitches::get() {
     flag("KILN_GEMV_F32_FUSE", w.f32_fusions);
     mb("KILN_GEMV_L2_MB", w.l2_bytes);
     mb("KILN_GEMV_L2_REST_MB", w.l2_rest_bytes);
-    mb("KILN_GEMV_NEXT_NORM_MB", w.next_norm_bytes);
-    mb("KILN_GEMV_NEXT_REST_MB", w.next_rest_bytes);
-    flag("KILN_GEMV_NEXT_AT_END", w.next_at_end);
     return w;
   }();
   return s;

@@ -46,13 +46,6 @@ struct GemvSwitches {
   // weights, prefetched during the previous kernel's tail. H100, session 5: +0.2% at 1B and 8B decode with 4 MB;
   // 8 MB less; the same for the GEMVs with a norm prologue (4 / 8 / 16 MB) was flat to -1%. KILN_GEMV_L2_REST_MB.
   int64_t l2_rest_bytes = int64_t(4) << 20;
-  // The next GEMV's first weights prefetched by a GEMV not after a decode attention: with a norm prologue
-  // (next_norm_bytes: the gate/up GEMV, the down projection next) or without (next_rest_bytes: the down
-  // projection, the next layer's qkv next); before the wait, or in the grid's tail (next_at_end).
-  // KILN_GEMV_NEXT_NORM_MB, KILN_GEMV_NEXT_REST_MB, KILN_GEMV_NEXT_AT_END.
-  int64_t next_norm_bytes = 0;
-  int64_t next_rest_bytes = 0;
-  bool next_at_end = false;
   // A float32-output GEMV (the lm_head) takes the final norm as its prologue and makes the greedy choice in its
   // epilogue (no norm, gather or argmax kernels in a greedy decode step). KILN_GEMV_F32_FUSE.
   bool f32_fusions = true;

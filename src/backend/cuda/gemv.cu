@@ -138,12 +138,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
       }
     }
   }
-  auto prefetch_next = [&] {  // this warp's slice of the next weights' first l2_next_prefetch_bytes
-    const int64_t halves = p.l2_next_gated ? 2 : 1;
-    prefetch_slice(p.l2_next, p.l2_next_bytes / 128 / halves, halves, p.l2_next_prefetch_bytes / 128 / halves,
-                   warp_index, int64_t(gridDim.x) * kWarps, lane);
-  };
-  if (p.l2_next && !p.l2_next_at_end) prefetch_next();
+  if (p.l2_next && p.l2_prefetch_bytes > 0) {  // what the own weights left of the budget: the next weights
+    const int64_t halves = p.l2_next_gated ? 2 : 1, budget = p.l2_prefetch_bytes / 128;
+    const int64_t own = min64(budget, n_out * int64_t(NR) * (p.K * int64_t(sizeof(T)) / 128));
+    prefetch_slice(p.l2_next, p.l2_next_bytes / 128 / halves, halves, (budget - own) / halves, warp_index,
+                   int64_t(gridDim.x) * kWarps, lane);
+  }
   const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
   // Register prologue (p.norm_regs: K <= kNormVecs * 128 * 8, set by the launch): the norm weight is copied into
   // shared memory (after the T x rows) before the dependency wait, and each residual row is read once into
@@ -309,7 +309,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
       }
     }
   }
-  if (p.l2_next && p.l2_next_at_end) prefetch_next();
   if constexpr (kArgmax) {
     if (p.argmax_out) argmax_epilogue<R>(best, p);
   }

@@ -258,14 +258,11 @@ struct GemvKParams {
   // many bytes of its weights into L2 (each warp the start of its own columns): while a latency-bound kernel
   // (attention) runs, memory would otherwise idle. 0: none.
   int64_t l2_prefetch_bytes = 0;
-  // And this many bytes of the first of the next GEMV's weights (gated: of each half, the rows that GEMV reads
-  // first): loaded while this kernel waits and runs from L2, memory would idle. Before the wait, or
-  // (l2_next_at_end) by each warp after its last column, in the grid's tail.
+  // And then, with what is left of that budget, the first bytes of the next GEMV's weights (gated: of each half,
+  // the rows that GEMV reads first): loaded while this kernel waits and runs from L2, memory would idle.
   const void* l2_next = nullptr;
-  int64_t l2_next_bytes = 0;           // the next weights' size
-  int64_t l2_next_prefetch_bytes = 0;  // how much of them to prefetch
+  int64_t l2_next_bytes = 0;  // the next weights' size
   bool l2_next_gated = false;
-  bool l2_next_at_end = false;
   // Let the next kernel launch as soon as this one passed its dependency wait (its blocks then take SM slots as
   // this grid's blocks retire, and prefetch their own weights in this grid's tail), instead of at the end.
   // These flags' defaults are what a decode step runs (GemvSwitches in gemm.h turns them off for A/B runs).
