@@ -37,6 +37,19 @@ __device__ float block_sum_f(float v, float* scratch) {
 
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Loads [b, b + bytes) into L2 (each lane 16 bytes of every 512, 8 loads in flight) and drops the values. Unlike
+// prefetch.global.L2 or cp.async.bulk.prefetch.L2 (hints the memory system mostly drops when many are in flight:
+// bench/gpu/l2_probe.cu), loads bring the lines in. The warp waits for each round of 8 (its registers).
+__device__ void fill_l2(const char* b, int64_t bytes, int lane, unsigned& acc) {
+  for (int64_t o = int64_t(lane) * 16; o < bytes; o += 8 * 512) {
+    uint4 v[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) v[u] = o + u * 512 < bytes ? ld_stream(b + o + u * 512) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int u = 0; u < 8; ++u) acc ^= v[u].x ^ v[u].w;
+  }
+}
+
 // Prefetches into L2 this warp's equal slice (warp w of `warps`) of the first `count` 128-byte lines of each of
 // `halves` halves of `base` (each `half_lines` long): line prefetches, or (fill) loads whose values are dropped.
 __device__ void prefetch_slice(const void* base, int64_t half_lines, int64_t halves, int64_t count, int64_t w,
@@ -51,19 +64,6 @@ __device__ void prefetch_slice(const void* base, int64_t half_lines, int64_t hal
       continue;
     }
     for (int64_t l = w * per + lane; l < l1; l += 32) prefetch_l2(b + l * 128);
-  }
-}
-
-// Loads [b, b + bytes) into L2 (each lane 16 bytes of every 512, 8 loads in flight) and drops the values. Unlike
-// prefetch.global.L2 or cp.async.bulk.prefetch.L2 (hints the memory system mostly drops when many are in flight:
-// bench/gpu/l2_probe.cu), loads bring the lines in. The warp waits for each round of 8 (its registers).
-__device__ void fill_l2(const char* b, int64_t bytes, int lane, unsigned& acc) {
-  for (int64_t o = int64_t(lane) * 16; o < bytes; o += 8 * 512) {
-    uint4 v[8];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) v[u] = o + u * 512 < bytes ? ld_stream(b + o + u * 512) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int u = 0; u < 8; ++u) acc ^= v[u].x ^ v[u].w;
   }
 }
 
