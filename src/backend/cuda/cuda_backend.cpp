@@ -649,7 +649,6 @@ class CudaBackend final : public Backend {
     k.l2_next_bytes = g.l2_next_bytes;
     k.l2_next_gated = g.l2_next_gated;
     k.l2_prefetch_bytes = sw.l2_all || after_decode_attention_ ? sw.l2_bytes : g.norm_residual ? 0 : sw.l2_rest_bytes;
-    k.l2_fill = sw.l2_fill && (sw.l2_all || after_decode_attention_);
     after_decode_attention_ = false;
     cuda::invoke(k, stream_);
   }

@@ -252,7 +252,6 @@ const GemvSwitches& GemvSwitches::get() {
     flag("KILN_GEMV_NORM_REGS", w.flags.norm_regs);
     flag("KILN_GEMV_L2_ALL", w.l2_all);
     flag("KILN_GEMV_NEXT_L2", w.next_l2);
-    flag("KILN_GEMV_L2_FILL", w.l2_fill);
     flag("KILN_GEMV_F32_FUSE", w.f32_fusions);
     mb("KILN_GEMV_L2_MB", w.l2_bytes);
     mb("KILN_GEMV_L2_REST_MB", w.l2_rest_bytes);

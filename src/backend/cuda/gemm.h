@@ -42,8 +42,6 @@ struct GemvSwitches {
   int64_t l2_bytes = int64_t(64) << 20;
   bool l2_all = false;
   bool next_l2 = true;
-  // That GEMV prefetches by loads (GemvKParams::l2_fill) rather than prefetch hints. KILN_GEMV_L2_FILL.
-  bool l2_fill = false;
   // The budget of the other GEMVs without a norm prologue (the down projection, the lm_head): their own first
   // weights, prefetched during the previous kernel's tail. H100, session 5: +0.2% at 1B and 8B decode with 4 MB;
   // 8 MB less; the same for the GEMVs with a norm prologue (4 / 8 / 16 MB) was flat to -1%. KILN_GEMV_L2_REST_MB.

@@ -37,32 +37,15 @@ __device__ float block_sum_f(float v, float* scratch) {
 
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Loads [b, b + bytes) into L2 (each lane 16 bytes of every 512, 8 loads in flight) and drops the values. Unlike
-// prefetch.global.L2 or cp.async.bulk.prefetch.L2 (hints the memory system mostly drops when many are in flight:
-// bench/gpu/l2_probe.cu), loads bring the lines in. The warp waits for each round of 8 (its registers).
-__device__ void fill_l2(const char* b, int64_t bytes, int lane, unsigned& acc) {
-  for (int64_t o = int64_t(lane) * 16; o < bytes; o += 8 * 512) {
-    uint4 v[8];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) v[u] = o + u * 512 < bytes ? ld_stream(b + o + u * 512) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int u = 0; u < 8; ++u) acc ^= v[u].x ^ v[u].w;
-  }
-}
-
 // Prefetches into L2 this warp's equal slice (warp w of `warps`) of the first `count` 128-byte lines of each of
-// `halves` halves of `base` (each `half_lines` long): line prefetches, or (fill) loads whose values are dropped.
+// `halves` halves of `base` (each `half_lines` long).
 __device__ void prefetch_slice(const void* base, int64_t half_lines, int64_t halves, int64_t count, int64_t w,
-                               int64_t warps, int lane, bool fill, unsigned& acc) {
+                               int64_t warps, int lane) {
   count = min64(count, half_lines);
   if (count <= 0) return;
   const int64_t per = (count + warps - 1) / warps, l1 = min64(count, (w + 1) * per);
   for (int64_t h = 0; h < halves; ++h) {
     const char* b = static_cast<const char*>(base) + h * half_lines * 128;
-    if (fill) {
-      if (l1 > w * per) fill_l2(b + w * per * 128, (l1 - w * per) * 128, lane, acc);
-      continue;
-    }
     for (int64_t l = w * per + lane; l < l1; l += 32) prefetch_l2(b + l * 128);
   }
 }
@@ -141,7 +124,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
     }
   };
   start_row(n);  // the weights do not depend on earlier kernels: stream them before the dependency wait
-  unsigned fill_acc = 0;  // what the L2 fill loads read (kept only so that they are not removed)
   if (p.l2_prefetch_bytes > 0) {
     // This warp's share of the L2 budget, in 128-byte lines, taken from its columns in the order it reads them.
     const int64_t row_lines = p.K * int64_t(sizeof(T)) / 128;
@@ -151,11 +133,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
       for (int j = 0; j < NR; ++j) {
         const char* row = reinterpret_cast<const char*>(W + (c + j * n_out) * p.K);
         const int64_t take = lines < row_lines ? lines : row_lines;
-        if (p.l2_fill) {
-          fill_l2(row, take * 128, lane, fill_acc);
-        } else {
-          for (int64_t l = lane; l < take; l += 32) prefetch_l2(row + l * 128);
-        }
+        for (int64_t l = lane; l < take; l += 32) prefetch_l2(row + l * 128);
         lines -= take;
       }
     }
@@ -164,9 +142,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
     const int64_t halves = p.l2_next_gated ? 2 : 1, budget = p.l2_prefetch_bytes / 128;
     const int64_t own = min64(budget, n_out * int64_t(NR) * (p.K * int64_t(sizeof(T)) / 128));
     prefetch_slice(p.l2_next, p.l2_next_bytes / 128 / halves, halves, (budget - own) / halves, warp_index,
-                   int64_t(gridDim.x) * kWarps, lane, p.l2_fill, fill_acc);
+                   int64_t(gridDim.x) * kWarps, lane);
   }
-  if (p.T < 0) static_cast<unsigned*>(p.out)[0] = fill_acc;  // never (T >= 1)
   const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
   // Register prologue (p.norm_regs: K <= kNormVecs * 128 * 8, set by the launch): the norm weight is copied into
   // shared memory (after the T x rows) before the dependency wait, and each residual row is read once into

@@ -263,9 +263,6 @@ struct GemvKParams {
   const void* l2_next = nullptr;
   int64_t l2_next_bytes = 0;  // the next weights' size
   bool l2_next_gated = false;
-  // Both prefetches as loads whose values are dropped, instead of prefetch.global.L2 hints (which the memory
-  // system mostly drops: bench/gpu/l2_probe.cu); each warp waits for its loads before the dependency wait.
-  bool l2_fill = false;
   // Let the next kernel launch as soon as this one passed its dependency wait (its blocks then take SM slots as
   // this grid's blocks retire, and prefetch their own weights in this grid's tail), instead of at the end.
   // These flags' defaults are what a decode step runs (GemvSwitches in gemm.h turns them off for A/B runs).
