@@ -12,7 +12,9 @@
 // each with its own causal limit and window; chunks of p.inv_chunk keys from the row's first key, so the splits
 // (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
 // the new keys); no RoPE fusion.
+#include <algorithm>
 #include <cfloat>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -33,11 +35,13 @@ struct DCfg {
   static constexpr int NG = kThreads / LPK;              // key groups per CTA
 };
 
-// Shared memory: the K/V rounds, double-buffered ([2][KB][NG][k, v][HD] of T), later reused for the merge of the
-// groups ([NG][G][HD] acc, [NG][G] m, l and weight, [G] maximum; fp32).
+constexpr int kMaxPreRounds = 3;  // AttentionKParams::pre_rounds
+
+// Shared memory: the K/V rounds, double-buffered or one buffer per pre-issued round ([nbuf][KB][NG][k, v][HD] of
+// T), later reused for the merge of the groups ([NG][G][HD] acc, [NG][G] m, l and weight, [G] maximum; fp32).
 template <class T, int HD, int G>
-constexpr size_t decode_smem() {
-  const size_t kv = size_t(2) * KB * DCfg<HD>::NG * 2 * HD * sizeof(T);
+constexpr size_t decode_smem(int nbuf) {
+  const size_t kv = size_t(nbuf) * KB * DCfg<HD>::NG * 2 * HD * sizeof(T);
   const size_t merge = (size_t(DCfg<HD>::NG) * G * (HD + 3) + G) * sizeof(float);
   return (kv > merge ? kv : merge) + 16;
 }
@@ -75,7 +79,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   using C = DCfg<HD>;
   constexpr int LPK = C::LPK, VPL = C::VPL, NG = C::NG;
   extern __shared__ __align__(16) float dsm[];
-  T* kvs = reinterpret_cast<T*>(dsm);      // [2][KB][NG][2][HD] K/V rounds (each thread reads only its own slots)
+  T* kvs = reinterpret_cast<T*>(dsm);      // [nbuf][KB][NG][2][HD] K/V rounds (each thread reads only its own slots)
   float* sm_acc = dsm;                     // [NG][G][HD] (after the loop)
   float* sm_m = sm_acc + NG * G * HD;      // [NG][G]
   float* sm_l = sm_m + NG * G;             // [NG][G]
@@ -103,8 +107,11 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   const int n = pos + 1 - k_lo;
   // Invariant: chunks of inv_chunk keys (the grid has splits for max_seq_len; a longer context, which the engine's
   // limits exclude, would get longer chunks rather than lose its last splits).
+  // Pre-issued rounds (fused RoPE only): every round of the split up to `pre` is loaded before the wait, each
+  // into its own buffer, so that after the wait only the new token's q, k, v are read.
+  const int pre = ROPE ? p.pre_rounds : 1, nbuf = pre > 1 ? pre : 2;
   const int chunk = INV ? max(p.inv_chunk, (n + p.num_splits - 1) / p.num_splits)
-                        : max(NG * KB, (n + p.num_splits - 1) / p.num_splits);
+                        : max(NG * KB * pre, (n + p.num_splits - 1) / p.num_splits);
   const int active = (n + chunk - 1) / chunk;
   if (split >= active) return;
   const int k0 = k_lo + split * chunk, k1 = min(k_lo + n, k0 + chunk);
@@ -135,7 +142,11 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     }
     cp_async_commit();
   };
-  if constexpr (!INV) issue_round(k0, 0, true);
+  if constexpr (!INV) {
+    issue_round(k0, 0, true);
+    for (int r = 1; r < pre; ++r)
+      if (k0 + r * NG * KB < k1) issue_round(k0 + r * NG * KB, r, true);
+  }
   // Fused RoPE: this lane's cos and sin, from the table (host-made) before the wait.
   float rc[VPL * 8], rs[VPL * 8];
   if constexpr (ROPE) {
@@ -256,12 +267,20 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
   // Trip counts are uniform across the CTA (the shuffles below need whole warps); keys past k1 are masked.
   // Round r + 1's copies are in flight while round r is computed.
+  // Pre-issued rounds: rounds past `pre` (a chunk longer than pre rounds: contexts beyond 33 * pre rounds) are
+  // loaded when reached, into the buffer of the round `nbuf` before.
   int buf = 0;
-  for (int base = k0; base < k1; base += NG * KB, buf ^= 1) {
-    if (base + NG * KB < k1) {
+  for (int base = k0, r = 0; base < k1; base += NG * KB, ++r) {
+    if (pre > 1) {
+      buf = r % nbuf;
+      if (r >= pre) issue_round(base, buf, false);
+      cp_async_wait<0>();
+    } else if (base + NG * KB < k1) {
+      buf = r & 1;
       issue_round(base + NG * KB, buf ^ 1, false);
       cp_async_wait<1>();
     } else {
+      buf = r & 1;
       cp_async_wait<0>();
     }
 #pragma unroll
@@ -381,8 +400,9 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
 template <class T, int HD, int G, bool ROPE, bool INV>
 void launch_decode_mode(const AttentionKParams& p, cudaStream_t s) {
-  const size_t smem = decode_smem<T, HD, G>();
-  allow_smem<decode_attention_kernel<T, HD, G, ROPE, INV>>(smem);
+  const int pre = ROPE ? p.pre_rounds : 1;
+  const size_t smem = decode_smem<T, HD, G>(pre > 1 ? pre : 2);
+  allow_smem<decode_attention_kernel<T, HD, G, ROPE, INV>>(decode_smem<T, HD, G>(kMaxPreRounds));
   const unsigned rows = unsigned(INV ? p.rows : p.S);
   const dim3 grid = p.split_last ? dim3(unsigned(p.nkv), rows, unsigned(p.num_splits))
                                  : dim3(unsigned(p.num_splits), unsigned(p.nkv), rows);
@@ -424,9 +444,14 @@ void invoke_decode_attention(const AttentionKParams& pin, cudaStream_t s) {
   pin.check();
   static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", true);
   static const bool merge_once = env_flag("KILN_ATTN_MERGE_ONCE", true);
+  static const int pre_rounds = [] {
+    const char* v = std::getenv("KILN_ATTN_PRE_ROUNDS");
+    return v ? std::clamp(std::atoi(v), 1, kMaxPreRounds) : 1;
+  }();
   AttentionKParams p = pin;
   p.split_last = split_last;
   p.merge_once = merge_once;
+  p.pre_rounds = pre_rounds;
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");
