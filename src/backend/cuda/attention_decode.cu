@@ -12,9 +12,7 @@
 // each with its own causal limit and window; chunks of p.inv_chunk keys from the row's first key, so the splits
 // (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
 // the new keys); no RoPE fusion.
-#include <algorithm>
 #include <cfloat>
-#include <cstdlib>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -25,6 +23,7 @@ namespace kiln::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kMergeBatch = 4;  // split partials loaded at once by the merging CTA
 constexpr int KB = 4;  // keys batched per group; a split takes at least one round of NG * KB keys (measured:
                        // more splits of one round each beat fewer splits of two rounds at batch 1)
 
@@ -35,13 +34,11 @@ struct DCfg {
   static constexpr int NG = kThreads / LPK;              // key groups per CTA
 };
 
-constexpr int kMaxPreRounds = 3;  // AttentionKParams::pre_rounds
-
-// Shared memory: the K/V rounds, double-buffered or one buffer per pre-issued round ([nbuf][KB][NG][k, v][HD] of
-// T), later reused for the merge of the groups ([NG][G][HD] acc, [NG][G] m, l and weight, [G] maximum; fp32).
+// Shared memory: the K/V rounds, double-buffered ([2][KB][NG][k, v][HD] of T), later reused for the merge of the
+// groups ([NG][G][HD] acc, [NG][G] m, l and weight, [G] maximum; fp32).
 template <class T, int HD, int G>
-constexpr size_t decode_smem(int nbuf) {
-  const size_t kv = size_t(nbuf) * KB * DCfg<HD>::NG * 2 * HD * sizeof(T);
+constexpr size_t decode_smem() {
+  const size_t kv = size_t(2) * KB * DCfg<HD>::NG * 2 * HD * sizeof(T);
   const size_t merge = (size_t(DCfg<HD>::NG) * G * (HD + 3) + G) * sizeof(float);
   return (kv > merge ? kv : merge) + 16;
 }
@@ -79,7 +76,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   using C = DCfg<HD>;
   constexpr int LPK = C::LPK, VPL = C::VPL, NG = C::NG;
   extern __shared__ __align__(16) float dsm[];
-  T* kvs = reinterpret_cast<T*>(dsm);      // [nbuf][KB][NG][2][HD] K/V rounds (each thread reads only its own slots)
+  T* kvs = reinterpret_cast<T*>(dsm);      // [2][KB][NG][2][HD] K/V rounds (each thread reads only its own slots)
   float* sm_acc = dsm;                     // [NG][G][HD] (after the loop)
   float* sm_m = sm_acc + NG * G * HD;      // [NG][G]
   float* sm_l = sm_m + NG * G;             // [NG][G]
@@ -107,11 +104,8 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   const int n = pos + 1 - k_lo;
   // Invariant: chunks of inv_chunk keys (the grid has splits for max_seq_len; a longer context, which the engine's
   // limits exclude, would get longer chunks rather than lose its last splits).
-  // Pre-issued rounds (fused RoPE only): every round of the split up to `pre` is loaded before the wait, each
-  // into its own buffer, so that after the wait only the new token's q, k, v are read.
-  const int pre = ROPE ? p.pre_rounds : 1, nbuf = pre > 1 ? pre : 2;
   const int chunk = INV ? max(p.inv_chunk, (n + p.num_splits - 1) / p.num_splits)
-                        : max(NG * KB * pre, (n + p.num_splits - 1) / p.num_splits);
+                        : max(NG * KB, (n + p.num_splits - 1) / p.num_splits);
   const int active = (n + chunk - 1) / chunk;
   if (split >= active) return;
   const int k0 = k_lo + split * chunk, k1 = min(k_lo + n, k0 + chunk);
@@ -142,11 +136,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     }
     cp_async_commit();
   };
-  if constexpr (!INV) {
-    issue_round(k0, 0, true);
-    for (int r = 1; r < pre; ++r)
-      if (k0 + r * NG * KB < k1) issue_round(k0 + r * NG * KB, r, true);
-  }
+  if constexpr (!INV) issue_round(k0, 0, true);
   // Fused RoPE: this lane's cos and sin, from the table (host-made) before the wait.
   float rc[VPL * 8], rs[VPL * 8];
   if constexpr (ROPE) {
@@ -267,20 +257,12 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
   // Trip counts are uniform across the CTA (the shuffles below need whole warps); keys past k1 are masked.
   // Round r + 1's copies are in flight while round r is computed.
-  // Pre-issued rounds: rounds past `pre` (a chunk longer than pre rounds: contexts beyond 33 * pre rounds) are
-  // loaded when reached, into the buffer of the round `nbuf` before.
   int buf = 0;
-  for (int base = k0, r = 0; base < k1; base += NG * KB, ++r) {
-    if (pre > 1) {
-      buf = r % nbuf;
-      if (r >= pre) issue_round(base, buf, false);
-      cp_async_wait<0>();
-    } else if (base + NG * KB < k1) {
-      buf = r & 1;
+  for (int base = k0; base < k1; base += NG * KB, buf ^= 1) {
+    if (base + NG * KB < k1) {
       issue_round(base + NG * KB, buf ^ 1, false);
       cp_async_wait<1>();
     } else {
-      buf = r & 1;
       cp_async_wait<0>();
     }
 #pragma unroll
@@ -385,13 +367,34 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   for (int i = tid; i < G * hd; i += kThreads) {
     const int gi = i / int(hd), d = i % int(hd);
     const int64_t pb = part_base + int64_t(gi) * p.num_splits;
-    float M = -INFINITY;
-    for (int j = 0; j < active; ++j) M = fmaxf(M, __ldcg(p.part_lse + pb + j));
-    float W = 0.f, O = 0.f;
-    for (int j = 0; j < active; ++j) {
-      const float w = exp2f(__ldcg(p.part_lse + pb + j) - M);
-      W += w;
-      O += w * __ldcg(p.part_o + (pb + j) * hd + d);
+    float M = -INFINITY, W = 0.f, O = 0.f;
+    if (p.merge_one_pass) {
+      // The partials of up to kMergeBatch splits loaded at once (one L2 round trip, not two per split), merged
+      // with a running maximum.
+      for (int j0 = 0; j0 < active; j0 += kMergeBatch) {
+        float lse[kMergeBatch], o[kMergeBatch];
+#pragma unroll
+        for (int u = 0; u < kMergeBatch; ++u) {
+          const bool in = j0 + u < active;
+          lse[u] = in ? __ldcg(p.part_lse + pb + j0 + u) : 0.f;
+          o[u] = in ? __ldcg(p.part_o + (pb + j0 + u) * hd + d) : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kMergeBatch; ++u) {
+          if (j0 + u >= active) break;
+          const float Mn = fmaxf(M, lse[u]), a = exp2f(M - Mn), w = exp2f(lse[u] - Mn);  // a = 0 at the first
+          W = W * a + w;
+          O = O * a + w * o[u];
+          M = Mn;
+        }
+      }
+    } else {
+      for (int j = 0; j < active; ++j) M = fmaxf(M, __ldcg(p.part_lse + pb + j));
+      for (int j = 0; j < active; ++j) {
+        const float w = exp2f(__ldcg(p.part_lse + pb + j) - M);
+        W += w;
+        O += w * __ldcg(p.part_o + (pb + j) * hd + d);
+      }
     }
     out[(int64_t(kvh) * G + gi) * hd + d] = from_f<T>(O / W);
   }
@@ -400,9 +403,8 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
 template <class T, int HD, int G, bool ROPE, bool INV>
 void launch_decode_mode(const AttentionKParams& p, cudaStream_t s) {
-  const int pre = ROPE ? p.pre_rounds : 1;
-  const size_t smem = decode_smem<T, HD, G>(pre > 1 ? pre : 2);
-  allow_smem<decode_attention_kernel<T, HD, G, ROPE, INV>>(decode_smem<T, HD, G>(kMaxPreRounds));
+  const size_t smem = decode_smem<T, HD, G>();
+  allow_smem<decode_attention_kernel<T, HD, G, ROPE, INV>>(smem);
   const unsigned rows = unsigned(INV ? p.rows : p.S);
   const dim3 grid = p.split_last ? dim3(unsigned(p.nkv), rows, unsigned(p.num_splits))
                                  : dim3(unsigned(p.num_splits), unsigned(p.nkv), rows);
@@ -444,14 +446,11 @@ void invoke_decode_attention(const AttentionKParams& pin, cudaStream_t s) {
   pin.check();
   static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", true);
   static const bool merge_once = env_flag("KILN_ATTN_MERGE_ONCE", true);
-  static const int pre_rounds = [] {
-    const char* v = std::getenv("KILN_ATTN_PRE_ROUNDS");
-    return v ? std::clamp(std::atoi(v), 1, kMaxPreRounds) : 1;
-  }();
+  static const bool merge_one_pass = env_flag("KILN_ATTN_MERGE_ONE_PASS", true);
   AttentionKParams p = pin;
   p.split_last = split_last;
   p.merge_once = merge_once;
-  p.pre_rounds = pre_rounds;
+  p.merge_one_pass = merge_one_pass;
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");

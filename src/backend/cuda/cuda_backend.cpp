@@ -143,8 +143,10 @@ class CudaBackend final : public Backend {
     if (bytes <= cuda::Transfers::kStageSlot) {
       transfers_->upload(dst.data, src, bytes);  // through a pinned slot: the host does not wait for the device
     } else {
+      // On the stream, not cudaMemcpy: that runs on the legacy default stream, which this non-blocking stream
+      // does not wait for, and from pageable memory it may return before the data has landed.
+      KILN_CUDA_CHECK(cudaMemcpyAsync(dst.data, src, bytes, cudaMemcpyHostToDevice, stream_));
       KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      KILN_CUDA_CHECK(cudaMemcpy(dst.data, src, bytes, cudaMemcpyHostToDevice));
     }
   }
 
@@ -602,8 +604,8 @@ class CudaBackend final : public Backend {
     if (capturing_) fail("cuda backend: RoPE frequencies first needed while a step graph is recorded");
     std::vector<float> f = rope_inv_freq(r, hd);
     Tensor t = alloc(DType::F32, {int64_t(f.size())});
-    KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    KILN_CUDA_CHECK(cudaMemcpy(t.data, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice));
+    KILN_CUDA_CHECK(cudaMemcpyAsync(t.data, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));  // f is freed on return
     inv_freq_[key] = t;
     return t.ptr<float>();
   }

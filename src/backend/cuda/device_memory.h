@@ -30,7 +30,10 @@ struct DeviceBuffer {
       if (ptr) KILN_CUDA_CHECK(cudaFree(ptr));
       ptr = nullptr;
       KILN_CUDA_CHECK(cudaMalloc(&ptr, need));
+      // cudaMemset runs on the legacy default stream, which the backend's non-blocking stream does not wait
+      // for: without the synchronize, a kernel could read the buffer (an attention counter) before it is zero.
       KILN_CUDA_CHECK(cudaMemset(ptr, 0, need));
+      KILN_CUDA_CHECK(cudaDeviceSynchronize());
       bytes = need;
     }
     return static_cast<T*>(ptr);

@@ -211,9 +211,9 @@ struct AttentionKParams {
   // (KILN_ATTN_SPLIT_LAST=0: the old order, for A/B runs).
   bool split_last = true;
   bool merge_once = true;  // A/B switch KILN_ATTN_MERGE_ONCE: the groups' merge weights computed once per head
-  // Fused-RoPE decode: rounds of keys per split, all issued before the dependency wait (1..3; set by
-  // invoke_decode_attention, KILN_ATTN_PRE_ROUNDS). More rounds: fewer splits to merge across CTAs.
-  int pre_rounds = 1;
+  // The last CTA merges the splits' partials in one pass over them, loaded together (KILN_ATTN_MERGE_ONE_PASS=0:
+  // a pass for the maximum, then one for the sums).
+  bool merge_one_pass = true;
   DType dt = DType::BF16;
   void check() const;
 };
