@@ -4,10 +4,11 @@
 // CTA, groups of LPK lanes take one key each (16-byte loads, KB keys batched per group so several loads are in
 // flight), with a running (max, sum, acc) per group; groups merge through shared memory.
 // With several splits, each writes (o, lse) partials and the last CTA to arrive (an atomic counter per
-// (sequence, kv head), reset by that CTA) merges them: no second kernel. The grid depends only on the batch
-// size and the engine's max_seq_len, so a CUDA graph replays it at any context length. Optionally the step's
-// rope_kv is fused in (ROPE): q and the new k are rotated in registers and the new k, v written to the cache by
-// the group that would have read them, which saves a kernel (and its launch gap) per layer at batch 1.
+// (sequence, kv head), reset by that CTA) merges them, loading them together, in one pass: no second kernel. The
+// grid depends only on the batch size and the engine's max_seq_len, so a CUDA graph replays it at any context
+// length. Optionally the step's rope_kv is fused in (ROPE): q and the new k are rotated in registers and the new
+// k, v written to the cache by the group that would have read them, which saves a kernel (and its launch gap) per
+// layer at batch 1.
 // Batch-invariant mode (INV): every new token of the step is a row of the grid (grid y), prompt chunks included,
 // each with its own causal limit and window; chunks of p.inv_chunk keys from the row's first key, so the splits
 // (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
