@@ -155,7 +155,6 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
       }
     }
   }
-  const int new_slot = ROPE ? p.slots[t] : 0;  // step metadata: before the wait
   pdl_wait();
   pdl_launch_dependents();  // let the next kernel (a GEMV) launch and prefetch its weights now
   if constexpr (INV) issue_round(k0, 0, false);
@@ -164,18 +163,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   // keys include pos, in whichever round, uses them and writes them to the cache.
   int new_b = -1;
   uint4 new_kv[2][VPL];
-  // Fused RoPE: this lane's q vectors, loaded with the new k and v (q_early) rather than after the k rotation and
-  // the cache write, which the compiler may not move loads above (one L2 round trip less after the wait).
-  uint4 q_raw[ROPE ? G : 1][VPL];
-  auto load_q = [&] {
-    const T* qr = static_cast<const T*>(p.qkv) + int64_t(t) * row + int64_t(kvh) * G * hd;
-#pragma unroll
-    for (int gi = 0; gi < (ROPE ? G : 1); ++gi)
-#pragma unroll
-      for (int v = 0; v < VPL; ++v) q_raw[gi][v] = *reinterpret_cast<const uint4*>(qr + gi * hd + (lig + v * LPK) * 8);
-  };
   if constexpr (ROPE) {
-    if (p.q_early) load_q();
     const T* kr = static_cast<const T*>(p.qkv) + int64_t(t) * row + (p.nh + kvh) * hd;
     float kf[VPL * 8];
 #pragma unroll
@@ -196,7 +184,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
       new_kv[0][v] = pack8<T>(f);
     }
     if (pos >= k0 && pos < k1 && (pos - k0) % NG == gid) {
-      const int slot = new_slot;
+      const int slot = p.slots[t];
       T* dst = const_cast<T*>(cache) + int64_t(pd.block(slot)) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(slot)) * hd;
 #pragma unroll
       for (int v = 0; v < VPL; ++v) {
@@ -205,7 +193,6 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
         *reinterpret_cast<uint4*>(dst + kv_plane + vec * 8) = new_kv[1][v];
       }
     }
-    if (!p.q_early) load_q();
   } else if (!INV && pos >= k0 && pos < min(k1, k0 + NG * KB) && (pos - k0 - gid) >= 0 && (pos - k0 - gid) % NG == 0) {
     new_b = (pos - k0 - gid) / NG;
     const T* src = cache + int64_t(table[pd.block(pos)]) * 2 * kv_plane + (int64_t(kvh) * p.tpb + pd.offset(pos)) * hd;
@@ -228,11 +215,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     for (int v = 0; v < VPL; ++v) {
       const int vec = lig + v * LPK;
       float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      if constexpr (ROPE) {
-        unpack8<T>(q_raw[gi][v], f);  // hd == HD
-      } else if (vec < hd_vecs) {
-        unpack8<T>(*reinterpret_cast<const uint4*>(qkv + (int64_t(kvh) * G + gi) * hd + vec * 8), f);
-      }
+      if (vec < hd_vecs) unpack8<T>(*reinterpret_cast<const uint4*>(qkv + (int64_t(kvh) * G + gi) * hd + vec * 8), f);
 #pragma unroll
       for (int i = 0; i < 8; ++i) q[gi][v * 8 + i] = f[i];
     }
@@ -465,12 +448,10 @@ void invoke_decode_attention(const AttentionKParams& pin, cudaStream_t s) {
   static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", true);
   static const bool merge_once = env_flag("KILN_ATTN_MERGE_ONCE", true);
   static const bool merge_one_pass = env_flag("KILN_ATTN_MERGE_ONE_PASS", true);
-  static const bool q_early = env_flag("KILN_ATTN_Q_EARLY", true);
   AttentionKParams p = pin;
   p.split_last = split_last;
   p.merge_once = merge_once;
   p.merge_one_pass = merge_one_pass;
-  p.q_early = q_early;
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");

@@ -214,7 +214,6 @@ struct AttentionKParams {
   // The last CTA merges the splits' partials in one pass over them, loaded together (KILN_ATTN_MERGE_ONE_PASS=0:
   // a pass for the maximum, then one for the sums).
   bool merge_one_pass = true;
-  bool q_early = true;  // fused RoPE: q loaded with the new k, v (KILN_ATTN_Q_EARLY=0: after the cache write)
   DType dt = DType::BF16;
   void check() const;
 };
