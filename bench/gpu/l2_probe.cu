@@ -1,7 +1,8 @@
 // Probe: how much of a region prefetched into L2 is still there when a kernel reads it 40 us later, by method.
 // A decode step's GEMV after the attention prefetches the next weights (up to 64 MB) while the attention runs;
-// this measures what each way of prefetching leaves in L2. Standalone (no kiln code):
-//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/gpu/l2_probe.cu -o l2_probe && ./l2_probe
+// this measures what each way of prefetching leaves in L2, with the GEMV's own load and prefetch helpers
+// (cuda_common.cuh; header only, no kiln library to link):
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc -Iinclude bench/gpu/l2_probe.cu -o l2_probe
 // Prints one JSON object: the device, then per (method, MB) the median read time of the region (5 trials, L2
 // flushed by a 512 MB read before each) and the prefetch kernel's own time.
 #include <cuda_runtime.h>
@@ -10,6 +11,11 @@
 #include <cstdio>
 #include <cstdint>
 #include <vector>
+
+#include "backend/cuda/cuda_common.cuh"
+
+using kiln::cuda::ld_stream;
+using kiln::cuda::prefetch_l2;
 
 #define CK(x)                                                                   \
   do {                                                                          \
@@ -21,14 +27,6 @@
   } while (0)
 
 __device__ unsigned sink;
-
-__device__ __forceinline__ uint4 ld_stream(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // Reads `bytes` of p: each warp a contiguous slice, 4 16-byte loads in flight per lane (as the GEMV does).
 __global__ void read_kernel(const char* p, int64_t bytes) {
@@ -51,7 +49,7 @@ __global__ void read_kernel(const char* p, int64_t bytes) {
 __global__ void prefetch_kernel(const char* p, int64_t bytes, int method) {
   const int64_t threads = int64_t(gridDim.x) * blockDim.x, t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (method == 1) {
-    for (int64_t b = t * 128; b < bytes; b += threads * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + b));
+    for (int64_t b = t * 128; b < bytes; b += threads * 128) prefetch_l2(p + b);
   } else if (method == 2) {
     for (int64_t b = t * 128; b < bytes; b += threads * 128)
       asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p + b));
