@@ -50,11 +50,11 @@ __device__ void prefetch_slice(const void* base, int64_t half_lines, int64_t hal
   }
 }
 
-// The fused greedy choice's key: the float's bits in value order above the complemented column, so that the
-// largest key is the largest value at its lowest column. 0 is below every key (no candidate).
+// The fused greedy choice's key: the value's order key (sampling_math.h: -0 and +0 equal, as the argmax kernel's
+// comparison has them) above the complemented column, so that the largest key is the largest value at its lowest
+// column. 0 is below every key of a non-NaN value (no candidate).
 __device__ __forceinline__ unsigned long long argmax_key(float v, int64_t n) {
-  const unsigned u = __float_as_uint(v), ordered = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<unsigned long long>(ordered) << 32) | static_cast<unsigned>(~static_cast<unsigned>(n));
+  return (static_cast<unsigned long long>(order_key(v)) << 32) | static_cast<unsigned>(~static_cast<unsigned>(n));
 }
 
 // The block's best key per row merged into p.argmax_keys; the grid's last block writes the choices (see
