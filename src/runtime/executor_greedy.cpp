@@ -63,11 +63,12 @@ Executor::Impl::InFlight Executor::Impl::launch_greedy(const StepPlan& plan, boo
   return f;
 }
 
-// The next step is predictable: nothing else can join it (no new request, no cancellation, nobody waiting), every
-// running sequence is in this step and ends its pending tokens in it, and none reaches its length limit with the
-// token this step chooses.
+// The next step may continue this one: every running sequence is in this step and ends its pending tokens in it,
+// none reaches its length limit with the token this step chooses, and no request arrived or was cancelled (those
+// are taken in first). Requests waiting for room may still be admitted by the next plan: it is then not queued
+// ahead, but run once the choices are in.
 bool Executor::Impl::can_speculate(const InFlight& f) {
-  if (sched_->num_waiting() > 0 || int64_t(f.plan.items.size()) != sched_->num_running()) return false;
+  if (int64_t(f.plan.items.size()) != sched_->num_running()) return false;
   for (size_t i = 0; i < f.plan.items.size(); ++i) {
     const StepItem& it = f.plan.items[i];
     if (f.rows[i] < 0) return false;
