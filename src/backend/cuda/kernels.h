@@ -205,15 +205,6 @@ struct AttentionKParams {
   const int32_t* token_seq = nullptr;  // [T]
   int64_t row0 = 0, rows = 0;
   int inv_chunk = 0;
-  // Decode kernel grid (kv head, row, split), the split slowest: the CTAs that have keys (the first splits) are
-  // dispatched first, the empty ones (the grid has splits for max_seq_len) after them. H100, 1B decode: +0.6%
-  // against (split, kv head, row) (bench/gpu/NOTES.md, session 7). Set by invoke_decode_attention
-  // (KILN_ATTN_SPLIT_LAST=0: the old order, for A/B runs).
-  bool split_last = true;
-  bool merge_once = true;  // A/B switch KILN_ATTN_MERGE_ONCE: the groups' merge weights computed once per head
-  // The last CTA merges the splits' partials in one pass over them, loaded together (KILN_ATTN_MERGE_ONE_PASS=0:
-  // a pass for the maximum, then one for the sums).
-  bool merge_one_pass = true;
   DType dt = DType::BF16;
   void check() const;
 };
