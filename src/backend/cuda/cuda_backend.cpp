@@ -319,8 +319,7 @@ class CudaBackend final : public Backend {
     a.K = K;
     a.dt = dt_;
     a.out_dt = p.out.dtype;
-    const bool gemv = a.M <= cuda::kGemvMaxRows && (a.out_dt == dt_ || cuda::GemvSwitches::get().f32_fusions) &&
-                      gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
+    const bool gemv = a.M <= cuda::kGemvMaxRows && gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
     PendingGemv g{a, gemv ? gemm_->tactic(a).gemv_unroll : 4};
     if (gemv && pending_norm_ && p.x.data == pending_norm_->out.data &&
         size_t(a.M * a.K) * dtype_size(dt_) <= cuda::kGemvNormSmem) {
@@ -646,11 +645,12 @@ class CudaBackend final : public Backend {
       k.gate_up = g.gate_up;
       k.silu_gated = true;
     }
-    const cuda::GemvSwitches& sw = cuda::GemvSwitches::get();
-    k.l2_next = sw.next_l2 ? g.l2_next : nullptr;
+    k.l2_next = g.l2_next;
     k.l2_next_bytes = g.l2_next_bytes;
     k.l2_next_gated = g.l2_next_gated;
-    k.l2_prefetch_bytes = sw.l2_all || after_decode_attention_ ? sw.l2_bytes : g.norm_residual ? 0 : sw.l2_rest_bytes;
+    k.l2_prefetch_bytes = after_decode_attention_ ? cuda::kGemvL2AfterAttention
+                          : g.norm_residual       ? 0
+                                                  : cuda::kGemvL2Rest;
     after_decode_attention_ = false;
     cuda::invoke(k, stream_);
   }
