@@ -7,7 +7,7 @@
 # Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
 # kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
 # PHASES selects parts and their order (default: "tests memcheck bench peer"; also "ttft": TTFT and the prefill
-# profile only, "sweep": decode under the DECODE_VARIANTS environment settings, "profile": the decode profiles); PEER_COMPILE=0 skips torch.compile runs, PEERS (names) selects peer runs;
+# profile only, "profile": the decode profiles); PEER_COMPILE=0 skips torch.compile runs, PEERS (names) selects peer runs;
 # MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
 # command, its exit code and wall time, and the run's own JSON result (or the tail of its log).
 set -uo pipefail
@@ -107,18 +107,6 @@ phase_bench() {
   record profile_8b_batch512 180 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 192 --batch 512
   record profile_8b_prefill 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 2048 --mode prefill
   record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128
-}
-
-# Decode under kernel-tuning environment settings (DECODE_VARIANTS: space-separated "NAME:VAR=VALUE,VAR=VALUE"),
-# for comparing variants of one build in one run.
-phase_sweep() {
-  engine_1b
-  engine_8b
-  for v in ${DECODE_VARIANTS:-base:}; do
-    local name=${v%%:*} envs=${v#*:}
-    record "sweep_${name}_1b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
-    record "sweep_${name}_8b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
-  done
 }
 
 # The decode profiles only (each op timed alone, both shapes).
