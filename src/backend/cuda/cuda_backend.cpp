@@ -313,8 +313,7 @@ class CudaBackend final : public Backend {
   }
   // The build chose kiln's GEMV for this shape and row count.
   bool gemv_tactic(const cuda::GemmArgs& a) const {
-    return a.M <= cuda::kGemvMaxRows && (a.out_dt == dt_ || cuda::GemvSwitches::get().f32_fusions) &&
-           gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
+    return a.M <= cuda::kGemvMaxRows && gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
   }
 
   void rope_kv(const RopeKvParams& p) override {
@@ -596,11 +595,12 @@ class CudaBackend final : public Backend {
       k.gate_up = g.gate_up;
       k.silu_gated = true;
     }
-    const cuda::GemvSwitches& sw = cuda::GemvSwitches::get();
-    k.l2_next = sw.next_l2 ? g.l2_next : nullptr;
+    k.l2_next = g.l2_next;
     k.l2_next_bytes = g.l2_next_bytes;
     k.l2_next_gated = g.l2_next_gated;
-    k.l2_prefetch_bytes = sw.l2_all || after_decode_attention_ ? sw.l2_bytes : g.norm_residual ? 0 : sw.l2_rest_bytes;
+    k.l2_prefetch_bytes = after_decode_attention_ ? cuda::kGemvL2AfterAttention
+                          : g.norm_residual       ? 0
+                                                  : cuda::kGemvL2Rest;
     after_decode_attention_ = false;
     cuda::invoke(k, stream_);
   }
