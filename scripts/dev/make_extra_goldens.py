@@ -130,11 +130,15 @@ def make(name, d):
 
 
 def compare(made, committed):
-    """Names of the files that differ between two model folders (or exist in only one)."""
-    a, b = sorted(os.listdir(made)), sorted(os.listdir(committed)) if os.path.isdir(committed) else []
-    diff = sorted(set(a) ^ set(b))
-    diff += [f for f in sorted(set(a) & set(b)) if not filecmp.cmp(os.path.join(made, f), os.path.join(committed, f),
-                                                                     shallow=False)]
+    """The files this script made that are missing from the committed folder or differ from its copy (files it does
+    not make, such as dtype_error.json, are not its to compare)."""
+    diff = []
+    for f in sorted(os.listdir(made)):
+        c = os.path.join(committed, f)
+        if not os.path.isfile(c):
+            diff.append(f + " (missing)")
+        elif not filecmp.cmp(os.path.join(made, f), c, shallow=False):
+            diff.append(f)
     return diff
 
 
