@@ -45,18 +45,23 @@ std::string py_float(double f) {
   digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
   while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
   const int n = static_cast<int>(digits.size());
-  std::string out;
+  std::string out = neg ? "-" : "";
   if (exp >= -4 && exp < 16) {
-    if (exp < 0) out = "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
-    else if (n <= exp + 1) out = digits + std::string(static_cast<size_t>(exp + 1 - n), '0') + ".0";
-    else out = digits.substr(0, static_cast<size_t>(exp + 1)) + "." + digits.substr(static_cast<size_t>(exp + 1));
+    if (exp < 0) {
+      out.append("0.").append(static_cast<size_t>(-exp - 1), '0').append(digits);
+    } else if (n <= exp + 1) {
+      out.append(digits).append(static_cast<size_t>(exp + 1 - n), '0').append(".0");
+    } else {
+      out.append(digits, 0, static_cast<size_t>(exp + 1)).append(".").append(digits, static_cast<size_t>(exp + 1));
+    }
   } else {
-    out = digits.substr(0, 1) + (n > 1 ? "." + digits.substr(1) : "");
+    out.append(digits, 0, 1);
+    if (n > 1) out.append(".").append(digits, 1);
     char e[16];
     std::snprintf(e, sizeof e, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     out += e;
   }
-  return neg ? "-" + out : out;
+  return out;
 }
 
 std::string py_repr_str(const std::string& s) {
