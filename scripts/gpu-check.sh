@@ -99,6 +99,7 @@ phase_bench() {
   engine_1b
   engine_8b
   record copy_bw 60 "$BIN/kiln_gpu_bench" copy-bw
+  record sampling 60 "$BIN/kiln_gpu_bench" sampling --reps 5
   record decode_1b 300 "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
   record decode_8b 300 "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
   record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5

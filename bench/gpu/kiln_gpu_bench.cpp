@@ -4,6 +4,7 @@
 //   ttft       --engine D [--prompt-len 2048 --reps 5]            time to first token (prefill + device argmax)
 //   throughput --engine D [--requests 2000 --input 128 --output 128]  all requests at t=0, in-flight batching
 //   profile    --engine D [--prompt-len 128 --batch 1 --mode decode|prefill]   op by op (see profile())
+//   sampling   [--reps 3]                        one Backend::sample call per filter setting (sampling_bench.cpp)
 // Engines are usually synthetic (kiln build --synthetic CONFIG --target cuda). Weight bytes per decode step count
 // every weight matrix once (the embedding table only where it is the tied lm_head); KV bytes count the keys and
 // values read at the mean context length.
@@ -25,6 +26,7 @@
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_runner.h"
+#include "sampling_bench.h"
 #include "timeline.h"
 
 using json = nlohmann::json;
@@ -47,7 +49,8 @@ struct Args {
 };
 
 Args parse(int argc, char** argv) {
-  if (argc < 2) fail("usage: kiln_gpu_bench copy-bw | decode | ttft | throughput [--engine DIR] [options]");
+  if (argc < 2)
+    fail("usage: kiln_gpu_bench copy-bw | decode | ttft | throughput | profile | sampling [--engine DIR] [options]");
   Args a;
   a.cmd = argv[1];
   for (int i = 2; i < argc; i += 2) {
@@ -441,6 +444,8 @@ int main(int argc, char** argv) {
       j = kiln::throughput(a);
     } else if (a.cmd == "profile") {
       j = kiln::profile(a);
+    } else if (a.cmd == "sampling") {
+      j = kiln::sampling_bench(a.reps);
     } else {
       kiln::fail("unknown benchmark '{}'", a.cmd);
     }
