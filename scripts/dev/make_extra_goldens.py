@@ -24,6 +24,7 @@ import argparse
 import filecmp
 import json
 import os
+import shutil
 import sys
 import tempfile
 import zlib
@@ -151,11 +152,16 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)  # --check is the proof of byte-identity
-    if a.out:
+    if a.out:  # each model made in a temporary folder and copied over only once whole
         for name in a.models:
-            d = os.path.join(a.out, name)
-            os.makedirs(d, exist_ok=True)
-            make(name, d)
+            with tempfile.TemporaryDirectory() as tmp:
+                made = os.path.join(tmp, name)
+                os.makedirs(made)
+                make(name, made)
+                d = os.path.join(a.out, name)
+                os.makedirs(d, exist_ok=True)
+                for f in sorted(os.listdir(made)):
+                    shutil.copyfile(os.path.join(made, f), os.path.join(d, f))
         return 0
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
