@@ -333,7 +333,8 @@ bool apply_test(const std::string& name, const Value& v, Args& a) {
 Value apply_filter(const std::string& name, const Value& v, Args& a, Kwargs& kw) {
   if (name == "trim") return Value::str(strip(to_str(v), arg(a, kw, 0, "chars"), true, true));
   if (name == "length" || name == "count") return Value::integer(length(v));
-  if (name == "tojson") {  // transformers': tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
+  // transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False): json.dumps
+  if (name == "tojson") {
     JsonOptions o;
     o.ensure_ascii = truthy(arg(a, kw, 0, "ensure_ascii", Value::boolean(false)));
     const Value ind = arg(a, kw, 1, "indent");

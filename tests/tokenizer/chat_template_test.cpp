@@ -56,7 +56,8 @@ TEST(ChatTemplate, JinjaSemanticsAsJinja2) {
   ASSERT_GE(data()["jinja"].size(), 26u);
   for (const auto& c : data()["jinja"]) {
     const nlohmann::json ctx = c.contains("context") ? c["context"] : nlohmann::json::object();
-    EXPECT_EQ(render_or_error(c["template"], ctx), c["expected"].get<std::string>()) << c["name"] << ": " << c["template"];
+    EXPECT_EQ(render_or_error(c["template"], ctx), c["expected"].get<std::string>())
+        << c["name"] << ": " << c["template"];
   }
 }
 
