@@ -115,6 +115,7 @@ phase_bench() {
   record decode_8b 300 kiln_bench --engine "$E8" --num-requests 5 --concurrency 1 --input-len 128 --output-len 256
   record ttft_8b 300 kiln_bench --engine "$E8" --num-requests 6 --concurrency 1 --input-len 2048 --output-len 1
   record throughput_8b 600 kiln_bench --engine "$E8" --num-requests 2000 --input-len 128 --output-len 128
+  record sampling 60 "$BIN/kiln_gpu_bench" sampling --reps 5
   record profile_1b 120 "$BIN/kiln_gpu_bench" profile --engine "$E1" --prompt-len 128
   record profile_8b 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 128
 }

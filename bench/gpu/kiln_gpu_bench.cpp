@@ -3,6 +3,7 @@
 // where a step's time goes:
 //   copy-bw                                  device-to-device copy bandwidth (bytes read + written per second)
 //   profile    --engine D [--prompt-len 128 --batch 1 --mode decode|prefill]   op by op (see profile())
+//   sampling   [--reps 3]                        one Backend::sample call per filter setting (sampling_bench.cpp)
 // Engines are usually synthetic (kiln build --synthetic CONFIG --target cuda).
 #include <cuda_runtime.h>
 
@@ -20,6 +21,7 @@
 #include "model/weights.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_runner.h"
+#include "sampling_bench.h"
 #include "timeline.h"
 
 using json = nlohmann::json;
@@ -37,12 +39,12 @@ double median(std::vector<double> v) {
 
 struct Args {
   std::string cmd, engine;
-  int64_t prompt_len = 128, batch = 1;
+  int64_t prompt_len = 128, batch = 1, reps = 3;
   std::string mode = "decode";
 };
 
 Args parse(int argc, char** argv) {
-  if (argc < 2) fail("usage: kiln_gpu_bench copy-bw | profile [--engine DIR] [options]");
+  if (argc < 2) fail("usage: kiln_gpu_bench copy-bw | profile | sampling [--engine DIR] [options]");
   Args a;
   a.cmd = argv[1];
   for (int i = 2; i < argc; i += 2) {
@@ -52,6 +54,7 @@ Args parse(int argc, char** argv) {
     if (k == "--engine") a.engine = v;
     else if (k == "--prompt-len") a.prompt_len = std::stoll(v);
     else if (k == "--batch") a.batch = std::stoll(v);
+    else if (k == "--reps") a.reps = std::stoll(v);
     else if (k == "--mode") a.mode = v;
     else fail("unknown option {}", k);
   }
@@ -269,6 +272,8 @@ int main(int argc, char** argv) {
       j = kiln::copy_bw();
     } else if (a.cmd == "profile") {
       j = kiln::profile(a);
+    } else if (a.cmd == "sampling") {
+      j = kiln::sampling_bench(a.reps);
     } else {
       kiln::fail("unknown benchmark '{}'", a.cmd);
     }

@@ -59,11 +59,11 @@ void convert_checkpoint(const ConvertOptions& o) {
   const std::string cfg_path = (fs::path(o.model_dir) / "config.json").string();
   if (!fs::exists(cfg_path)) fail("{}: missing (not a Hugging Face model folder?)", cfg_path);
   ModelConfig cfg = config_from_hf(read_json_file(cfg_path), cfg_path);
+  if (o.rope_freq_checkpoint_dtype && cfg.position == PositionType::Rope) cfg.rope.freq_dtype = cfg.dtype;
   if (o.dtype) {
     if (!is_float(*o.dtype)) fail("--dtype {}: expected float32, float16 or bfloat16", dtype_name(*o.dtype));
     cfg.dtype = *o.dtype;
   }
-  if (o.rope_freq_f32) cfg.rope.freq_dtype = DType::F32;
   SafetensorsSet src(o.model_dir);
   const auto recipes = hf_recipes(cfg);
   // Check every tensor before writing anything.

@@ -12,9 +12,10 @@ struct ConvertOptions {
   std::string output_dir;
   std::optional<DType> dtype;  // default: the checkpoint's dtype
   bool progress = true;
-  // RoPE inverse frequencies: rounded to the HF checkpoint's dtype (false, the default: what transformers computes
-  // when it runs the model in that dtype) or kept in float32 (true: transformers loading the model in float32).
-  bool rope_freq_f32 = false;
+  // RoPE inverse frequencies: float32 (false, the default: what transformers' from_pretrained, vLLM and TensorRT-LLM
+  // compute for any checkpoint dtype) or rounded to the HF checkpoint's dtype (true: `--rope-freq-dtype checkpoint`,
+  // as transformers computes them for a model cast to that dtype in memory).
+  bool rope_freq_checkpoint_dtype = false;
 };
 
 void convert_checkpoint(const ConvertOptions& opts);

@@ -248,8 +248,7 @@ ModelConfig config_from_hf(const json& j, const std::string& src) {
     if (act != "silu") fail("{}: unsupported hidden_act '{}' (supported: silu)", src, act);
     c.activation = Activation::SiluGated;
     c.position = PositionType::Rope;
-    c.rope = parse_hf_rope(j, src);
-    c.rope.freq_dtype = c.dtype;
+    c.rope = parse_hf_rope(j, src);  // freq_dtype stays float32 (kiln convert --rope-freq-dtype checkpoint rounds)
     c.tie_embeddings = r.opt<bool>("tie_word_embeddings", false);
     if (a == "Qwen2ForCausalLM") c.qkv_bias = true;
     else c.qkv_bias = r.opt<bool>("attention_bias", false);

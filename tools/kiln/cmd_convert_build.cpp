@@ -17,14 +17,14 @@ void register_convert(CLI::App& app) {
   cmd->add_option("--output", o->output_dir, "kiln checkpoint folder to create (must not exist)")->required();
   cmd->add_option("--dtype", *dtype, "weight dtype: float32 | float16 | bfloat16 (default: the checkpoint's)")
       ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
-  auto freq = std::make_shared<std::string>("checkpoint");
+  auto freq = std::make_shared<std::string>("float32");
   cmd->add_option("--rope-freq-dtype", *freq,
-                  "RoPE frequencies: checkpoint (rounded to the checkpoint's dtype, as transformers runs it in that "
-                  "dtype; default) | float32 (as transformers runs it loaded in float32)")
+                  "RoPE frequencies: float32 (default; as transformers' from_pretrained, vLLM and TensorRT-LLM compute "
+                  "them) | checkpoint (rounded to the checkpoint's dtype, as for a model cast to it in memory)")
       ->check(CLI::IsMember({"checkpoint", "float32"}));
   cmd->callback([o, dtype, freq] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
-    o->rope_freq_f32 = *freq == "float32";
+    o->rope_freq_checkpoint_dtype = *freq == "checkpoint";
     convert_checkpoint(*o);
   });
 }
