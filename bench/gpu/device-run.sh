@@ -5,6 +5,10 @@
 set -uo pipefail
 ROOT=$(pwd)
 mkdir -p build-gpu/bin && tar -xJf .gpu-carry/bin.tar.xz -C build-gpu/bin || exit 1
+# An earlier commit's binaries for the baseline phase (bench/gpu/pack.sh BASE=COMMIT), when carried.
+if [ -f .gpu-carry/base.tar.xz ]; then
+  mkdir -p build-base/bin && tar -xJf .gpu-carry/base.tar.xz -C build-base/bin && export BASE_BIN=$ROOT/build-base/bin
+fi
 # The test binaries find fixtures through the source path compiled into them (/work/main).
 [ -e /work/main ] || { mkdir -p /work && ln -s "$ROOT" /work/main; }
 RES=$(mktemp -d /tmp/gpu-results-XXXXXX)

@@ -176,6 +176,9 @@ class StepGraph {
   virtual void replay() = 0;
 };
 
+struct StepOps;               // backend/step_ops.h
+enum class Fusion : uint8_t;  // backend/step_ops.h
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -218,6 +221,13 @@ class Backend {
   virtual void argmax(const ArgmaxParams& p) = 0;
   virtual void sample(const SampleParams& p) = 0;
   virtual void top_log_probs(const TopLogProbsParams& p) = 0;
+
+  // A step's ops (backend/step_ops.h), in order, each group joined by fusions run as one kernel where the backend
+  // fuses them. The default runs op by op (a fusion never changes what the ops compute).
+  virtual void run(const StepOps& ops);
+  // Whether this backend runs ops.ops[i] fused with ops.ops[i + 1] as `f` (the rule of fusion_plan.h that
+  // proposes it has checked the data flow; the fusions of ops before i are decided). Default: none.
+  virtual bool can_fuse(const StepOps& ops, size_t i, Fusion f) const { return false; }
 
   // Called by Engine::load before any weight is loaded: the backend takes the engine's compute dtype, limits
   // and tactics, and refuses (kiln::Error) an engine it cannot run, e.g. one built for another GPU.

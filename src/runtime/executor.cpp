@@ -92,6 +92,7 @@ Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const Execut
   stats_.kv_blocks_total = num_blocks;
   stats_.kv_blocks_free = num_blocks;
   stats_.tokens_per_block = cfg_.tokens_per_block;
+  warm_up();
   thread_ = std::thread([this] { loop(); });
 }
 
