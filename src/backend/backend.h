@@ -10,11 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "backend/backend_config.h"
 #include "backend/sampling_math.h"
-#include "build/engine_format.h"
 #include "core/error.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
 #include "model/config.h"
 
 namespace kiln {
@@ -205,7 +204,7 @@ class Backend {
   virtual size_t free_memory() const = 0;  // bytes available for the KV cache
 
   // A weight from an engine file, converted to the layout and dtype this backend computes with.
-  virtual Tensor load_weight(const TensorView& v) = 0;
+  virtual Tensor load_weight(const WeightView& v) = 0;
 
   // Ops.
   virtual void embedding(const EmbeddingParams& p) = 0;
@@ -232,7 +231,7 @@ class Backend {
 
   // Called by Engine::load before any weight is loaded: the backend takes the engine's compute dtype, limits
   // and tactics, and refuses (kiln::Error) an engine it cannot run, e.g. one built for another GPU.
-  virtual void configure(const EngineInfo& info) {}
+  virtual void configure(const BackendConfig& config) {}
   // A weight of uniform pseudo-random values in [-scale, scale), a pure function of (element index, seed):
   // every backend produces the same values up to its dtype's rounding. Synthetic engines are made of these.
   virtual Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) = 0;
@@ -271,8 +270,5 @@ inline float random_uniform(uint64_t seed, uint64_t i) {
   z ^= z >> 31;
   return float(int64_t(z >> 40) - (int64_t(1) << 23)) * (1.0f / float(1 << 23));
 }
-
-// target: "cpu" or "cuda".
-std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads = 0);
 
 }  // namespace kiln

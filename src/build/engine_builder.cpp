@@ -3,11 +3,11 @@
 #include <filesystem>
 #include <vector>
 
-#include "convert/convert.h"
 #include "core/error.h"
 #include "core/fs_util.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "model/carried_files.h"
 #include "model/weights.h"
 
 namespace fs = std::filesystem;

@@ -10,15 +10,12 @@
 #include "core/progress.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "model/carried_files.h"
 #include "model/config.h"
 
 namespace fs = std::filesystem;
 
 namespace kiln {
-
-const char* const kCarriedFiles[] = {"tokenizer.json",   "tokenizer_config.json",   "generation_config.json",
-                                     "vocab.json",       "merges.txt",              "special_tokens_map.json",
-                                     "tokenizer.model",  nullptr};
 
 namespace {
 

@@ -20,7 +20,4 @@ struct ConvertOptions {
 
 void convert_checkpoint(const ConvertOptions& opts);
 
-// Tokenizer and generation files carried from the HF folder to the checkpoint and on to the engine.
-extern const char* const kCarriedFiles[];
-
 }  // namespace kiln

@@ -7,6 +7,7 @@
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
+#include "runtime/backend_factory.h"
 
 namespace fs = std::filesystem;
 
@@ -20,7 +21,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& dir, int num_threads) {
   e->dir_ = dir;
   e->info_ = engine_info_from_json(read_json_file(ej), ej);
   e->backend_ = make_backend(e->info_.target, num_threads);
-  e->backend_->configure(e->info_);  // refuses an engine this backend/device cannot run
+  e->backend_->configure(backend_config(e->info_));  // refuses an engine this backend/device cannot run
   if (e->info_.synthetic) {
     // Random weights made on the backend: seed from the tensor name, scale 1/sqrt(fan-in) for matrices.
     for (auto& spec : expected_weights(e->info_.model)) {
@@ -38,7 +39,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& dir, int num_threads) {
   for (auto& spec : expected_weights(e->info_.model)) {
     const TensorView& t = f.get(spec.name);
     if (t.shape != spec.shape) fail("{}: tensor '{}' has shape {}, expected another", f.path(), spec.name, t.shape_str());
-    e->weights_[spec.name] = e->backend_->load_weight(t);
+    e->weights_[spec.name] = e->backend_->load_weight(weight_view(t));
   }
   return e;
 }

@@ -15,11 +15,9 @@
 #include "convert/convert.h"
 #include "io/json_file.h"
 #include "kiln/executor.h"
+#include "runtime/backend_factory.h"
 #include "runtime/engine.h"
 #include "runtime/outcome.h"
-#ifdef KILN_WITH_CUDA
-#include "backend/cuda/cuda_planner.h"
-#endif
 
 namespace kiln::test {
 
@@ -73,9 +71,7 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
     bo.batch_invariant = lim.batch_invariant;
     bo.target = lim.target;
     if (lim.target != "cpu") bo.dtype = dtype_from_name(lim.dtype);
-#ifdef KILN_WITH_CUDA
-    if (lim.target == "cuda") bo.plan = plan_cuda_engine;
-#endif
+    bo.plan = target_planner(lim.target);
     build_engine(bo);
     b->path = bo.output_dir;
   }

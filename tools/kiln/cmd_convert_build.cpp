@@ -3,9 +3,7 @@
 #include "commands.h"
 #include "convert/convert.h"
 #include "core/error.h"
-#ifdef KILN_WITH_CUDA
-#include "backend/cuda/cuda_planner.h"
-#endif
+#include "runtime/backend_factory.h"
 
 namespace kiln::cli {
 
@@ -53,9 +51,7 @@ void register_build(CLI::App& app) {
   cmd->callback([o, dtype] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
     if (o->checkpoint_dir.empty() && o->synthetic_config.empty()) fail("kiln build: --checkpoint or --synthetic is required");
-#ifdef KILN_WITH_CUDA
-    if (o->target == "cuda") o->plan = plan_cuda_engine;
-#endif
+    o->plan = target_planner(o->target);
     build_engine(*o);
   });
 }

@@ -73,7 +73,7 @@ size_t CpuBackend::free_memory() const {
   return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0;
 }
 
-Tensor CpuBackend::load_weight(const TensorView& v) {
+Tensor CpuBackend::load_weight(const WeightView& v) {
   Tensor t = alloc(DType::F32, v.shape);
   convert_to_f32(v.dtype, v.data, t.ptr<float>(), size_t(v.numel()));
   return t;

@@ -70,7 +70,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return dt_; }
 
-  void configure(const EngineInfo& info) override {
+  void configure(const BackendConfig& info) override {
     if (info.target != "cuda") fail("cuda backend: engine target is '{}'", info.target);
     const std::string arch = fmt::format("sm_{}{}", props_.major, props_.minor);
     if (info.gpu_arch != arch)
@@ -211,7 +211,7 @@ class CudaBackend final : public Backend {
     return free > reserve ? free - reserve : 0;
   }
 
-  Tensor load_weight(const TensorView& v) override {
+  Tensor load_weight(const WeightView& v) override {
     Tensor t = alloc(dt_, v.shape);
     if (v.dtype == dt_) {
       upload(t, v.data, t.nbytes());

@@ -29,9 +29,9 @@ struct GemmShape {
   int64_t max_m = 0;  // largest row count the engine runs this GEMM with
 };
 
-std::vector<GemmShape> engine_gemms(const EngineInfo& info, DType dt) {
+std::vector<GemmShape> engine_gemms(const BackendConfig& info, DType dt) {
   const ModelConfig& m = info.model;
-  const EngineLimits& l = info.limits;
+  const BackendLimits& l = info.limits;
   const int64_t H = m.hidden_size, I = m.intermediate_size, T = l.max_num_tokens;
   std::vector<GemmShape> g;
   g.push_back({"qkv", m.qkv_size(), H, m.qkv_bias, dt, T});
@@ -175,7 +175,7 @@ struct DeviceMem {
 
 }  // namespace
 
-TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) {
+CudaPlan plan_cuda_engine(const BackendConfig& info, std::optional<DType> dtype) {
   if (info.batch_invariant) {
     if (const std::string why = cuda::batch_invariant_unsupported(info.model); !why.empty())
       fail("--batch-invariant: the cuda target cannot run this model batch-invariant: {}", why);
@@ -185,7 +185,7 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
   const DType dt = dtype.value_or(info.model.dtype == DType::F16 ? DType::F16 : DType::BF16);
   if (dt != DType::F16 && dt != DType::BF16)
     fail("--dtype {}: the cuda target computes in float16 or bfloat16", dtype_name(dt));
-  TargetPlan plan;
+  CudaPlan plan;
   plan.weight_dtype = dt;
   plan.compute_dtype = dt;
   plan.gpu_arch = cuda_device_arch();
