@@ -34,9 +34,13 @@ struct StepMeta {
   Tensor slot_mapping;         // I32 [T]      cache slot (block * tokens_per_block + offset) each token writes
 };
 
-// KV cache pool: [num_layers, num_blocks, 2 (k, v), num_kv_heads, tokens_per_block, head_dim].
+// KV cache pool: [num_layers, num_blocks, 2 (k, v), num_kv_heads, tokens_per_block, head_dim] of `dtype`: the
+// compute dtype, or F8_E4M3 / I8 for a quantized cache (kv_cache_quant_algo FP8 / INT8), whose values are
+// dequantized as q * scales[layer, 0 (k) or 1 (v)]. No backend reads a quantized cache yet (ops refuse it).
 struct KvCacheDesc {
   Tensor pool;
+  DType dtype = DType::F32;  // pool.dtype
+  Tensor scales;             // F32 [num_layers, 2] for a quantized cache; empty otherwise
   int64_t num_layers = 0, num_blocks = 0, num_kv_heads = 0, tokens_per_block = 0, head_dim = 0;
   int64_t layer_stride() const { return num_blocks * 2 * num_kv_heads * tokens_per_block * head_dim; }
 };
@@ -61,12 +65,20 @@ struct NormParams {
 };
 
 // out = x @ weight^T (+ bias). weight is [N, K] as stored by the engine.
+// A quantized weight (quant.quantized(); src/model/weights.h has the formats and the formula) keeps its data in
+// `weight` (F8_E4M3 or I8 [N, K], I4X2 [N, K / 2]) and its parameters beside it; no backend has a quantized GEMM
+// yet, so every backend refuses one.
 struct LinearParams {
   Tensor x;       // [T, K]
-  Tensor weight;  // [N, K]
+  Tensor weight;  // [N, K] (float or quantized data)
   Tensor bias;    // [N] or empty
   Tensor out;     // [T, N]
   int gemm_algo = -1;  // tactic chosen at build time (cuda); -1: backend default
+  QuantScheme quant = {};       // granularity None: a float weight, the tensors below empty
+  Tensor weight_scale = {};     // F32 [1] | [N] | [N, K / group_size]
+  Tensor weight_zero = {};      // I8, weight_scale's shape, or empty
+  Tensor input_scale = {};      // F32 [1] (static activation scale) or empty
+  Tensor pre_quant_scale = {};  // F32 [K] or empty
 };
 
 // In place on qkv [T, (nh + 2 nkv) * hd]: optional per-head RMSNorm of q and k (Qwen3), RoPE on q and k,
@@ -232,6 +244,9 @@ class Backend {
   // Called by Engine::load before any weight is loaded: the backend takes the engine's compute dtype, limits
   // and tactics, and refuses (kiln::Error) an engine it cannot run, e.g. one built for another GPU.
   virtual void configure(const BackendConfig& config) {}
+  // Makes the calling thread use this backend's device (cuda: the rank's device ordinal). A thread other than the
+  // one that made the backend calls it before its first op.
+  virtual void bind_thread() {}
   // A weight of uniform pseudo-random values in [-scale, scale), a pure function of (element index, seed):
   // every backend produces the same values up to its dtype's rounding. Synthetic engines are made of these.
   virtual Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) = 0;

@@ -33,6 +33,7 @@ struct BackendConfig {
 
 // A weight in host memory as the engine stores it: row-major, `data` valid during the load_weight call.
 struct WeightView {
+  std::string name;  // the engine's tensor name (for errors)
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const void* data = nullptr;

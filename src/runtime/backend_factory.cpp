@@ -10,11 +10,14 @@
 
 namespace kiln {
 
-std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads) {
-  if (target == "cpu") return std::make_unique<CpuBackend>(num_threads);
+std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads, int device) {
+  if (target == "cpu") {
+    if (device != 0) fail("target 'cpu': device {}: the cpu backend has no device ordinals (one rank runs on 0)", device);
+    return std::make_unique<CpuBackend>(num_threads);
+  }
   if (target == "cuda") {
 #ifdef KILN_WITH_CUDA
-    return make_cuda_backend();
+    return make_cuda_backend(DType::BF16, device);
 #else
     fail("target 'cuda': this kiln was built without CUDA");
 #endif
@@ -39,6 +42,7 @@ BackendConfig backend_config(const EngineInfo& info) {
 
 WeightView weight_view(const TensorView& t) {
   WeightView v;
+  v.name = t.name;
   v.dtype = t.dtype;
   v.shape = t.shape;
   v.data = t.data;

@@ -12,8 +12,9 @@
 
 namespace kiln {
 
-// target: "cpu" or "cuda" (refused where this kiln was built without CUDA). Not configured yet.
-std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads = 0);
+// target: "cpu" or "cuda" (refused where this kiln was built without CUDA). Not configured yet. device: the cuda
+// device ordinal (the rank's, Mapping::device_ordinal); the cpu backend has no devices and takes 0 only.
+std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads = 0, int device = 0);
 
 // engine.json as Backend::configure takes it.
 BackendConfig backend_config(const EngineInfo& info);

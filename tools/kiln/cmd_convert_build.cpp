@@ -20,6 +20,8 @@ void register_convert(CLI::App& app) {
                   "RoPE frequencies: float32 (default; as transformers' from_pretrained, vLLM and TensorRT-LLM compute "
                   "them) | checkpoint (rounded to the checkpoint's dtype, as for a model cast to it in memory)")
       ->check(CLI::IsMember({"checkpoint", "float32"}));
+  cmd->add_option("--tp-size", o->mapping.tp_size, "tensor-parallel ranks (default 1; only 1 is supported yet)");
+  cmd->add_option("--pp-size", o->mapping.pp_size, "pipeline-parallel ranks (default 1; only 1 is supported yet)");
   cmd->callback([o, dtype, freq] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
     o->rope_freq_checkpoint_dtype = *freq == "checkpoint";

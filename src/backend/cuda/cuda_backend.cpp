@@ -45,13 +45,14 @@ class CudaStepGraph final : public StepGraph {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(DType compute) : dt_(compute) {
+  CudaBackend(DType compute, int device) : dt_(compute), device_(device) {
     if (compute != DType::F16 && compute != DType::BF16)
       fail("cuda backend: compute dtype must be float16 or bfloat16, not {}", dtype_name(compute));
-    if (cuda_device_count() == 0)
-      fail("no CUDA GPU is available on this machine (a cuda engine needs one; build a cpu engine instead)");
-    KILN_CUDA_CHECK(cudaSetDevice(0));
-    KILN_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
+    const int n = cuda_device_count();
+    if (n == 0) fail("no CUDA GPU is available on this machine (a cuda engine needs one; build a cpu engine instead)");
+    if (device < 0 || device >= n) fail("CUDA device {}: this machine has {} (ordinals 0 to {})", device, n, n - 1);
+    KILN_CUDA_CHECK(cudaSetDevice(device_));
+    KILN_CUDA_CHECK(cudaGetDeviceProperties(&props_, device_));
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
@@ -69,6 +70,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return dt_; }
+  void bind_thread() override { KILN_CUDA_CHECK(cudaSetDevice(device_)); }
 
   void configure(const BackendConfig& info) override {
     if (info.target != "cuda") fail("cuda backend: engine target is '{}'", info.target);
@@ -714,6 +716,7 @@ class CudaBackend final : public Backend {
   bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel (its L2 budget)
 
   DType dt_;
+  int device_ = 0;  // the CUDA device ordinal (the rank's)
   std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
@@ -734,6 +737,8 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(DType compute) { return std::make_unique<CudaBackend>(compute); }
+std::unique_ptr<Backend> make_cuda_backend(DType compute, int device) {
+  return std::make_unique<CudaBackend>(compute, device);
+}
 
 }  // namespace kiln

@@ -188,9 +188,10 @@ CudaPlan plan_cuda_engine(const BackendConfig& info, std::optional<DType> dtype)
   CudaPlan plan;
   plan.weight_dtype = dt;
   plan.compute_dtype = dt;
-  plan.gpu_arch = cuda_device_arch();
+  const int device = info.model.mapping.device_ordinal();  // the rank's device: the engine is built where it runs
+  plan.gpu_arch = cuda_device_arch(device);
 
-  KILN_CUDA_CHECK(cudaSetDevice(0));
+  KILN_CUDA_CHECK(cudaSetDevice(device));
   cudaStream_t s;
   KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   nlohmann::json gemms = nlohmann::json::object();
@@ -297,7 +298,7 @@ CudaPlan plan_cuda_engine(const BackendConfig& info, std::optional<DType> dtype)
       gemms[key] = list;
     }
     KILN_CUDA_CHECK(cudaStreamSynchronize(s));
-    plan.tactics = {{"cublaslt_version", runner.cublaslt_version()}, {"device", cuda_device_name()}, {"gemm", gemms}};
+    plan.tactics = {{"cublaslt_version", runner.cublaslt_version()}, {"device", cuda_device_name(device)}, {"gemm", gemms}};
   }
   cudaStreamDestroy(s);
   return plan;
