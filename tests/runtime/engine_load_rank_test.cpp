@@ -10,6 +10,7 @@
 #include "common/test_util.h"
 #include "core/error.h"
 #include "io/json_file.h"
+#include "runtime/backend_factory.h"
 #include "runtime/engine.h"
 #include "runtime/kv_cache.h"
 
@@ -151,7 +152,7 @@ TEST(CpuBackendQuant, RefusesQuantizedWeights) {
   v.shape = {2, 2};
   v.data = bytes;
   v.nbytes = 4;
-  EXPECT_EQ(error_of([&] { be->load_weight(v); }),
+  EXPECT_EQ(error_of([&] { be->load_weight(weight_view(v)); }),
             "cpu backend: weight 'layers.0.mlp.down.weight' is float8_e4m3fn: the cpu target has no kernel for "
             "quantized weights yet");
 }
