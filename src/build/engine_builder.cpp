@@ -33,7 +33,8 @@ EngineTensor engine_tensor(const TensorView& t, const WeightSpec& spec, DType fl
   const auto* src = static_cast<const uint8_t*>(t.data);
   if (spec.quant) {
     if (t.dtype != spec.dtype)
-      fail("tensor '{}': {} data where the quantization stores {}", spec.name, dtype_name(t.dtype), dtype_name(spec.dtype));
+      fail("tensor '{}': {} data where the quantization stores {}", spec.name, dtype_name(t.dtype),
+           dtype_name(spec.dtype));
     e.dtype = t.dtype;
     e.bytes.assign(src, src + t.nbytes);
     return e;

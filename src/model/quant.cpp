@@ -33,7 +33,8 @@ std::string expected_names(const std::pair<E, std::string_view> (&table)[N]) {
 
 // A name from `table` or null; anything else is refused naming the field and the value.
 template <typename E, size_t N>
-E parse_algo(const json& j, const char* field, const std::pair<E, std::string_view> (&table)[N], const std::string& src) {
+E parse_algo(const json& j, const char* field, const std::pair<E, std::string_view> (&table)[N],
+             const std::string& src) {
   if (!j.contains(field) || j[field].is_null()) return E::None;
   const json& v = j[field];
   if (!v.is_string())

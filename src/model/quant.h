@@ -3,15 +3,15 @@
 // the names are TensorRT-LLM's. Every linear layer of the model except the MoE router is quantized (embeddings and
 // norms never are) unless exclude_modules names it.
 //
-// | quant_algo                     | weight data            | weight_scale              | also               | activations          |
-// |--------------------------------|------------------------|---------------------------|--------------------|----------------------|
-// | FP8                            | F8_E4M3 [N, K]         | per tensor [1]            | input_scale [1]    | fp8, static, per tensor |
-// | FP8_PER_CHANNEL_PER_TOKEN      | F8_E4M3 [N, K]         | per channel [N]           |                    | fp8, dynamic, per token |
-// | W8A8_SQ_PER_CHANNEL_PER_TOKEN  | I8 [N, K]              | per channel [N]           |                    | int8, dynamic, per token |
-// | W8A16                          | I8 [N, K]              | per channel, or per group |                    | not quantized        |
-// | W4A16                          | I4X2 [N, K / 2]        | per channel, or per group |                    | not quantized        |
-// | W4A16_AWQ                      | I4X2 [N, K / 2]        | per group [N, K / G]      | pre_quant_scale [K] | not quantized       |
-// | W4A16_GPTQ                     | I4X2 [N, K / 2]        | per group [N, K / G]      | weight_zero [N, K / G] | not quantized     |
+// | quant_algo                    | weight data     | weight_scale              | also                   | activations      |
+// |-------------------------------|-----------------|---------------------------|------------------------|------------------|
+// | FP8                           | F8_E4M3 [N, K]  | per tensor [1]            | input_scale [1]        | fp8, static      |
+// | FP8_PER_CHANNEL_PER_TOKEN     | F8_E4M3 [N, K]  | per channel [N]           |                        | fp8, per token   |
+// | W8A8_SQ_PER_CHANNEL_PER_TOKEN | I8 [N, K]       | per channel [N]           |                        | int8, per token  |
+// | W8A16                         | I8 [N, K]       | per channel, or per group |                        | not quantized    |
+// | W4A16                         | I4X2 [N, K / 2] | per channel, or per group |                        | not quantized    |
+// | W4A16_AWQ                     | I4X2 [N, K / 2] | per group [N, K / G]      | pre_quant_scale [K]    | not quantized    |
+// | W4A16_GPTQ                    | I4X2 [N, K / 2] | per group [N, K / G]      | weight_zero [N, K / G] | not quantized    |
 //
 // Per group: G = group_size consecutive input channels share a scale (required for AWQ and GPTQ, optional for the
 // weight-only W8A16/W4A16, refused for the others). SmoothQuant's smoothing factors are folded into the preceding

@@ -50,10 +50,12 @@ std::vector<Refusal> refusals() {
        "no FP8 per-channel/per-token GEMM kernel"},
       {"int8_smoothquant", "llama", quant(QuantAlgo::W8A8_SQ_PER_CHANNEL_PER_TOKEN),
        "quant_algo W8A8_SQ_PER_CHANNEL_PER_TOKEN", "no int8 SmoothQuant (W8A8) GEMM kernel"},
-      {"int8_weight_only", "gpt2", quant(QuantAlgo::W8A16), "quant_algo W8A16", "no int8 weight-only (W8A16) GEMM kernel"},
+      {"int8_weight_only", "gpt2", quant(QuantAlgo::W8A16), "quant_algo W8A16",
+       "no int8 weight-only (W8A16) GEMM kernel"},
       {"int4_weight_only_per_group", "llama", quant(QuantAlgo::W4A16, 4), "quant_algo W4A16",
        "no int4 weight-only (W4A16) GEMM kernel"},
-      {"int4_awq", "mixtral", quant(QuantAlgo::W4A16_AWQ, 4), "quant_algo W4A16_AWQ", "no int4 AWQ (W4A16_AWQ) GEMM kernel"},
+      {"int4_awq", "mixtral", quant(QuantAlgo::W4A16_AWQ, 4), "quant_algo W4A16_AWQ",
+       "no int4 AWQ (W4A16_AWQ) GEMM kernel"},
       {"int4_gptq", "llama", quant(QuantAlgo::W4A16_GPTQ, 8), "quant_algo W4A16_GPTQ",
        "no int4 GPTQ (W4A16_GPTQ) GEMM kernel"},
       {"fp8_kv_cache", "llama", quant(QuantAlgo::None, 0, K::FP8), "kv_cache_quant_algo FP8",
@@ -119,8 +121,9 @@ TEST(BuildRanks, MoreThanOneRankIsRefusedNotBuiltFromRankZero) {
   EXPECT_EQ(error_of([&] { build_engine(o); }),
             tmp / "ck/rank1.safetensors" + ": missing (the mapping has 2 ranks: tp_size 2 x pp_size 1)");
   fs::copy_file(tmp / "ck/rank0.safetensors", tmp / "ck/rank1.safetensors");
-  EXPECT_EQ(error_of([&] { build_engine(o); }),
-            "checkpoint " + o.checkpoint_dir + " has tp_size 2: tensor parallelism is not supported yet (one rank only)");
+  EXPECT_EQ(
+      error_of([&] { build_engine(o); }),
+      "checkpoint " + o.checkpoint_dir + " has tp_size 2: tensor parallelism is not supported yet (one rank only)");
   EXPECT_EQ(leftovers(tmp.path()), "");
 
   TempDir tmp2;

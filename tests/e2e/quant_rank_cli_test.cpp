@@ -45,18 +45,19 @@ TEST(QuantRankCli, ConvertRecordsTheMappingAndQuantization) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto j = read_json_file(tmp / "ck/config.json");
   EXPECT_EQ(j["mapping"], nlohmann::json::parse(R"({"tp_size": 1, "pp_size": 1, "world_size": 1})"));
-  EXPECT_EQ(j["quantization"], nlohmann::json::parse(
-                                   R"({"quant_algo": null, "kv_cache_quant_algo": null, "group_size": null, "exclude_modules": []})"));
+  EXPECT_EQ(j["quantization"],
+            nlohmann::json::parse(
+                R"({"quant_algo": null, "kv_cache_quant_algo": null, "group_size": null, "exclude_modules": []})"));
   EXPECT_TRUE(fs::exists(tmp / "ck/rank0.safetensors"));
 }
 
 TEST(QuantRankCli, ConvertRefusesMoreThanOneRank) {
   TempDir tmp;
   const std::string args = "convert --model " + model_dir("llama") + " --output " + (tmp / "ck");
-  expect_refusal(run_kiln(args + " --tp-size 2"), "--tp-size 2: tensor parallelism is not supported yet (one rank only)",
-                 tmp.path(), {});
-  expect_refusal(run_kiln(args + " --pp-size 4"), "--pp-size 4: pipeline parallelism is not supported yet (one rank only)",
-                 tmp.path(), {});
+  expect_refusal(run_kiln(args + " --tp-size 2"),
+                 "--tp-size 2: tensor parallelism is not supported yet (one rank only)", tmp.path(), {});
+  expect_refusal(run_kiln(args + " --pp-size 4"),
+                 "--pp-size 4: pipeline parallelism is not supported yet (one rank only)", tmp.path(), {});
   expect_refusal(run_kiln(args + " --tp-size 0"), "--tp-size 0: must be at least 1", tmp.path(), {});
 }
 
@@ -64,7 +65,8 @@ TEST(QuantRankCli, ConvertRefusesAQuantizedHuggingFaceCheckpoint) {
   TempDir tmp;
   const std::string hf = tmp / "hf";
   fs::copy(model_dir("llama"), hf, fs::copy_options::recursive);
-  for (auto& e : fs::recursive_directory_iterator(hf)) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  for (auto& e : fs::recursive_directory_iterator(hf))
+    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
   auto j = read_json_file(hf + "/config.json");
   j["quantization_config"] = {{"quant_method", "fp8"}, {"activation_scheme", "static"}};
   write_json_file(hf + "/config.json", j);
@@ -94,7 +96,8 @@ TEST(QuantRankCli, BuildRefusesAQuantAlgo) {
   expect_refusal(run_kiln(build), "checkpoint " + ck + " has quant_algo FP8: the cpu target has no FP8 GEMM kernel yet",
                  tmp.path(), {"ck"});
   expect_refusal(run_kiln(build + " --target cuda"),
-                 "checkpoint " + ck + " has quant_algo FP8: the cuda target has no FP8 GEMM kernel yet", tmp.path(), {"ck"});
+                 "checkpoint " + ck + " has quant_algo FP8: the cuda target has no FP8 GEMM kernel yet", tmp.path(),
+                 {"ck"});
   auto j = read_json_file(ck + "/config.json");
   j["quantization"]["quant_algo"] = "FP4";
   write_json_file(ck + "/config.json", j);

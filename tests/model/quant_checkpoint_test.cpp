@@ -164,7 +164,8 @@ TEST(QuantCheckpointFormat, BadFilesAreRefusedNamingTheFileAndTensor) {
   auto written = write_checkpoint(tmp / "ck", c);
   const std::string file = tmp / "ck/rank0.safetensors";
   // Rewrites the file through `edit` (name, dtype, bytes), with or without the packing record.
-  auto rewrite = [&](bool packing, const std::function<void(SafetensorsWriter&, const std::string&, const WrittenTensor&)>& edit) {
+  auto rewrite = [&](bool packing,
+                     const std::function<void(SafetensorsWriter&, const std::string&, const WrittenTensor&)>& edit) {
     SafetensorsWriter w;
     w.set_metadata("format", "kiln-checkpoint");
     if (packing) w.set_metadata(kInt4PackingKey, kInt4Packing);
@@ -248,7 +249,9 @@ TEST(QuantCheckpointFormat, WriterChecksEveryTensorAgainstItsSpec) {
   EXPECT_NE(error_of([&] { w.write(tmp / "rank0.safetensors"); }).find("was not written"), std::string::npos);
   // The safetensors writer itself refuses a dtype the format cannot name.
   SafetensorsWriter raw;
-  EXPECT_NE(error_of([&] { raw.add("x", DType::I4X2, {2}, std::vector<uint8_t>(2)); }).find("int4x2 has no safetensors dtype"),
+  EXPECT_NE(error_of([&] {
+              raw.add("x", DType::I4X2, {2}, std::vector<uint8_t>(2));
+            }).find("int4x2 has no safetensors dtype"),
             std::string::npos);
 }
 
@@ -275,8 +278,9 @@ TEST(QuantCheckpointFormat, QuantizationIsCheckedAgainstTheModel) {
   g.num_heads = g.num_kv_heads = 1;
   g.head_dim = 5;
   g.quant = quant(QuantAlgo::W4A16);
-  EXPECT_NE(error_of([&] { g.validate(); }).find("W4A16: layers.0.attention.dense has an odd number of input channels (5)"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { g.validate(); }).find("W4A16: layers.0.attention.dense has an odd number of input channels (5)"),
+      std::string::npos);
 }
 
 TEST(QuantCheckpointFormat, MissingRankFileIsNamed) {

@@ -28,8 +28,9 @@ TEST(QuantConfig, NullBlockIsNoQuantization) {
       json::parse(R"({"quant_algo": null, "kv_cache_quant_algo": null, "group_size": null})"), "c.json");
   EXPECT_EQ(q, QuantConfig{});
   EXPECT_FALSE(q.any());
-  EXPECT_EQ(quant_config_to_json(q),
-            json::parse(R"({"quant_algo": null, "kv_cache_quant_algo": null, "group_size": null, "exclude_modules": []})"));
+  EXPECT_EQ(
+      quant_config_to_json(q),
+      json::parse(R"({"quant_algo": null, "kv_cache_quant_algo": null, "group_size": null, "exclude_modules": []})"));
   EXPECT_FALSE(linear_quant_scheme(q).quantized());
 }
 
@@ -51,18 +52,22 @@ TEST(QuantConfig, EveryAlgorithmRoundTrips) {
 }
 
 TEST(QuantConfig, UnknownNamesAndFieldsAreRefusedByName) {
-  auto err = [](const char* text) { return error_of([&] { quant_config_from_json(json::parse(text), "ck/config.json"); }); };
+  auto err = [](const char* text) {
+    return error_of([&] { quant_config_from_json(json::parse(text), "ck/config.json"); });
+  };
   EXPECT_EQ(err(R"({"quant_algo": "FP4"})"),
             "ck/config.json: quantization.quant_algo 'FP4': unknown (expected null, FP8, FP8_PER_CHANNEL_PER_TOKEN, "
             "W8A8_SQ_PER_CHANNEL_PER_TOKEN, W8A16, W4A16, W4A16_AWQ, W4A16_GPTQ)");
   EXPECT_NE(err(R"({"quant_algo": "fp8"})").find("quant_algo 'fp8': unknown"), std::string::npos) << "names are exact";
   EXPECT_EQ(err(R"({"kv_cache_quant_algo": "INT4"})"),
             "ck/config.json: quantization.kv_cache_quant_algo 'INT4': unknown (expected null, FP8, INT8)");
-  EXPECT_NE(err(R"({"quant_algo": 8})").find("quantization.quant_algo 8: expected a string or null"), std::string::npos);
+  EXPECT_NE(err(R"({"quant_algo": 8})").find("quantization.quant_algo 8: expected a string or null"),
+            std::string::npos);
   EXPECT_NE(err(R"({"has_zero_point": true})").find("quantization.has_zero_point: unknown field"), std::string::npos);
   EXPECT_NE(err(R"({"quant_algo": "W4A16", "group_size": "128"})").find("group_size \"128\": expected an integer"),
             std::string::npos);
-  EXPECT_NE(err(R"({"quant_algo": "W4A16", "group_size": 0})").find("group_size 0 must be positive"), std::string::npos);
+  EXPECT_NE(err(R"({"quant_algo": "W4A16", "group_size": 0})").find("group_size 0 must be positive"),
+            std::string::npos);
   EXPECT_NE(err(R"({"exclude_modules": "lm_head"})").find("exclude_modules \"lm_head\": expected a list"),
             std::string::npos);
   EXPECT_NE(err(R"({"exclude_modules": [3]})").find("3 is not a module name"), std::string::npos);
@@ -72,8 +77,9 @@ TEST(QuantConfig, UnknownNamesAndFieldsAreRefusedByName) {
 
 TEST(QuantConfig, GroupSizeRules) {
   auto err = [](const char* text) { return error_of([&] { quant_config_from_json(json::parse(text), "c.json"); }); };
-  EXPECT_NE(err(R"({"quant_algo": "W4A16_AWQ"})").find("group_size is null but quant_algo W4A16_AWQ quantizes per group"),
-            std::string::npos);
+  EXPECT_NE(
+      err(R"({"quant_algo": "W4A16_AWQ"})").find("group_size is null but quant_algo W4A16_AWQ quantizes per group"),
+      std::string::npos);
   EXPECT_NE(err(R"({"quant_algo": "W4A16_GPTQ", "group_size": null})").find("W4A16_GPTQ quantizes per group"),
             std::string::npos);
   EXPECT_NE(err(R"({"quant_algo": "FP8", "group_size": 128})").find("quant_algo FP8 does not quantize per group"),

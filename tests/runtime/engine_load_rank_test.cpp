@@ -94,11 +94,14 @@ TEST(EngineLoadRanks, QuantizationWithoutKernelsIsRefused) {
   const std::string fp8 = edited(tmp, engine, "fp8", [](auto& j) { j["model"]["quantization"]["quant_algo"] = "FP8"; });
   EXPECT_EQ(error_of([&] { Engine::load(fp8, 1); }),
             "engine " + fp8 + " has quant_algo FP8: the cpu target has no FP8 GEMM kernel yet");
-  const std::string kv = edited(tmp, engine, "kv", [](auto& j) { j["model"]["quantization"]["kv_cache_quant_algo"] = "INT8"; });
+  const std::string kv =
+      edited(tmp, engine, "kv", [](auto& j) { j["model"]["quantization"]["kv_cache_quant_algo"] = "INT8"; });
   EXPECT_EQ(error_of([&] { Engine::load(kv, 1); }),
             "engine " + kv + " has kv_cache_quant_algo INT8: the cpu target has no INT8 KV-cache attention kernel yet");
-  const std::string bad = edited(tmp, engine, "bad", [](auto& j) { j["model"]["quantization"]["quant_algo"] = "NVFP4"; });
-  EXPECT_NE(error_of([&] { Engine::load(bad, 1); }).find("quantization.quant_algo 'NVFP4': unknown"), std::string::npos);
+  const std::string bad =
+      edited(tmp, engine, "bad", [](auto& j) { j["model"]["quantization"]["quant_algo"] = "NVFP4"; });
+  EXPECT_NE(error_of([&] { Engine::load(bad, 1); }).find("quantization.quant_algo 'NVFP4': unknown"),
+            std::string::npos);
 }
 
 TEST(KvCache, DtypeAndScalesFollowTheQuantization) {
@@ -124,8 +127,9 @@ TEST(KvCache, DtypeAndScalesFollowTheQuantization) {
   AttentionParams a;
   a.meta = &meta;
   a.cache = q;
-  EXPECT_EQ(error_of([&] { be->attention(a); }),
-            "cpu backend: attention over a float8_e4m3fn KV cache: the cpu target has no quantized KV-cache kernel yet");
+  EXPECT_EQ(
+      error_of([&] { be->attention(a); }),
+      "cpu backend: attention over a float8_e4m3fn KV cache: the cpu target has no quantized KV-cache kernel yet");
   RopeKvParams r;
   r.meta = &meta;
   r.cache = q;

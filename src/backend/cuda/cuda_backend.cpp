@@ -297,6 +297,9 @@ class CudaBackend final : public Backend {
     const int64_t T = p.x.dim(0), K = p.x.dim(1), N = p.weight.dim(0);
     if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
     if (p.out.dim(0) != T || p.out.dim(1) != N) fail("linear: out is {}, expected [{}, {}]", p.out.shape_str(), T, N);
+    if (p.quant.quantized())
+      fail("cuda backend: linear over {} weights: the cuda target has no quantized GEMM kernel yet",
+           dtype_name(p.weight.dtype));
     expect(p.x, "linear x");
     expect(p.weight, "linear weight");
     if (p.out.dtype != dt_ && p.out.dtype != DType::F32)
@@ -339,7 +342,7 @@ class CudaBackend final : public Backend {
   void run_rope(const RopeKvParams& p) {
     const StepMeta& m = *p.meta;
     expect(p.qkv, "rope_kv qkv");
-    expect(p.cache.pool, "KV cache");
+    expect_cache(p.cache);
     cuda::RopeKvKParams k;
     k.qkv = p.qkv.data;
     k.q_norm = p.q_norm.empty() ? nullptr : p.q_norm.data;
@@ -369,6 +372,7 @@ class CudaBackend final : public Backend {
   void run_attention(const AttentionParams& p, const RopeKvParams* rope) {
     flush();
     const StepMeta& m = *p.meta;
+    expect_cache(p.cache);
     expect(p.qkv, "attention qkv");
     expect(p.out, "attention out");
     cuda::AttentionKParams k;
@@ -496,7 +500,8 @@ class CudaBackend final : public Backend {
 
   void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override {
     flush();
-    const size_t block = size_t(2 * cache.num_kv_heads * cache.tokens_per_block * cache.head_dim) * dtype_size(dt_);
+    const size_t block =  // one layer's k and v of a block
+        size_t(2 * cache.num_kv_heads * cache.tokens_per_block * cache.head_dim) * dtype_size(cache.pool.dtype);
     for (auto [src, dst] : src_dst) {
       if (src < 0 || src >= cache.num_blocks || dst < 0 || dst >= cache.num_blocks)
         fail("copy_kv_blocks: block {} -> {} outside the pool of {} blocks", src, dst, cache.num_blocks);
@@ -534,6 +539,12 @@ class CudaBackend final : public Backend {
  private:
   static void check_upload(const Tensor& dst, size_t bytes) {
     if (bytes > dst.nbytes()) fail("cuda upload: {} bytes into a tensor of {}", bytes, dst.nbytes());
+  }
+  void expect_cache(const KvCacheDesc& c) const {
+    if (!is_float(c.pool.dtype))
+      fail("cuda backend: a {} KV cache: the cuda target has no quantized KV-cache kernel yet",
+           dtype_name(c.pool.dtype));
+    expect(c.pool, "KV cache");
   }
   void expect(const Tensor& t, const char* what) const {
     if (t.dtype != dt_) fail("cuda backend: {} is {}, expected the compute dtype {}", what, dtype_name(t.dtype), dtype_name(dt_));
