@@ -131,7 +131,9 @@ TEST_P(QuantCheckpoint, RoundTripsBitExact) {
     }
   }
   EXPECT_EQ(raw.metadata().count(kInt4PackingKey), int4 ? 1u : 0u);
-  if (int4) EXPECT_EQ(raw.metadata().at(kInt4PackingKey), "int4x2-low-first");
+  if (int4) {
+    EXPECT_EQ(raw.metadata().at(kInt4PackingKey), "int4x2-low-first");
+  }
   EXPECT_EQ(raw.metadata().at("format"), "kiln-checkpoint");
 }
 
