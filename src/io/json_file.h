@@ -2,8 +2,18 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 namespace kiln {
+
+// Deepest nesting of arrays and objects that parse_json accepts. nlohmann::json's serializer and comparisons
+// recurse once per level, so a hostile input of 100,000 brackets would overflow the stack; no file kiln reads
+// (configs, tokenizer.json, safetensors headers, request lines) comes near this.
+constexpr int kMaxJsonDepth = 256;
+
+// nlohmann::json::parse that refuses nesting deeper than kMaxJsonDepth while parsing (before building it).
+// Throws kiln::Error: nlohmann's message for malformed text, or one naming the depth limit.
+nlohmann::json parse_json(std::string_view text);
 
 nlohmann::json read_json_file(const std::string& path);               // throws naming the file
 void write_json_file(const std::string& path, const nlohmann::json& j);  // writes PATH.tmp, then renames

@@ -85,7 +85,7 @@ std::vector<Request> workload(const BenchOptions& o, const Engine& e, const Toke
     for (int64_t n = 1; std::getline(in, line); ++n) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       try {
-        reqs.push_back(request_from_json(nlohmann::json::parse(line), base, tok));
+        reqs.push_back(request_from_json(parse_json(line), base, tok));
       } catch (const std::exception& ex) {
         fail("{}:{}: {}", o.dataset, n, ex.what());
       }

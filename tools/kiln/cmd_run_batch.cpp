@@ -103,12 +103,18 @@ void set_end_ids(Request& r, const std::vector<int32_t>& ids) {
 
 namespace {
 
+// A value quoted in an error message: its JSON text, cut short (a request line may be megabytes long).
+std::string brief(const nlohmann::json& v) {
+  std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return s.size() <= 60 ? s : s.substr(0, 57) + "...";
+}
+
 template <typename T>
 T field(const nlohmann::json& j, const char* name, const char* type) {
   try {
     return j.at(name).get<T>();
   } catch (const nlohmann::json::exception&) {
-    fail("field '{}': expected {}, got {}", name, type, j.at(name).dump());
+    fail("field '{}': expected {}, got {}", name, type, brief(j.at(name)));
   }
 }
 
@@ -122,7 +128,7 @@ std::vector<int32_t> token_sequence(const nlohmann::json& v, const char* name, c
   }
   if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_number_integer(); }))
     return v.get<std::vector<int32_t>>();
-  fail("field '{}': expected a string or a list of token ids, got {}", name, v.dump());
+  fail("field '{}': expected a string or a list of token ids, got {}", name, brief(v));
 }
 
 // One sequence (a string or a list of ids) or a list of them.
@@ -137,7 +143,7 @@ std::vector<std::vector<int32_t>> token_sequences(const nlohmann::json& v, const
 }  // namespace
 
 Request request_from_json(const nlohmann::json& j, const Request& base, const Tokenizer* tok) {
-  if (!j.is_object()) fail("expected a JSON object, got {}", j.dump());
+  if (!j.is_object()) fail("expected a JSON object, got {}", brief(j));
   Request r = base;
   const bool has_ids = j.contains("input_ids"), has_prompt = j.contains("prompt");
   if (has_ids == has_prompt) fail("give exactly one of 'input_ids' and 'prompt'");
@@ -165,7 +171,7 @@ Request request_from_json(const nlohmann::json& j, const Request& base, const To
     else if (key == "length_penalty") s.length_penalty = field<float>(j, k, "a number");
     else if (key == "early_stopping")
       s.early_stopping = v.is_boolean() ? (v.get<bool>() ? EarlyStopping::Eager : EarlyStopping::Heuristic)
-                                        : early_stopping_from(v.is_string() ? v.get<std::string>() : v.dump(), k);
+                                        : early_stopping_from(v.is_string() ? v.get<std::string>() : brief(v), k);
     else if (key == "beam_width") r.beam_width = field<int32_t>(j, k, "an integer");
     else if (key == "num_return_sequences") r.num_return_sequences = field<int32_t>(j, k, "an integer");
     else if (key == "return_log_probs") r.return_log_probs = field<bool>(j, k, "true or false");
@@ -221,12 +227,12 @@ int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     Line l;
     try {
-      auto j = nlohmann::json::parse(text);
+      auto j = parse_json(text);
       if (j.is_object() && j.contains("id")) l.id = j["id"];
       l.req = request_from_json(j, base, tok);
       l.rid = ex.enqueue(l.req);
       by_id[*l.rid] = lines.size();
-    } catch (const std::exception& e) {  // kiln::Error, or nlohmann's parse error
+    } catch (const std::exception& e) {  // kiln::Error: malformed or too deep JSON, a bad field, a broken limit
       l.out.error = fmt::format("{}:{}: {}", input_file, n, e.what());
       l.out.finals = 1;  // settled here: no response will come
       std::fprintf(stderr, "error: %s\n", l.out.error.c_str());
