@@ -67,6 +67,10 @@ nlohmann::json parse_json(std::string_view text) {
   return j;
 }
 
+std::string dump_json(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string read_text_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("{}: cannot open: {}", path, std::strerror(errno));
@@ -89,7 +93,7 @@ void write_json_file(const std::string& path, const nlohmann::json& j) {
   {
     std::ofstream f(tmp, std::ios::binary);
     if (!f) fail("{}: cannot create: {}", tmp, std::strerror(errno));
-    f << j.dump(2) << "\n";
+    f << dump_json(j, 2) << "\n";
     if (!f) fail("{}: write failed", tmp);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("{}: cannot rename into place", path);

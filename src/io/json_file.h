@@ -15,6 +15,10 @@ constexpr int kMaxJsonDepth = 256;
 // Throws kiln::Error: nlohmann's message for malformed text, or one naming the depth limit.
 nlohmann::json parse_json(std::string_view text);
 
+// JSON text that is always valid UTF-8: invalid bytes in strings (a decoded text cut inside a character, an error
+// message quoting a bad request line) become U+FFFD, where a plain dump() throws.
+std::string dump_json(const nlohmann::json& j, int indent = -1);
+
 nlohmann::json read_json_file(const std::string& path);               // throws naming the file
 void write_json_file(const std::string& path, const nlohmann::json& j);  // writes PATH.tmp, then renames
 std::string read_text_file(const std::string& path);

@@ -52,5 +52,29 @@ TEST(BadRequest, DeeplyNestedLineIsOneErrorAndTheOthersRun) {
   EXPECT_EQ(res[1]["output_ids"].size(), 3u);
 }
 
+TEST(BadRequest, InvalidUtf8LineGetsItsOwnErrorLine) {
+  const std::string& eng = engine_dir("llama");
+  CmdResult r;
+  const std::string bad = "{\"input_ids\": [1, 2], \"note\": \"\xff\xfe\"}";
+  auto res = run_lines(eng, {kGood, bad, R"({"input_ids": [4, 5], "max_new_tokens": 2, "end_id": -1})", bad}, &r);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("2 request(s) of"), std::string::npos) << r.out;
+  ASSERT_EQ(res.size(), 4u) << r.out;  // every line has its result, in input order
+  EXPECT_EQ(res[0]["output_ids"].size(), 3u);
+  EXPECT_EQ(res[2]["output_ids"].size(), 2u);
+  for (int i : {1, 3}) {
+    ASSERT_TRUE(res[i].contains("error")) << res[i];
+    const std::string e = res[i]["error"];
+    EXPECT_NE(e.find("in.jsonl:" + std::to_string(i + 1) + ": "), std::string::npos) << e;
+    EXPECT_NE(e.find("UTF-8"), std::string::npos) << e;
+    EXPECT_FALSE(res[i].contains("output_ids"));
+  }
+  // Every line ran or failed: the same for the good lines alone, exit 0.
+  auto good = run_lines(eng, {kGood}, &r);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_EQ(good.size(), 1u);
+  EXPECT_EQ(good[0]["output_ids"], res[0]["output_ids"]);
+}
+
 }  // namespace
 }  // namespace kiln::test

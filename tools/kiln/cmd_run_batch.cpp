@@ -105,7 +105,7 @@ namespace {
 
 // A value quoted in an error message: its JSON text, cut short (a request line may be megabytes long).
 std::string brief(const nlohmann::json& v) {
-  std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string s = dump_json(v);
   return s.size() <= 60 ? s : s.substr(0, 57) + "...";
 }
 
@@ -257,7 +257,7 @@ int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input
     nlohmann::json j = result_to_json(l.out, l.req, tok);
     if (!l.id.is_null()) j["id"] = l.id;
     failed += j.contains("error");
-    all += j.dump() + "\n";
+    all += dump_json(j) + "\n";
   }
   if (output_file.empty()) {
     std::fwrite(all.data(), 1, all.size(), stdout);
