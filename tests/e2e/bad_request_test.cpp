@@ -3,6 +3,7 @@
 // of the same file still gets its result line, in input order.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -74,6 +75,47 @@ TEST(BadRequest, InvalidUtf8LineGetsItsOwnErrorLine) {
   EXPECT_EQ(r.exit_code, 0) << r.out;
   ASSERT_EQ(good.size(), 1u);
   EXPECT_EQ(good[0]["output_ids"], res[0]["output_ids"]);
+}
+
+// A bad flag: a non-zero exit with one line "error: ..." that holds every string of `names` (the flag, its limit).
+void expect_flag_error(const CmdResult& r, const std::vector<std::string>& names) {
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  for (auto& n : names) EXPECT_NE(r.out.find(n), std::string::npos) << "should name '" << n << "': " << r.out;
+}
+
+// 1 GiB of address space: enough for kiln on a fixture engine, far less than any limit checked too late needs.
+constexpr long kCapKiB = 1 << 20;
+
+TEST(BadRequest, RuntimeFlagsOutOfRange) {
+  const std::string& eng = engine_dir("llama");
+  TempDir tmp;
+  {
+    std::ofstream(tmp / "in.jsonl") << kGood << "\n";
+  }
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"--tokens-per-block 0", {"--tokens-per-block 0", "[1, 4096]"}},  // was SIGFPE
+      {"--tokens-per-block -5", {"--tokens-per-block -5", "[1, 4096]"}},
+      {"--tokens-per-block 2000000000", {"--tokens-per-block 2000000000", "[1, 4096]"}},
+      {"--threads 100000", {"--threads 100000", "[0, 1024]"}},
+      {"--threads -1", {"--threads -1", "[0, 1024]"}},
+      {"--kv-cache-bytes 0", {"--kv-cache-bytes 0", "positive"}},
+      {"--kv-cache-bytes -7", {"--kv-cache-bytes -7", "positive"}},
+      {"--kv-cache-bytes 9000000000000000000", {"--kv-cache-bytes 9000000000000000000", "free memory"}},
+      {"--kv-cache-fraction 0", {"--kv-cache-fraction 0", "(0, 1]"}},
+      {"--kv-cache-fraction 1.5", {"--kv-cache-fraction 1.5", "(0, 1]"}},
+      {"--kv-cache-fraction nan", {"--kv-cache-fraction nan", "(0, 1]"}},
+      {"--max-num-tokens -1", {"--max-num-tokens -1"}},
+      {"--max-num-tokens 100000", {"--max-num-tokens 100000", "max_num_tokens"}},
+      {"--seed -1", {"--seed", "negative"}},
+  };
+  for (auto& [flag, names] : cases) {
+    SCOPED_TRACE(flag);
+    expect_flag_error(run_kiln_capped("run --engine " + eng + " --input-ids 1,2 " + flag, kCapKiB), names);
+    expect_flag_error(run_kiln_capped("run --engine " + eng + " --input-file " + (tmp / "in.jsonl") + " " + flag, kCapKiB),
+                      names);
+  }
 }
 
 }  // namespace

@@ -128,6 +128,7 @@ void bench(const BenchOptions& o) {
   namespace fs = std::filesystem;
   if (o.request_rate < 0) fail("--request-rate {}: must be positive (0: all at once)", o.request_rate);
   if (o.concurrency < 0) fail("--concurrency {}: must be positive (0: no limit)", o.concurrency);
+  check_runtime_flags(o.runtime, o.threads);
   auto engine = Engine::load(o.engine_dir, o.threads);
   std::unique_ptr<Tokenizer> tok;
   if (fs::exists(fs::path(o.engine_dir) / "tokenizer.json") || fs::exists(fs::path(o.engine_dir) / "vocab.json"))

@@ -54,6 +54,7 @@ std::unique_ptr<Tokenizer> engine_tokenizer(const std::string& dir) {
 }
 
 void run(RunOptions o) {
+  check_runtime_flags(o.exec.runtime, o.threads);
   o.exec.max_new_tokens = o.max_new_tokens;
   o.exec.ignore_eos = o.ignore_eos;
   o.exec.threads = o.threads;

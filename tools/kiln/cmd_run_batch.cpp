@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/thread_pool.h"
 #include "io/json_file.h"
 #include "kiln/tokenizer.h"
 #include "runtime/engine.h"
@@ -23,14 +24,24 @@ void add_runtime_options(CLI::App* cmd, RuntimeFlags& f) {
   cmd->add_flag("--enable-prefix-reuse", f.enable_prefix_reuse, "reuse KV blocks of identical prompt prefixes");
 }
 
-ExecutorConfig executor_config(const RuntimeFlags& f, int threads) {
+void check_runtime_flags(const RuntimeFlags& f, int threads) {
+  if (threads < 0 || threads > kMaxThreads) fail("--threads {}: must be in [0, {}] (0: all cores)", threads, kMaxThreads);
   if (f.kv_cache_bytes && f.kv_cache_fraction) fail("give --kv-cache-bytes or --kv-cache-fraction, not both");
+  if (f.kv_cache_bytes && *f.kv_cache_bytes < 1) fail("--kv-cache-bytes {}: must be positive", *f.kv_cache_bytes);
+  if (f.kv_cache_fraction && !(*f.kv_cache_fraction > 0 && *f.kv_cache_fraction <= 1))
+    fail("--kv-cache-fraction {}: must be in (0, 1]", *f.kv_cache_fraction);
+  if (f.tokens_per_block < 1 || f.tokens_per_block > kMaxTokensPerBlock)
+    fail("--tokens-per-block {}: must be in [1, {}]", f.tokens_per_block, kMaxTokensPerBlock);
+  if (f.max_num_tokens < 0) fail("--max-num-tokens {}: must be positive (0: the engine's)", f.max_num_tokens);
+}
+
+ExecutorConfig executor_config(const RuntimeFlags& f, int threads) {
+  check_runtime_flags(f, threads);
   ExecutorConfig c;
   c.policy = scheduler_policy_from_name(f.scheduler_policy);
   c.kv_cache_bytes = f.kv_cache_bytes;
   if (f.kv_cache_fraction) c.kv_cache_fraction = *f.kv_cache_fraction;
   c.tokens_per_block = f.tokens_per_block;
-  if (f.max_num_tokens < 0) fail("--max-num-tokens {}: must be positive", f.max_num_tokens);
   c.max_num_tokens = f.max_num_tokens;
   c.enable_prefix_reuse = f.enable_prefix_reuse;
   c.num_threads = threads;
@@ -81,7 +92,10 @@ void add_sampling_options(CLI::App* cmd, SamplingFlags& f) {
   cmd->add_option("--repetition-penalty", f.repetition_penalty, "penalty on prompt and output tokens (1: none)");
   cmd->add_option("--presence-penalty", f.presence_penalty, "subtracted once a token is in the output");
   cmd->add_option("--frequency-penalty", f.frequency_penalty, "subtracted per occurrence in the output");
-  cmd->add_option("--seed", f.seed, "sampling seed (same seed, same output)");
+  // An unsigned option would take "-1" as 2^64 - 1.
+  const CLI::Validator non_negative(
+      [](std::string& s) { return s.rfind('-', 0) == 0 ? std::string("must not be negative") : std::string(); }, "");
+  cmd->add_option("--seed", f.seed, "sampling seed (same seed, same output)")->check(non_negative);
   cmd->add_option("--beam-width", f.beam_width, "beam search with this many beams");
   cmd->add_option("--num-return-sequences", f.num_return_sequences, "beams returned, or independent samples");
   cmd->add_option("--length-penalty", f.length_penalty, "beam score = log-prob sum / length^length-penalty");
