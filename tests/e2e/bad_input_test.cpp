@@ -172,6 +172,36 @@ TEST(BadInput, MissingConfigField) {
   expect_clean_failure(r, {"config.json", "num_hidden_layers"}, tmp / "ck", tmp.path());
 }
 
+// Sizes in a config are bounded before anything is allocated from them: a num_hidden_layers of 10^9 made convert
+// build a list of 9 billion tensors (gigabytes) before any tensor was found missing.
+TEST(BadInput, HugeConfigSizes) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  const auto orig = read_json_file(hf + "/config.json");
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"num_hidden_layers", {"num_hidden_layers", "1000000000", "4096"}},
+      {"hidden_size", {"hidden_size", "1000000000", "262144"}},
+      {"vocab_size", {"vocab_size", "1000000000", "16777216"}},
+      {"intermediate_size", {"intermediate_size", "1000000000", "1048576"}},
+      {"max_position_embeddings", {"max_position_embeddings", "1000000000", "16777216"}},
+  };
+  for (auto& [field, names] : cases) {
+    SCOPED_TRACE(field);
+    auto cfg = orig;
+    cfg[field] = 1000000000;
+    write_json_file(hf + "/config.json", cfg);
+    auto r = run_kiln_capped("convert --model " + hf + " --output " + (tmp / "ck"), 1 << 20);
+    auto want = names;
+    want.push_back("config.json");
+    expect_clean_failure(r, want, tmp / "ck", tmp.path());
+  }
+  auto cfg = orig;
+  cfg["rms_norm_eps"] = -1.0;
+  write_json_file(hf + "/config.json", cfg);
+  expect_clean_failure(run_kiln("convert --model " + hf + " --output " + (tmp / "ck")), {"config.json", "norm_eps"},
+                       tmp / "ck", tmp.path());
+}
+
 TEST(BadInput, MalformedConfig) {
   TempDir tmp;
   auto hf = copy_model(tmp, "llama");
@@ -200,6 +230,13 @@ TEST(BadInput, LimitsTheModelCannotHold) {
   expect_clean_failure(r, {"--max-input-len"}, tmp / "en", tmp.path());
   r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-batch-size 0");
   expect_clean_failure(r, {"--max-batch-size"}, tmp / "en", tmp.path());
+  // Huge limits: named with their bound (B x S used to overflow into "--max-num-tokens 0").
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-batch-size 4611686018427387904");
+  expect_clean_failure(r, {"--max-batch-size 4611686018427387904", "65536"}, tmp / "en", tmp.path());
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-beam-width 100000");
+  expect_clean_failure(r, {"--max-beam-width 100000", "--max-batch-size 8"}, tmp / "en", tmp.path());
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-num-tokens 100000000000");
+  expect_clean_failure(r, {"--max-num-tokens 100000000000", "1048576"}, tmp / "en", tmp.path());
 }
 
 // --batch-invariant on the cuda target for a model its invariant attention cannot run (5 query heads per kv head):

@@ -118,5 +118,31 @@ TEST(BadRequest, RuntimeFlagsOutOfRange) {
   }
 }
 
+// Limits of a single request are checked before its KV pool is sized for it (a --max-new-tokens of 10^7 took
+// 10 GB before the max_seq_len error), and bench's workload flags before the workload is built.
+TEST(BadRequest, LimitsAreCheckedBeforeAllocating) {
+  const std::string& eng = engine_dir("llama");  // max_seq_len 128, max_beam_width 4, max_batch_size 16
+  const std::string run = "run --engine " + eng + " --input-ids 1,2 ";
+  expect_flag_error(run_kiln_capped(run + "--max-new-tokens 10000000", kCapKiB), {"max_new_tokens", "max_seq_len 128"});
+  expect_flag_error(run_kiln_capped(run + "--beam-width 1000", kCapKiB), {"beam_width 1000", "max_beam_width 4"});
+  expect_flag_error(run_kiln_capped(run + "--num-return-sequences 1000000 --temperature 1", kCapKiB),
+                    {"num_return_sequences 1000000"});
+  const std::string bench = "bench --engine " + eng + " ";
+  expect_flag_error(run_kiln_capped(bench + "--num-requests 1000000000 --input-len 4 --output-len 2", kCapKiB),
+                    {"--num-requests 1000000000", "1000000"});
+  TestEngineLimits longer;
+  longer.max_seq_len = 256;
+  expect_flag_error(run_kiln_capped("bench --engine " + engine_dir("llama", longer) +
+                                        " --num-requests 1000000 --input-len 200 --output-len 2", kCapKiB),
+                    {"--num-requests 1000000", "--input-len 200", "134217728"});
+  expect_flag_error(run_kiln_capped(bench + "--num-requests 0", kCapKiB), {"--num-requests 0"});
+  expect_flag_error(run_kiln_capped(bench + "--input-len nan", kCapKiB), {"--input-len nan"});
+  expect_flag_error(run_kiln_capped(bench + "--output-len 1e12", kCapKiB), {"--output-len", "2147483647"});
+  expect_flag_error(run_kiln_capped(bench + "--output-len-std -1", kCapKiB), {"--output-len-std -1"});
+  expect_flag_error(run_kiln_capped(bench + "--request-rate -1", kCapKiB), {"--request-rate -1"});
+  expect_flag_error(run_kiln_capped(bench + "--tokens-per-block 0", kCapKiB), {"--tokens-per-block 0"});
+  expect_flag_error(run_kiln_capped(bench + "--threads 100000", kCapKiB), {"--threads 100000", "1024"});
+}
+
 }  // namespace
 }  // namespace kiln::test

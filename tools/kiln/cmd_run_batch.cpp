@@ -11,6 +11,7 @@
 #include "kiln/tokenizer.h"
 #include "runtime/engine.h"
 #include "runtime/kv_cache.h"
+#include "runtime/request_check.h"
 
 namespace kiln::cli {
 
@@ -349,6 +350,18 @@ void run_single_prompt(Engine& engine, const Tokenizer* tok, const std::vector<i
   r.input_ids = prompt;
   if (!a.sampling.end_id) set_end_ids(r, tok && !a.ignore_eos ? tok->stop_ids() : std::vector<int32_t>{});
   ExecutorConfig cfg = executor_config(a.runtime, a.threads);
+  // The request against the engine's limits first: the pool below is sized from it (a --max-new-tokens of
+  // 10,000,000 or a --beam-width of 1,000 must be refused, not allocated for).
+  const EngineLimits& el = engine.limits();
+  RequestLimits lim;
+  lim.vocab_size = engine.model().vocab_size;
+  lim.max_input_len = el.max_input_len;
+  lim.max_seq_len = el.max_seq_len;
+  lim.max_beam_width = el.max_beam_width;
+  lim.max_seqs_per_step = std::min(el.max_batch_size, el.max_num_tokens);
+  lim.num_kv_blocks = INT64_MAX;  // not sized yet
+  lim.tokens_per_block = cfg.tokens_per_block;
+  check_request(r, lim, 0);
   if (!a.runtime.kv_cache_bytes && !a.runtime.kv_cache_fraction) {
     const int64_t tpb = cfg.tokens_per_block, seqs = r.beam_width > 1 ? r.beam_width : r.num_return_sequences;
     const int64_t blocks = std::max<int64_t>(1, seqs * ((int64_t(prompt.size()) + r.max_new_tokens - 1 + tpb - 1) / tpb));
