@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/fs_util.h"
 
 namespace kiln {
 
@@ -88,15 +89,6 @@ nlohmann::json read_json_file(const std::string& path) {
   }
 }
 
-void write_json_file(const std::string& path, const nlohmann::json& j) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) fail("{}: cannot create: {}", tmp, std::strerror(errno));
-    f << dump_json(j, 2) << "\n";
-    if (!f) fail("{}: write failed", tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("{}: cannot rename into place", path);
-}
+void write_json_file(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, dump_json(j, 2) + "\n"); }
 
 }  // namespace kiln

@@ -20,7 +20,7 @@ nlohmann::json parse_json(std::string_view text);
 std::string dump_json(const nlohmann::json& j, int indent = -1);
 
 nlohmann::json read_json_file(const std::string& path);               // throws naming the file
-void write_json_file(const std::string& path, const nlohmann::json& j);  // writes PATH.tmp, then renames
+void write_json_file(const std::string& path, const nlohmann::json& j);  // write_file_atomic (core/fs_util.h)
 std::string read_text_file(const std::string& path);
 
 }  // namespace kiln

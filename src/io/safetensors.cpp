@@ -206,6 +206,7 @@ void SafetensorsWriter::write(const std::string& path) const {
   }
   std::string h = header.dump();
   while ((h.size() + 8) % 8) h.push_back(' ');  // align the data section to 8 bytes
+  if (fs::is_directory(path)) fail("{}: is a directory (give a file path)", path);
   std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail("{}: cannot create: {}", tmp, std::strerror(errno));

@@ -2,6 +2,7 @@
 // and no output directory (not even a half-written one).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -218,6 +219,43 @@ TEST(BadInput, OutputExists) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(tmp / "ck/keep.txt")) << "existing output must be left untouched";
+  EXPECT_EQ(leftovers(tmp.path()), "");
+}
+
+// An output path that is a directory: refused before any work, naming the flag, and no PATH.tmp left beside it
+// (write_json_file used to leave DIR.tmp when its rename onto the directory failed).
+TEST(BadInput, OutputPathIsADirectory) {
+  TempDir tmp;
+  ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck/")).exit_code, 0)
+      << "a trailing '/' names the directory to create";
+  ASSERT_EQ(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en")).exit_code, 0);
+  fs::create_directory(tmp / "out");
+  std::ofstream(tmp / "req.jsonl") << R"({"input_ids": [1, 2], "max_new_tokens": 2})" << "\n";
+  const std::string run = "run --engine " + (tmp / "en") + " ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {run + "--input-ids 1,2 --max-new-tokens 2 --output-file " + (tmp / "out"), "--output-file"},
+      {run + "--input-file " + (tmp / "req.jsonl") + " --output-file " + (tmp / "out"), "--output-file"},
+      {run + "--input-ids 1,2 --max-new-tokens 2 --logits-out " + (tmp / "out"), "--logits-out"},
+      {"bench --engine " + (tmp / "en") + " --num-requests 1 --input-len 2 --output-len 2 --json-out " + (tmp / "out"),
+       "--json-out"},
+      {run + "--input-ids 1,2 --max-new-tokens 2 --output-file " + (tmp / "missing/x.json"), "does not exist"},
+  };
+  for (auto& [args, flag] : cases) {
+    SCOPED_TRACE(args);
+    auto r = run_kiln(args);
+    EXPECT_NE(r.exit_code, 0) << r.out;
+    EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find(flag), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(tmp.path()), "");
+    EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  }
+  // An existing file as the output directory: left as it was, nothing beside it.
+  std::ofstream(tmp / "file") << "user data";
+  auto r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "file"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
+  EXPECT_EQ(read_text_file(tmp / "file"), "user data");
   EXPECT_EQ(leftovers(tmp.path()), "");
 }
 

@@ -69,5 +69,18 @@ TEST(JsonFile, DeepFilesAreRefusedNamingTheFile) {
   EXPECT_NE(s.find("nested deeper"), std::string::npos) << s;
 }
 
+TEST(JsonFile, WritingOntoADirectoryLeavesNothingBehind) {
+  TempDir tmp;
+  std::filesystem::create_directory(tmp / "out");
+  const std::string e = error_of([&] { write_json_file(tmp / "out", nlohmann::json{{"a", 1}}); });
+  EXPECT_NE(e.find("is a directory"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "out.tmp"));
+  EXPECT_TRUE(std::filesystem::is_empty(tmp / "out"));
+  // Strings that are not UTF-8 are written with U+FFFD, not refused.
+  write_json_file(tmp / "x.json", nlohmann::json{{"text", "a\xff"}});
+  EXPECT_EQ(read_json_file(tmp / "x.json")["text"], "a\xEF\xBF\xBD");
+  EXPECT_FALSE(std::filesystem::exists(tmp / "x.json.tmp"));
+}
+
 }  // namespace
 }  // namespace kiln

@@ -17,6 +17,7 @@
 #include "cmd_run_batch.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/fs_util.h"
 #include "core/progress.h"
 #include "io/json_file.h"
 #include "kiln/tokenizer.h"
@@ -155,6 +156,7 @@ void bench(const BenchOptions& o) {
   namespace fs = std::filesystem;
   check_workload_flags(o);
   check_runtime_flags(o.runtime, o.threads);
+  if (!o.json_out.empty()) check_output_file(o.json_out, "--json-out");
   auto engine = Engine::load(o.engine_dir, o.threads);
   std::unique_ptr<Tokenizer> tok;
   if (fs::exists(fs::path(o.engine_dir) / "tokenizer.json") || fs::exists(fs::path(o.engine_dir) / "vocab.json"))

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/fs_util.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/json_file.h"
@@ -226,6 +227,7 @@ nlohmann::json result_to_json(const Outcome& o, const Request& r, const Tokenize
 
 int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input_file, const std::string& output_file,
                   const ExecutorConfig& cfg, const Request& base) {
+  if (std::filesystem::is_directory(input_file)) fail("--input-file {}: is a directory", input_file);
   std::ifstream in(input_file);
   if (!in) fail("--input-file {}: cannot open", input_file);
   struct Line {
@@ -277,8 +279,7 @@ int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input
   if (output_file.empty()) {
     std::fwrite(all.data(), 1, all.size(), stdout);
   } else {
-    std::ofstream out(output_file, std::ios::trunc);
-    if (!(out << all)) fail("--output-file {}: cannot write", output_file);
+    write_file_atomic(output_file, all);
   }
   return failed;
 }
