@@ -1,10 +1,12 @@
 #include "build/engine_builder.h"
 
+#include <cmath>
 #include <filesystem>
 #include <vector>
 
 #include "convert/convert.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/fs_util.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -86,6 +88,10 @@ void build_engine(const BuildOptions& o) {
     std::vector<uint8_t> bytes(size_t(t.numel()) * dtype_size(weight_dtype));
     std::vector<float> f(static_cast<size_t>(t.numel()));
     convert_to_f32(t.dtype, t.data, f.data(), f.size());
+    if (const int64_t bad = first_non_finite(f.data(), f.size(), weight_dtype); bad >= 0)
+      fail("{}: tensor '{}' holds {} at {} (flat index {}){}; refusing to build an engine with non-finite weights",
+           ckpt_file, spec.name, f[size_t(bad)], index_str(bad, spec.shape), bad,
+           std::isfinite(f[size_t(bad)]) ? fmt::format(", which overflows {}", dtype_name(weight_dtype)) : "");
     convert_from_f32(f.data(), weight_dtype, bytes.data(), f.size());
     w.add(spec.name, weight_dtype, spec.shape, std::move(bytes));
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -151,6 +152,46 @@ TEST(BadInput, WrongShape) {
   });
   auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
   expect_clean_failure(r, {"model.layers.0.self_attn.k_proj.weight", "[16, 96]", "[32, 96]"}, tmp / "ck", tmp.path());
+}
+
+// Replaces element `index` of tensor `name` in safetensors `file` (a float tensor) by `value`.
+void poison(const std::string& file, const std::string& name, int64_t index, float value) {
+  SafetensorsWriter w;
+  {
+    SafetensorsFile f(file);
+    for (auto& [n, t] : f.tensors()) {
+      std::vector<uint8_t> bytes(static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes);
+      if (n == name) convert_from_f32(&value, t.dtype, bytes.data() + size_t(index) * dtype_size(t.dtype), 1);
+      w.add(n, t.dtype, t.shape, std::move(bytes));
+    }
+  }
+  w.write(file);
+}
+
+// NaN or infinite weights (or ones that overflow the dtype converted to) are refused by convert and by build,
+// naming the tensor and the first bad element, instead of a run failing later with "every logit is -inf".
+TEST(BadInput, NonFiniteWeights) {
+  TempDir tmp;
+  const std::string down = "model.layers.1.mlp.down_proj.weight";  // [128, 256] in the llama fixture
+  for (float v : {std::nanf(""), INFINITY, -INFINITY}) {
+    SCOPED_TRACE(v);
+    auto hf = copy_model(tmp, "llama");
+    poison(hf + "/model.safetensors", down, 300, v);  // row 1, column 44
+    auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+    expect_clean_failure(r, {"hf-llama", down, "[1, 44]", "flat index 300", "non-finite"}, tmp / "ck",
+                         tmp.path());
+    fs::remove_all(hf);
+  }
+  auto hf = copy_model(tmp, "llama");
+  poison(hf + "/model.safetensors", down, 5, 1e5f);  // finite in bfloat16 and float32, +inf in float16
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck") + " --dtype float16");
+  expect_clean_failure(r, {down, "[0, 5]", "overflows float16"}, tmp / "ck", tmp.path());
+  // A checkpoint edited afterwards: build refuses it.
+  ASSERT_EQ(run_kiln("convert --model " + hf + " --output " + (tmp / "ck")).exit_code, 0);
+  poison(tmp / "ck/rank0.safetensors", "layers.0.attention.qkv.weight", 1000, std::nanf(""));
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en"));
+  expect_clean_failure(r, {"rank0.safetensors", "layers.0.attention.qkv.weight", "[7, 104]", "non-finite"},
+                       tmp / "en", tmp.path());
 }
 
 TEST(BadInput, UnknownArchitecture) {
