@@ -73,14 +73,7 @@ void build_engine(const BuildOptions& o) {
 
   const std::string ckpt_file = (fs::path(o.checkpoint_dir) / "rank0.safetensors").string();
   SafetensorsFile src(ckpt_file);
-  for (auto& spec : expected_weights(info.model)) {
-    const TensorView& t = src.get(spec.name);
-    if (t.shape != spec.shape) {
-      TensorView want;
-      want.shape = spec.shape;
-      fail("{}: tensor '{}' has shape {}, expected {}", ckpt_file, spec.name, t.shape_str(), want.shape_str());
-    }
-  }
+  check_weight_set(src, expected_weights(info.model), cfg_path);
 
   SafetensorsWriter w;
   for (auto& spec : expected_weights(info.model)) {

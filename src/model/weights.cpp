@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <set>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+
 namespace kiln {
 
 std::string layer_name(int64_t layer, const std::string& suffix) { return fmt::format("layers.{}.{}", layer, suffix); }
@@ -46,6 +51,24 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
   norm("final_norm");
   if (!c.tie_embeddings) w.push_back({"lm_head.weight", {c.vocab_size, H}});
   return w;
+}
+
+void check_weight_set(const SafetensorsFile& f, const std::vector<WeightSpec>& specs, const std::string& config) {
+  std::set<std::string> expected;
+  for (auto& spec : specs) {
+    expected.insert(spec.name);
+    if (!f.has(spec.name)) fail("{}: missing tensor '{}' that {} describes", f.path(), spec.name, config);
+    const TensorView& t = f.get(spec.name);
+    if (t.shape != spec.shape) {
+      TensorView want;
+      want.shape = spec.shape;
+      fail("{}: tensor '{}' has shape {} but {} describes {}", f.path(), spec.name, t.shape_str(), config,
+           want.shape_str());
+    }
+  }
+  for (auto& [name, t] : f.tensors())
+    if (!expected.count(name))
+      fail("{}: tensor '{}' is not part of the model {} describes (was the config edited?)", f.path(), name, config);
 }
 
 }  // namespace kiln

@@ -35,11 +35,9 @@ std::unique_ptr<Engine> Engine::load(const std::string& dir, int num_threads) {
     return e;
   }
   SafetensorsFile f((fs::path(dir) / "rank0.safetensors").string());
-  for (auto& spec : expected_weights(e->info_.model)) {
-    const TensorView& t = f.get(spec.name);
-    if (t.shape != spec.shape) fail("{}: tensor '{}' has shape {}, expected another", f.path(), spec.name, t.shape_str());
-    e->weights_[spec.name] = e->backend_->load_weight(t);
-  }
+  const auto specs = expected_weights(e->info_.model);
+  check_weight_set(f, specs, ej);  // before any weight is loaded
+  for (auto& spec : specs) e->weights_[spec.name] = e->backend_->load_weight(f.get(spec.name));
   return e;
 }
 

@@ -364,6 +364,53 @@ TEST(BadInput, BadFlags) {
   EXPECT_NE(r.out.find("/nonexistent/model"), std::string::npos) << r.out;
 }
 
+// An engine.json (or checkpoint config.json) edited so that it no longer describes its weight file: refused at load
+// (and build), naming the tensor. A num_layers lowered from 2 to 1 used to run the first layer alone.
+TEST(BadInput, ConfigThatDoesNotMatchItsWeights) {
+  TempDir tmp;
+  ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck")).exit_code, 0);
+  ASSERT_EQ(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en")).exit_code, 0);
+  const auto ej = read_json_file(tmp / "en/engine.json");
+  const std::string run = "run --engine " + (tmp / "en") + " --input-ids 1,2 --max-new-tokens 2";
+  ASSERT_EQ(run_kiln(run).exit_code, 0);
+  auto expect_refused = [&](const std::vector<std::string>& names) {
+    auto r = run_kiln(run);
+    EXPECT_NE(r.exit_code, 0) << r.out;
+    EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+    for (auto& n : names) EXPECT_NE(r.out.find(n), std::string::npos) << "should name '" << n << "': " << r.out;
+  };
+  auto edited = ej;
+  edited["model"]["num_layers"] = 1;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"rank0.safetensors", "'layers.1.", "engine.json", "not part of the model"});
+  edited["model"]["num_layers"] = 3;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"missing tensor 'layers.2.", "engine.json"});
+  edited = ej;
+  edited["model"]["intermediate_size"] = 512;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"'layers.0.mlp.gate_up.weight'", "[512, 128]", "[1024, 128]"});
+  // An extra tensor in the weight file.
+  write_json_file(tmp / "en/engine.json", ej);
+  {
+    SafetensorsWriter w;
+    {
+      SafetensorsFile f(tmp / "en/rank0.safetensors");
+      for (auto& [n, t] : f.tensors()) w.add(n, t.dtype, t.shape, t.data, t.nbytes);
+    }
+    std::vector<float> x(4, 1.0f);
+    w.add_f32("layers.9.extra.weight", {4}, x.data());
+    w.write(tmp / "en/rank0.safetensors");
+  }
+  expect_refused({"'layers.9.extra.weight'", "not part of the model"});
+  // The same at build, from a checkpoint whose config.json was edited.
+  auto cj = read_json_file(tmp / "ck/config.json");
+  cj["num_layers"] = 1;
+  write_json_file(tmp / "ck/config.json", cj);
+  auto r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en2"));
+  expect_clean_failure(r, {"rank0.safetensors", "'layers.1.", "config.json"}, tmp / "en2", tmp.path());
+}
+
 TEST(BadInput, EngineForAnotherTargetOrVersion) {
   TempDir tmp;
   ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck")).exit_code, 0);
