@@ -77,6 +77,52 @@ TEST(BadRequest, InvalidUtf8LineGetsItsOwnErrorLine) {
   EXPECT_EQ(good[0]["output_ids"], res[0]["output_ids"]);
 }
 
+// Hostile request lines: each gets its own error naming the line and the field; numbers are never converted
+// silently (2.5 -> 2, 99999999999 -> a wrapped int32, -1 -> 2^64 - 1 for a seed); the good lines run.
+TEST(BadRequest, HostileFieldsAreRefusedByName) {
+  const std::string& eng = engine_dir("llama");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"input_ids": [1, 2], "max_new_tokens": -5})", "max_new_tokens -5: must be at least 1"},
+      {R"({"input_ids": [], "max_new_tokens": 2})", "the prompt is empty"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2, "foo": 1})", "unknown field 'foo'"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 99999999999})", "field 'max_new_tokens': expected an integer"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2.5})", "field 'max_new_tokens': expected an integer"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2, "seed": -1})", "field 'seed': expected a non-negative integer"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2, "top_k": 1e20})", "field 'top_k': expected an integer"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2, "temperature": 1e39})", "field 'temperature': expected a number"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2, "temperature": "hot"})", "field 'temperature': expected a number"},
+      {R"({"input_ids": [1, 2.7], "max_new_tokens": 2})", "field 'input_ids': element 1 is not a token id: 2.7"},
+      {R"({"input_ids": [1, 99999999999], "max_new_tokens": 2})", "element 1 is not a token id: 99999999999"},
+      {R"({"input_ids": [1, -3], "max_new_tokens": 2})", "input_ids[1] = -3 is outside the vocabulary"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2, "stop": [[]]})", "stop_sequences[0] is empty"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 2, "stop": [[1, 2.5]]})", "field 'stop': element 1 is not a token id"},
+      {"{\"input_ids\": [" + std::string(200, '1').insert(1, ",") + "], \"max_new_tokens\": 2}", "element 1 is not a token id"},
+      {R"({"input_ids": [1, 2], "max_new_tokens": 300})", "exceeds the engine's max_seq_len 128"},
+      {R"([1, 2, 3])", "expected a JSON object, got [1,2,3]"},
+      {R"(null)", "expected a JSON object, got null"},
+  };
+  std::vector<std::string> lines{kGood};
+  for (auto& c : cases) lines.push_back(c.first);
+  lines.push_back(kGood);
+  std::string long_prompt = R"({"input_ids": [)";
+  for (int i = 0; i < 200; ++i) long_prompt += (i ? ", " : "") + std::to_string(5 + i);
+  lines.push_back(long_prompt + R"(], "max_new_tokens": 2})");  // 200 tokens > max_input_len 128
+  CmdResult r;
+  auto res = run_lines(eng, lines, &r);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  ASSERT_EQ(res.size(), lines.size()) << r.out;
+  EXPECT_EQ(res.front()["output_ids"].size(), 3u);
+  EXPECT_EQ(res[lines.size() - 2]["output_ids"], res.front()["output_ids"]);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ASSERT_TRUE(res[i + 1].contains("error")) << cases[i].first << " -> " << res[i + 1];
+    const std::string e = res[i + 1]["error"];
+    EXPECT_NE(e.find("/in.jsonl:" + std::to_string(i + 2) + ": "), std::string::npos) << e;
+    EXPECT_NE(e.find(cases[i].second), std::string::npos) << cases[i].first << " -> " << e;
+  }
+  EXPECT_NE(res.back()["error"].get<std::string>().find("prompt of 200 tokens exceeds the engine's max_input_len 128"),
+            std::string::npos) << res.back();
+}
+
 // A bad flag: a non-zero exit with one line "error: ..." that holds every string of `names` (the flag, its limit).
 void expect_flag_error(const CmdResult& r, const std::vector<std::string>& names) {
   EXPECT_NE(r.exit_code, 0) << r.out;

@@ -1,8 +1,11 @@
 #include "cmd_run_batch.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/fs_util.h"
@@ -125,13 +128,52 @@ std::string brief(const nlohmann::json& v) {
   return s.size() <= 60 ? s : s.substr(0, 57) + "...";
 }
 
+// An integer JSON value as T when it is one and T holds it (nlohmann's get<T> would take 2.5 as 2, wrap
+// 99999999999 into an int32 and -1 into 2^64 - 1).
+template <typename T>
+bool as_integer(const nlohmann::json& v, T* out) {
+  using L = std::numeric_limits<T>;
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(L::max())) return false;
+    *out = T(u);
+    return true;
+  }
+  if (!v.is_number_integer()) return false;
+  const int64_t i = v.get<int64_t>();
+  if (i < 0 && std::is_unsigned_v<T>) return false;
+  if constexpr (std::is_signed_v<T>)
+    if (i < int64_t(L::min()) || i > int64_t(L::max())) return false;
+  *out = T(i);
+  return true;
+}
+
+// A field's value as T, refusing what nlohmann would convert silently: see as_integer; a number beyond float's range
+// for a float field.
 template <typename T>
 T field(const nlohmann::json& j, const char* name, const char* type) {
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail("field '{}': expected {}, got {}", name, type, brief(j.at(name)));
+  const nlohmann::json& v = j.at(name);
+  if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
+    if (std::is_same_v<T, bool> ? v.is_boolean() : v.is_string()) return v.get<T>();
+  } else if constexpr (std::is_integral_v<T>) {
+    T x;
+    if (as_integer(v, &x)) return x;
+    fail("field '{}': expected {} in [{}, {}], got {}", name, type, std::numeric_limits<T>::min(),
+         std::numeric_limits<T>::max(), brief(v));
+  } else {
+    static_assert(std::is_floating_point_v<T>);
+    if (v.is_number() && !(std::fabs(v.get<double>()) > double(std::numeric_limits<T>::max()))) return T(v.get<double>());
   }
+  fail("field '{}': expected {}, got {}", name, type, brief(v));
+}
+
+// A list of token ids (each an integer that fits int32; the vocabulary is checked at enqueue).
+std::vector<int32_t> token_ids(const nlohmann::json& v, const char* name) {
+  if (!v.is_array()) fail("field '{}': expected a list of token ids, got {}", name, brief(v));
+  std::vector<int32_t> ids(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!as_integer(v[i], &ids[i])) fail("field '{}': element {} is not a token id: {}", name, i, brief(v[i]));
+  return ids;
 }
 
 // A token sequence given as ids or as text (encoded without special tokens).
@@ -142,14 +184,14 @@ std::vector<int32_t> token_sequence(const nlohmann::json& v, const char* name, c
     if (ids.empty()) fail("field '{}': '{}' encodes to no tokens", name, v.get<std::string>());
     return ids;
   }
-  if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_number_integer(); }))
-    return v.get<std::vector<int32_t>>();
+  if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_number(); }))
+    return token_ids(v, name);
   fail("field '{}': expected a string or a list of token ids, got {}", name, brief(v));
 }
 
 // One sequence (a string or a list of ids) or a list of them.
 std::vector<std::vector<int32_t>> token_sequences(const nlohmann::json& v, const char* name, const Tokenizer* tok) {
-  if (v.is_string() || (v.is_array() && !v.empty() && v[0].is_number_integer())) return {token_sequence(v, name, tok)};
+  if (v.is_string() || (v.is_array() && !v.empty() && v[0].is_number())) return {token_sequence(v, name, tok)};
   if (!v.is_array()) fail("field '{}': expected a string, a list of ids, or a list of those", name);
   std::vector<std::vector<int32_t>> out;
   for (const auto& x : v) out.push_back(token_sequence(x, name, tok));
@@ -163,10 +205,11 @@ Request request_from_json(const nlohmann::json& j, const Request& base, const To
   Request r = base;
   const bool has_ids = j.contains("input_ids"), has_prompt = j.contains("prompt");
   if (has_ids == has_prompt) fail("give exactly one of 'input_ids' and 'prompt'");
-  if (has_ids) r.input_ids = field<std::vector<int32_t>>(j, "input_ids", "a list of token ids");
+  if (has_ids) r.input_ids = token_ids(j["input_ids"], "input_ids");
   if (has_prompt) {
     if (!tok) fail("field 'prompt': the engine has no tokenizer (give input_ids instead)");
     r.input_ids = tok->encode(field<std::string>(j, "prompt", "a string"), true);
+    if (r.input_ids.empty()) fail("field 'prompt': {} encodes to no tokens", brief(j["prompt"]));
   }
   SamplingParams& s = r.sampling;
   for (auto& [key, v] : j.items()) {
