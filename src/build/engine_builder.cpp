@@ -1,11 +1,13 @@
 #include "build/engine_builder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <vector>
 
 #include "build/target_kernels.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/fs_util.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -43,12 +45,16 @@ EngineTensor engine_tensor(const TensorView& t, const WeightSpec& spec, DType fl
     fail("tensor '{}': {} -> {}: the build converts float weights only", spec.name, dtype_name(t.dtype),
          dtype_name(float_dtype));
   e.dtype = float_dtype;
+  std::vector<float> f(static_cast<size_t>(t.numel()));  // [numel] the tensor in fp32, exact for F16/BF16
+  convert_to_f32(t.dtype, t.data, f.data(), f.size());
+  if (const int64_t bad = first_non_finite(f.data(), f.size(), float_dtype); bad >= 0)
+    fail("tensor '{}' holds {} at {} (flat index {}){}; refusing to build an engine with non-finite weights",
+         spec.name, f[size_t(bad)], index_str(bad, spec.shape), bad,
+         std::isfinite(f[size_t(bad)]) ? fmt::format(", which overflows {}", dtype_name(float_dtype)) : "");
   if (t.dtype == float_dtype) {
     e.bytes.assign(src, src + t.nbytes);
     return e;
   }
-  std::vector<float> f(static_cast<size_t>(t.numel()));  // [numel] the tensor in fp32, exact for F16/BF16
-  convert_to_f32(t.dtype, t.data, f.data(), f.size());
   e.bytes.resize(f.size() * dtype_size(float_dtype));
   convert_from_f32(f.data(), float_dtype, e.bytes.data(), f.size());
   return e;

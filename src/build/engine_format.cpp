@@ -57,9 +57,15 @@ EngineInfo engine_info_from_json(const json& j, const std::string& src) {
 
 void resolve_limits(EngineLimits& l, const ModelConfig& m) {
   const int64_t max_pos = m.max_position_embeddings;
-  if (l.max_batch_size <= 0) fail("--max-batch-size {}: must be at least 1", l.max_batch_size);
-  if (l.max_beam_width <= 0) fail("--max-beam-width {}: must be at least 1", l.max_beam_width);
+  // Upper bounds before anything is sized from them (and before B x S could overflow).
+  constexpr int64_t kMaxBatchSize = 65536, kMaxNumTokens = int64_t(1) << 20;
+  if (l.max_batch_size <= 0 || l.max_batch_size > kMaxBatchSize)
+    fail("--max-batch-size {}: must be in [1, {}]", l.max_batch_size, kMaxBatchSize);
+  if (l.max_beam_width <= 0 || l.max_beam_width > l.max_batch_size)
+    fail("--max-beam-width {}: must be in [1, --max-batch-size {}] (a beam search's beams run in one step)",
+         l.max_beam_width, l.max_batch_size);
   if (l.max_seq_len < 0 || l.max_input_len < 0 || l.max_num_tokens < 0) fail("limits must not be negative");
+  if (l.max_num_tokens > kMaxNumTokens) fail("--max-num-tokens {}: at most {}", l.max_num_tokens, kMaxNumTokens);
   if (l.max_seq_len == 0) l.max_seq_len = max_pos;
   if (l.max_seq_len > max_pos)
     fail("--max-seq-len {}: the model holds at most {} positions (max_position_embeddings)", l.max_seq_len, max_pos);

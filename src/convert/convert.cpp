@@ -1,11 +1,13 @@
 #include "convert/convert.h"
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "convert/hf_map.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/fs_util.h"
 #include "core/progress.h"
 #include "io/json_file.h"
@@ -38,6 +40,10 @@ void assemble(const Recipe& r, const SafetensorsSet& src, const std::string& dir
     size_t n = size_t(t.numel()), off = buf.size();
     std::vector<float> tmp(n);
     convert_to_f32(t.dtype, t.data, tmp.data(), n);
+    if (const int64_t bad = first_non_finite(tmp.data(), n, out_dtype); bad >= 0)
+      fail("{}: tensor '{}' holds {} at {} (flat index {}){}; refusing to convert a checkpoint with non-finite "
+           "weights", dir, part.name, tmp[size_t(bad)], index_str(bad, t.shape), bad,
+           std::isfinite(tmp[size_t(bad)]) ? fmt::format(", which overflows {}", dtype_name(out_dtype)) : "");
     buf.resize(off + n);
     if (part.transpose) {
       const int64_t rows = part.shape[0], cols = part.shape[1];  // stored [rows, cols] -> [cols, rows]

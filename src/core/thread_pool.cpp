@@ -2,9 +2,12 @@
 
 #include <algorithm>
 
+#include "core/error.h"
+
 namespace kiln {
 
 ThreadPool::ThreadPool(int n) {
+  if (n > kMaxThreads) fail("{} threads: at most {}", n, kMaxThreads);
   if (n <= 0) n = int(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker(i); });
 }

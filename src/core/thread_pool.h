@@ -9,9 +9,12 @@
 
 namespace kiln {
 
+// More threads than this is a mistake (a mistyped --threads), not a machine: refused before any is started.
+constexpr int kMaxThreads = 1024;
+
 class ThreadPool {
  public:
-  explicit ThreadPool(int num_threads);  // 0: hardware concurrency
+  explicit ThreadPool(int num_threads);  // 0 (or negative): hardware concurrency; more than kMaxThreads: throws
   ~ThreadPool();
   int size() const { return int(workers_.size()) + 1; }
   // Calls fn(begin, end) over disjoint chunks covering [0, n); returns when all are done.

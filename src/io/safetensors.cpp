@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -47,8 +48,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (hlen > size_ - 8) fail("{}: truncated: header claims {} bytes but the file has {}", path, hlen, size_ - 8);
     json header;
     try {
-      header = json::parse(base + 8, base + 8 + hlen);
-    } catch (const json::exception& e) {
+      header = parse_json(std::string_view(reinterpret_cast<const char*>(base) + 8, size_t(hlen)));
+    } catch (const Error& e) {
       fail("{}: malformed header JSON: {}", path, e.what());
     }
     if (!header.is_object()) fail("{}: header is not a JSON object", path);
@@ -126,22 +127,11 @@ SafetensorsSet::SafetensorsSet(const std::string& dir) : dir_(dir) {
   std::vector<std::string> files;
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    json j;
-    try {
-      std::FILE* f = std::fopen(index.c_str(), "rb");
-      if (!f) fail("{}: cannot open", index.string());
-      std::string s;
-      char buf[65536];
-      size_t n;
-      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-      std::fclose(f);
-      j = json::parse(s);
-    } catch (const json::exception& e) {
-      fail("{}: malformed JSON: {}", index.string(), e.what());
-    }
+    const json j = read_json_file(index.string());
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       fail("{}: no weight_map object", index.string());
     for (auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string()) fail("{}: weight_map entry '{}' is not a file name", index.string(), name);
       std::string fn = file.get<std::string>();
       if (std::find(files.begin(), files.end(), fn) == files.end()) files.push_back(fn);
     }
@@ -219,6 +209,7 @@ void SafetensorsWriter::write(const std::string& path) const {
   }
   std::string h = header.dump();
   while ((h.size() + 8) % 8) h.push_back(' ');  // align the data section to 8 bytes
+  if (fs::is_directory(path)) fail("{}: is a directory (give a file path)", path);
   std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail("{}: cannot create: {}", tmp, std::strerror(errno));

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -94,6 +95,28 @@ void ModelConfig::validate() const {
   pos(head_dim, "head_dim");
   pos(intermediate_size, "intermediate_size");
   pos(max_position_embeddings, "max_position_embeddings");
+  // Upper bounds, checked before anything is sized from the config (a num_hidden_layers of 10^9 made convert
+  // allocate gigabytes for its list of tensors): far above any released model, far below int64 overflow of the
+  // shapes and byte counts computed from them.
+  auto at_most = [&](int64_t v, const char* name, int64_t limit) {
+    if (v > limit) fail("model config: {} {} exceeds the limit {}", name, v, limit);
+  };
+  at_most(vocab_size, "vocab_size", int64_t(1) << 24);
+  at_most(hidden_size, "hidden_size", int64_t(1) << 18);
+  at_most(num_layers, "num_layers (num_hidden_layers)", 4096);
+  at_most(num_heads, "num_heads (num_attention_heads)", 4096);
+  at_most(num_kv_heads, "num_kv_heads (num_key_value_heads)", 4096);
+  at_most(head_dim, "head_dim", 4096);
+  at_most(intermediate_size, "intermediate_size", int64_t(1) << 20);
+  at_most(max_position_embeddings, "max_position_embeddings", int64_t(1) << 24);
+  at_most(num_experts, "num_experts (num_local_experts)", 4096);
+  if (num_experts < 0) fail("model config: num_experts must not be negative (got {})", num_experts);
+  if (sliding_window < 0) fail("model config: sliding_window must not be negative (got {})", sliding_window);
+  if (!(norm_eps >= 0 && std::isfinite(norm_eps))) fail("model config: norm_eps must be finite and >= 0 (got {})", norm_eps);
+  if (position == PositionType::Rope && !(rope.theta > 0 && std::isfinite(rope.theta)))
+    fail("model config: rope theta must be finite and positive (got {})", rope.theta);
+  if (position == PositionType::Rope && !(rope.factor > 0 && std::isfinite(rope.factor)))
+    fail("model config: rope factor must be finite and positive (got {})", rope.factor);
   if (num_heads % num_kv_heads != 0)
     fail("model config: num_heads ({}) is not a multiple of num_kv_heads ({})", num_heads, num_kv_heads);
   if (position == PositionType::Rope && head_dim % 2 != 0) fail("model config: head_dim ({}) must be even for RoPE", head_dim);
@@ -195,7 +218,11 @@ ModelConfig config_from_json(const json& j, const std::string& src) {
   c.eos_token_ids = r.opt<std::vector<int64_t>>("eos_token_ids", {});
   if (r.has("mapping")) c.mapping = mapping_from_json(j["mapping"], src);
   if (r.has("quantization")) c.quant = quant_config_from_json(j["quantization"], src);
-  c.validate();
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", src, e.what());
+  }
   return c;
 }
 
@@ -276,7 +303,11 @@ ModelConfig config_from_hf(const json& j, const std::string& src) {
     fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
          "Qwen3ForCausalLM, GPT2LMHeadModel, MixtralForCausalLM)", src, a);
   }
-  c.validate();
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", src, e.what());
+  }
   return c;
 }
 

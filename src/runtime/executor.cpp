@@ -39,6 +39,9 @@ int64_t pool_blocks(const ExecutorConfig& c, Engine& e, int64_t max_batch_size) 
   const int64_t tpb = c.tokens_per_block;
   const int64_t block = int64_t(kv_block_bytes(e.model(), e.backend().compute_dtype(), tpb));
   if (c.kv_cache_bytes) {
+    if (size_t(std::max<int64_t>(*c.kv_cache_bytes, 0)) > e.backend().free_memory())
+      fail("--kv-cache-bytes {}: more than the backend's {} bytes of free memory", *c.kv_cache_bytes,
+           e.backend().free_memory());
     if (*c.kv_cache_bytes < block)
       fail("--kv-cache-bytes {}: smaller than one KV block ({} bytes at {} tokens per block)", *c.kv_cache_bytes, block,
            tpb);
@@ -60,7 +63,8 @@ int64_t pool_blocks(const ExecutorConfig& c, Engine& e, int64_t max_batch_size) 
 Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const ExecutorConfig& cfg)
     : owned_(std::move(owned)), engine_(engine), cfg_(cfg) {
   const EngineLimits& el = engine_.limits();
-  if (cfg_.tokens_per_block < 1) fail("--tokens-per-block {}: must be positive", cfg_.tokens_per_block);
+  if (cfg_.tokens_per_block < 1 || cfg_.tokens_per_block > kMaxTokensPerBlock)
+    fail("--tokens-per-block {}: must be in [1, {}]", cfg_.tokens_per_block, kMaxTokensPerBlock);
   if (cfg_.max_num_tokens < 0 || cfg_.max_num_tokens > el.max_num_tokens)
     fail("--max-num-tokens {}: must be in [1, {}] (the engine's max_num_tokens)", cfg_.max_num_tokens,
          el.max_num_tokens);

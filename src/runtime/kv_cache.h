@@ -5,6 +5,10 @@
 
 namespace kiln {
 
+// The largest KV block: a block longer than any sequence only wastes memory, and the block table addresses
+// slots as int32 (block * tokens_per_block + offset).
+constexpr int32_t kMaxTokensPerBlock = 4096;
+
 // Bytes one block takes across all layers (k and v), in the cache's dtype (kv_cache_dtype, src/model/quant.h).
 size_t kv_block_bytes(const ModelConfig& m, DType dtype, int64_t tokens_per_block);
 // The pool in kv_cache_dtype(m.quant, the backend's compute dtype), zeroed. A quantized cache (kv_cache_quant_algo)

@@ -56,7 +56,8 @@ SampleRowParams& SampleBatch::add(int32_t logits_row, const Request& r, const st
 }
 
 const char* no_token_reason(int32_t id) {
-  return id == kNoToken ? "no token can be sampled: every logit is -inf (bad_words exclude them all?)"
+  return id == kNoToken ? "no token can be sampled: every logit is -inf or NaN (bad_words exclude them all, or the "
+                          "model computed non-finite values)"
                         : "sampling failed: the backend rejected the row's parameters";
 }
 

@@ -9,6 +9,7 @@
 #include <queue>
 #include <sstream>
 
+#include "io/json_file.h"
 #include "tokenizer/json_util.h"
 #include "tokenizer/unicode.h"
 
@@ -113,8 +114,10 @@ std::unique_ptr<BpeModel> BpeModel::from_files(const std::string& vocab_json, co
   if (!vf) fail("cannot open {}", vocab_json);
   nlohmann::json v;
   try {
-    v = nlohmann::json::parse(vf);
-  } catch (const nlohmann::json::exception& e) {
+    std::stringstream ss;
+    ss << vf.rdbuf();
+    v = parse_json(ss.str());
+  } catch (const Error& e) {
     fail("{} is not valid JSON: {}", vocab_json, e.what());
   }
   if (!v.is_object()) fail("{} must hold a JSON object mapping tokens to ids", vocab_json);

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/json_file.h"
 #include "kiln/tokenizer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/json_util.h"
@@ -20,8 +21,8 @@ nlohmann::json read_json(const fs::path& p) {
   std::stringstream ss;
   ss << f.rdbuf();
   try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
+    return parse_json(ss.str());
+  } catch (const Error& e) {
     fail("{} is not valid JSON: {}", p.string(), e.what());
   }
 }

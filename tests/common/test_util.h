@@ -52,10 +52,10 @@ struct CmdResult {
   std::string out;  // stdout and stderr together
 };
 
-// Runs `kiln ARGS` through the shell, capturing output.
-inline CmdResult run_kiln(const std::string& args) {
+// Runs `PREFIX kiln ARGS` through the shell, capturing output.
+inline CmdResult run_kiln_with_prefix(const std::string& prefix, const std::string& args) {
   CmdResult r;
-  std::string cmd = kiln_binary() + " " + args + " 2>&1";
+  std::string cmd = prefix + kiln_binary() + " " + args + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
@@ -64,6 +64,21 @@ inline CmdResult run_kiln(const std::string& args) {
   int st = ::pclose(p);
   r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+
+// Runs `kiln ARGS` through the shell, capturing output.
+inline CmdResult run_kiln(const std::string& args) { return run_kiln_with_prefix("", args); }
+
+// run_kiln under a virtual-memory cap (`ulimit -v`, KiB): a limit that is checked only after allocating for it then
+// fails with an allocation error instead of the limit's own message, on any machine.
+// (AddressSanitizer reserves terabytes of address space: there the command runs uncapped.)
+inline CmdResult run_kiln_capped(const std::string& args, long vmem_kib) {
+#if defined(__SANITIZE_ADDRESS__)
+  (void)vmem_kib;
+  return run_kiln(args);
+#else
+  return run_kiln_with_prefix("ulimit -v " + std::to_string(vmem_kib) + " && ", args);
+#endif
 }
 
 // ||a - b|| / ||b|| over n values.

@@ -2,6 +2,8 @@
 // and no output directory (not even a half-written one).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -152,6 +154,46 @@ TEST(BadInput, WrongShape) {
   expect_clean_failure(r, {"model.layers.0.self_attn.k_proj.weight", "[16, 96]", "[32, 96]"}, tmp / "ck", tmp.path());
 }
 
+// Replaces element `index` of tensor `name` in safetensors `file` (a float tensor) by `value`.
+void poison(const std::string& file, const std::string& name, int64_t index, float value) {
+  SafetensorsWriter w;
+  {
+    SafetensorsFile f(file);
+    for (auto& [n, t] : f.tensors()) {
+      std::vector<uint8_t> bytes(static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes);
+      if (n == name) convert_from_f32(&value, t.dtype, bytes.data() + size_t(index) * dtype_size(t.dtype), 1);
+      w.add(n, t.dtype, t.shape, std::move(bytes));
+    }
+  }
+  w.write(file);
+}
+
+// NaN or infinite weights (or ones that overflow the dtype converted to) are refused by convert and by build,
+// naming the tensor and the first bad element, instead of a run failing later with "every logit is -inf".
+TEST(BadInput, NonFiniteWeights) {
+  TempDir tmp;
+  const std::string down = "model.layers.1.mlp.down_proj.weight";  // [128, 256] in the llama fixture
+  for (float v : {std::nanf(""), INFINITY, -INFINITY}) {
+    SCOPED_TRACE(v);
+    auto hf = copy_model(tmp, "llama");
+    poison(hf + "/model.safetensors", down, 300, v);  // row 1, column 44
+    auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
+    expect_clean_failure(r, {"hf-llama", down, "[1, 44]", "flat index 300", "non-finite"}, tmp / "ck",
+                         tmp.path());
+    fs::remove_all(hf);
+  }
+  auto hf = copy_model(tmp, "llama");
+  poison(hf + "/model.safetensors", down, 5, 1e5f);  // finite in bfloat16 and float32, +inf in float16
+  auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck") + " --dtype float16");
+  expect_clean_failure(r, {down, "[0, 5]", "overflows float16"}, tmp / "ck", tmp.path());
+  // A checkpoint edited afterwards: build refuses it.
+  ASSERT_EQ(run_kiln("convert --model " + hf + " --output " + (tmp / "ck")).exit_code, 0);
+  poison(tmp / "ck/rank0.safetensors", "layers.0.attention.qkv.weight", 1000, std::nanf(""));
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en"));
+  expect_clean_failure(r, {"rank0.safetensors", "layers.0.attention.qkv.weight", "[7, 104]", "non-finite"},
+                       tmp / "en", tmp.path());
+}
+
 TEST(BadInput, UnknownArchitecture) {
   TempDir tmp;
   auto hf = copy_model(tmp, "llama");
@@ -170,6 +212,36 @@ TEST(BadInput, MissingConfigField) {
   write_json_file(hf + "/config.json", cfg);
   auto r = run_kiln("convert --model " + hf + " --output " + (tmp / "ck"));
   expect_clean_failure(r, {"config.json", "num_hidden_layers"}, tmp / "ck", tmp.path());
+}
+
+// Sizes in a config are bounded before anything is allocated from them: a num_hidden_layers of 10^9 made convert
+// build a list of 9 billion tensors (gigabytes) before any tensor was found missing.
+TEST(BadInput, HugeConfigSizes) {
+  TempDir tmp;
+  auto hf = copy_model(tmp, "llama");
+  const auto orig = read_json_file(hf + "/config.json");
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"num_hidden_layers", {"num_hidden_layers", "1000000000", "4096"}},
+      {"hidden_size", {"hidden_size", "1000000000", "262144"}},
+      {"vocab_size", {"vocab_size", "1000000000", "16777216"}},
+      {"intermediate_size", {"intermediate_size", "1000000000", "1048576"}},
+      {"max_position_embeddings", {"max_position_embeddings", "1000000000", "16777216"}},
+  };
+  for (auto& [field, names] : cases) {
+    SCOPED_TRACE(field);
+    auto cfg = orig;
+    cfg[field] = 1000000000;
+    write_json_file(hf + "/config.json", cfg);
+    auto r = run_kiln_capped("convert --model " + hf + " --output " + (tmp / "ck"), 1 << 20);
+    auto want = names;
+    want.push_back("config.json");
+    expect_clean_failure(r, want, tmp / "ck", tmp.path());
+  }
+  auto cfg = orig;
+  cfg["rms_norm_eps"] = -1.0;
+  write_json_file(hf + "/config.json", cfg);
+  expect_clean_failure(run_kiln("convert --model " + hf + " --output " + (tmp / "ck")), {"config.json", "norm_eps"},
+                       tmp / "ck", tmp.path());
 }
 
 TEST(BadInput, MalformedConfig) {
@@ -191,6 +263,43 @@ TEST(BadInput, OutputExists) {
   EXPECT_EQ(leftovers(tmp.path()), "");
 }
 
+// An output path that is a directory: refused before any work, naming the flag, and no PATH.tmp left beside it
+// (write_json_file used to leave DIR.tmp when its rename onto the directory failed).
+TEST(BadInput, OutputPathIsADirectory) {
+  TempDir tmp;
+  ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck/")).exit_code, 0)
+      << "a trailing '/' names the directory to create";
+  ASSERT_EQ(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en")).exit_code, 0);
+  fs::create_directory(tmp / "out");
+  std::ofstream(tmp / "req.jsonl") << R"({"input_ids": [1, 2], "max_new_tokens": 2})" << "\n";
+  const std::string run = "run --engine " + (tmp / "en") + " ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {run + "--input-ids 1,2 --max-new-tokens 2 --output-file " + (tmp / "out"), "--output-file"},
+      {run + "--input-file " + (tmp / "req.jsonl") + " --output-file " + (tmp / "out"), "--output-file"},
+      {run + "--input-ids 1,2 --max-new-tokens 2 --logits-out " + (tmp / "out"), "--logits-out"},
+      {"bench --engine " + (tmp / "en") + " --num-requests 1 --input-len 2 --output-len 2 --json-out " + (tmp / "out"),
+       "--json-out"},
+      {run + "--input-ids 1,2 --max-new-tokens 2 --output-file " + (tmp / "missing/x.json"), "does not exist"},
+  };
+  for (auto& [args, flag] : cases) {
+    SCOPED_TRACE(args);
+    auto r = run_kiln(args);
+    EXPECT_NE(r.exit_code, 0) << r.out;
+    EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find(flag), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(tmp.path()), "");
+    EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  }
+  // An existing file as the output directory: left as it was, nothing beside it.
+  std::ofstream(tmp / "file") << "user data";
+  auto r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "file"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
+  EXPECT_EQ(read_text_file(tmp / "file"), "user data");
+  EXPECT_EQ(leftovers(tmp.path()), "");
+}
+
 TEST(BadInput, LimitsTheModelCannotHold) {
   TempDir tmp;
   ASSERT_EQ(run_kiln("convert --model " + model_dir("gpt2") + " --output " + (tmp / "ck")).exit_code, 0);
@@ -200,6 +309,13 @@ TEST(BadInput, LimitsTheModelCannotHold) {
   expect_clean_failure(r, {"--max-input-len"}, tmp / "en", tmp.path());
   r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-batch-size 0");
   expect_clean_failure(r, {"--max-batch-size"}, tmp / "en", tmp.path());
+  // Huge limits: named with their bound (B x S used to overflow into "--max-num-tokens 0").
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-batch-size 4611686018427387904");
+  expect_clean_failure(r, {"--max-batch-size 4611686018427387904", "65536"}, tmp / "en", tmp.path());
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-beam-width 100000");
+  expect_clean_failure(r, {"--max-beam-width 100000", "--max-batch-size 8"}, tmp / "en", tmp.path());
+  r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en") + " --max-num-tokens 100000000000");
+  expect_clean_failure(r, {"--max-num-tokens 100000000000", "1048576"}, tmp / "en", tmp.path());
 }
 
 // --batch-invariant on the cuda target for a model its invariant attention cannot run (5 query heads per kv head):
@@ -246,6 +362,53 @@ TEST(BadInput, BadFlags) {
   r = run_kiln("convert --model /nonexistent/model --output /tmp/never-written");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("/nonexistent/model"), std::string::npos) << r.out;
+}
+
+// An engine.json (or checkpoint config.json) edited so that it no longer describes its weight file: refused at load
+// (and build), naming the tensor. A num_layers lowered from 2 to 1 used to run the first layer alone.
+TEST(BadInput, ConfigThatDoesNotMatchItsWeights) {
+  TempDir tmp;
+  ASSERT_EQ(run_kiln("convert --model " + model_dir("llama") + " --output " + (tmp / "ck")).exit_code, 0);
+  ASSERT_EQ(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en")).exit_code, 0);
+  const auto ej = read_json_file(tmp / "en/engine.json");
+  const std::string run = "run --engine " + (tmp / "en") + " --input-ids 1,2 --max-new-tokens 2";
+  ASSERT_EQ(run_kiln(run).exit_code, 0);
+  auto expect_refused = [&](const std::vector<std::string>& names) {
+    auto r = run_kiln(run);
+    EXPECT_NE(r.exit_code, 0) << r.out;
+    EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+    for (auto& n : names) EXPECT_NE(r.out.find(n), std::string::npos) << "should name '" << n << "': " << r.out;
+  };
+  auto edited = ej;
+  edited["model"]["num_layers"] = 1;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"rank0.safetensors", "'layers.1.", "engine.json", "not part of the model"});
+  edited["model"]["num_layers"] = 3;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"missing tensor 'layers.2.", "engine.json"});
+  edited = ej;
+  edited["model"]["intermediate_size"] = 512;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"'layers.0.mlp.gate_up.weight'", "[512, 128]", "[1024, 128]"});
+  // An extra tensor in the weight file.
+  write_json_file(tmp / "en/engine.json", ej);
+  {
+    SafetensorsWriter w;
+    {
+      SafetensorsFile f(tmp / "en/rank0.safetensors");
+      for (auto& [n, t] : f.tensors()) w.add(n, t.dtype, t.shape, t.data, t.nbytes);
+    }
+    std::vector<float> x(4, 1.0f);
+    w.add_f32("layers.9.extra.weight", {4}, x.data());
+    w.write(tmp / "en/rank0.safetensors");
+  }
+  expect_refused({"'layers.9.extra.weight'", "not part of the model"});
+  // The same at build, from a checkpoint whose config.json was edited.
+  auto cj = read_json_file(tmp / "ck/config.json");
+  cj["num_layers"] = 1;
+  write_json_file(tmp / "ck/config.json", cj);
+  auto r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en2"));
+  expect_clean_failure(r, {"rank0.safetensors", "'layers.1.", "config.json"}, tmp / "en2", tmp.path());
 }
 
 TEST(BadInput, EngineForAnotherTargetOrVersion) {

@@ -64,6 +64,11 @@ TEST(TokenizerErrors, MalformedJson) {
   std::ofstream(cfg_dir + "/tokenizer.json") << minimal().dump();
   std::ofstream(cfg_dir + "/tokenizer_config.json") << "{oops";
   EXPECT_HAS(error_of([&] { Tokenizer::load(cfg_dir); }), "tokenizer_config.json is not valid JSON");
+  // 100,000 nested brackets: refused while parsing (nlohmann's recursive serializer would overflow the stack).
+  std::string deep = write("deep", "tokenizer.json", std::string(100000, '[') + std::string(100000, ']'));
+  e = error_of([&] { Tokenizer::load(deep); });
+  EXPECT_HAS(e, deep);
+  EXPECT_HAS(e, "nested deeper than");
 }
 
 TEST(TokenizerErrors, UnsupportedComponentsAreNamed) {

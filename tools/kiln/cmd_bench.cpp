@@ -17,6 +17,7 @@
 #include "cmd_run_batch.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/fs_util.h"
 #include "core/progress.h"
 #include "io/json_file.h"
 #include "kiln/tokenizer.h"
@@ -74,9 +75,33 @@ int64_t normal_length(std::mt19937_64& rng, double mean, double stddev, int64_t 
   return std::clamp<int64_t>(int64_t(std::llround(x)), lo, std::max(lo, hi));
 }
 
+// A synthetic workload is built whole before the run: its size is bounded before anything is allocated for it.
+constexpr int64_t kMaxBenchRequests = 1000000;
+constexpr int64_t kMaxBenchPromptTokens = int64_t(1) << 27;  // 512 MiB of prompt ids
+
+// Refuses bad workload flags, naming the flag (before the engine loads).
+void check_workload_flags(const BenchOptions& o) {
+  auto length = [](double v, const char* flag) {
+    if (!std::isfinite(v) || v < 1 || v > INT32_MAX) fail("{} {}: must be in [1, {}]", flag, v, INT32_MAX);
+  };
+  auto spread = [](double v, const char* flag) {
+    if (!std::isfinite(v) || v < 0 || v > INT32_MAX) fail("{} {}: must be in [0, {}]", flag, v, INT32_MAX);
+  };
+  length(o.output_len, "--output-len");
+  spread(o.output_len_std, "--output-len-std");
+  if (!std::isfinite(o.request_rate) || o.request_rate < 0)
+    fail("--request-rate {}: must be a positive number (0: all at once)", o.request_rate);
+  if (o.concurrency < 0) fail("--concurrency {}: must be positive (0: no limit)", o.concurrency);
+  if (!o.dataset.empty()) return;
+  length(o.input_len, "--input-len");
+  spread(o.input_len_std, "--input-len-std");
+  if (o.num_requests < 1 || o.num_requests > kMaxBenchRequests)
+    fail("--num-requests {}: must be in [1, {}]", o.num_requests, kMaxBenchRequests);
+}
+
 std::vector<Request> workload(const BenchOptions& o, const Engine& e, const Tokenizer* tok) {
   Request base;
-  base.max_new_tokens = int32_t(std::max(1.0, o.output_len));
+  base.max_new_tokens = int32_t(o.output_len);
   o.sampling.apply(base);
   std::vector<Request> reqs;
   if (!o.dataset.empty()) {
@@ -86,7 +111,7 @@ std::vector<Request> workload(const BenchOptions& o, const Engine& e, const Toke
     for (int64_t n = 1; std::getline(in, line); ++n) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       try {
-        reqs.push_back(request_from_json(nlohmann::json::parse(line), base, tok));
+        reqs.push_back(request_from_json(parse_json(line), base, tok));
       } catch (const std::exception& ex) {
         fail("{}:{}: {}", o.dataset, n, ex.what());
       }
@@ -94,9 +119,12 @@ std::vector<Request> workload(const BenchOptions& o, const Engine& e, const Toke
     if (reqs.empty()) fail("--dataset {}: no requests", o.dataset);
     return reqs;
   }
-  if (o.num_requests < 1) fail("--num-requests {}: must be positive", o.num_requests);
-  if (o.input_len < 1 || o.output_len < 1) fail("--input-len and --output-len must be at least 1");
   const auto& lim = e.limits();
+  const double per_prompt = std::min(o.input_len + 3 * o.input_len_std, double(lim.max_input_len));
+  if (double(o.num_requests) * per_prompt > double(kMaxBenchPromptTokens))
+    fail("--num-requests {} x --input-len {} (+3 x --input-len-std, at most the engine's max_input_len): {:.0f} "
+         "prompt tokens is more than the {} a synthetic workload may hold",
+         o.num_requests, o.input_len, double(o.num_requests) * per_prompt, kMaxBenchPromptTokens);
   std::mt19937_64 rng(o.seed);
   std::uniform_int_distribution<int32_t> token(0, int32_t(e.model().vocab_size - 1));
   for (int64_t i = 0; i < o.num_requests; ++i) {
@@ -145,8 +173,9 @@ void print_row(const char* name, const Summary& s) {
 
 void bench(const BenchOptions& o) {
   namespace fs = std::filesystem;
-  if (o.request_rate < 0) fail("--request-rate {}: must be positive (0: all at once)", o.request_rate);
-  if (o.concurrency < 0) fail("--concurrency {}: must be positive (0: no limit)", o.concurrency);
+  check_workload_flags(o);
+  check_runtime_flags(o.runtime, o.threads);
+  if (!o.json_out.empty()) check_output_file(o.json_out, "--json-out");
   auto engine = Engine::load(o.engine_dir, o.threads);
   std::unique_ptr<Tokenizer> tok;
   if (fs::exists(fs::path(o.engine_dir) / "tokenizer.json") || fs::exists(fs::path(o.engine_dir) / "vocab.json"))

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "kiln/tokenizer.h"
 #include "core/error.h"
+#include "core/fs_util.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "runtime/generate.h"
@@ -54,6 +55,10 @@ std::unique_ptr<Tokenizer> engine_tokenizer(const std::string& dir) {
 }
 
 void run(RunOptions o) {
+  check_runtime_flags(o.exec.runtime, o.threads);
+  // Outputs that cannot be written are refused now, not after the generation.
+  if (!o.output_file.empty()) check_output_file(o.output_file, "--output-file");
+  if (!o.logits_out.empty()) check_output_file(o.logits_out, "--logits-out");
   o.exec.max_new_tokens = o.max_new_tokens;
   o.exec.ignore_eos = o.ignore_eos;
   o.exec.threads = o.threads;

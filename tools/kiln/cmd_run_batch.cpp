@@ -1,15 +1,21 @@
 #include "cmd_run_batch.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <type_traits>
 
 #include "core/error.h"
+#include "core/fs_util.h"
 #include "core/progress.h"
+#include "core/thread_pool.h"
 #include "io/json_file.h"
 #include "kiln/tokenizer.h"
 #include "runtime/engine.h"
 #include "runtime/kv_cache.h"
+#include "runtime/request_check.h"
 
 namespace kiln::cli {
 
@@ -23,14 +29,24 @@ void add_runtime_options(CLI::App* cmd, RuntimeFlags& f) {
   cmd->add_flag("--enable-prefix-reuse", f.enable_prefix_reuse, "reuse KV blocks of identical prompt prefixes");
 }
 
-ExecutorConfig executor_config(const RuntimeFlags& f, int threads) {
+void check_runtime_flags(const RuntimeFlags& f, int threads) {
+  if (threads < 0 || threads > kMaxThreads) fail("--threads {}: must be in [0, {}] (0: all cores)", threads, kMaxThreads);
   if (f.kv_cache_bytes && f.kv_cache_fraction) fail("give --kv-cache-bytes or --kv-cache-fraction, not both");
+  if (f.kv_cache_bytes && *f.kv_cache_bytes < 1) fail("--kv-cache-bytes {}: must be positive", *f.kv_cache_bytes);
+  if (f.kv_cache_fraction && !(*f.kv_cache_fraction > 0 && *f.kv_cache_fraction <= 1))
+    fail("--kv-cache-fraction {}: must be in (0, 1]", *f.kv_cache_fraction);
+  if (f.tokens_per_block < 1 || f.tokens_per_block > kMaxTokensPerBlock)
+    fail("--tokens-per-block {}: must be in [1, {}]", f.tokens_per_block, kMaxTokensPerBlock);
+  if (f.max_num_tokens < 0) fail("--max-num-tokens {}: must be positive (0: the engine's)", f.max_num_tokens);
+}
+
+ExecutorConfig executor_config(const RuntimeFlags& f, int threads) {
+  check_runtime_flags(f, threads);
   ExecutorConfig c;
   c.policy = scheduler_policy_from_name(f.scheduler_policy);
   c.kv_cache_bytes = f.kv_cache_bytes;
   if (f.kv_cache_fraction) c.kv_cache_fraction = *f.kv_cache_fraction;
   c.tokens_per_block = f.tokens_per_block;
-  if (f.max_num_tokens < 0) fail("--max-num-tokens {}: must be positive", f.max_num_tokens);
   c.max_num_tokens = f.max_num_tokens;
   c.enable_prefix_reuse = f.enable_prefix_reuse;
   c.num_threads = threads;
@@ -81,7 +97,10 @@ void add_sampling_options(CLI::App* cmd, SamplingFlags& f) {
   cmd->add_option("--repetition-penalty", f.repetition_penalty, "penalty on prompt and output tokens (1: none)");
   cmd->add_option("--presence-penalty", f.presence_penalty, "subtracted once a token is in the output");
   cmd->add_option("--frequency-penalty", f.frequency_penalty, "subtracted per occurrence in the output");
-  cmd->add_option("--seed", f.seed, "sampling seed (same seed, same output)");
+  // An unsigned option would take "-1" as 2^64 - 1.
+  const CLI::Validator non_negative(
+      [](std::string& s) { return s.rfind('-', 0) == 0 ? std::string("must not be negative") : std::string(); }, "");
+  cmd->add_option("--seed", f.seed, "sampling seed (same seed, same output)")->check(non_negative);
   cmd->add_option("--beam-width", f.beam_width, "beam search with this many beams");
   cmd->add_option("--num-return-sequences", f.num_return_sequences, "beams returned, or independent samples");
   cmd->add_option("--length-penalty", f.length_penalty, "beam score = log-prob sum / length^length-penalty");
@@ -103,13 +122,58 @@ void set_end_ids(Request& r, const std::vector<int32_t>& ids) {
 
 namespace {
 
+// A value quoted in an error message: its JSON text, cut short (a request line may be megabytes long).
+std::string brief(const nlohmann::json& v) {
+  std::string s = dump_json(v);
+  return s.size() <= 60 ? s : s.substr(0, 57) + "...";
+}
+
+// An integer JSON value as T when it is one and T holds it (nlohmann's get<T> would take 2.5 as 2, wrap
+// 99999999999 into an int32 and -1 into 2^64 - 1).
+template <typename T>
+bool as_integer(const nlohmann::json& v, T* out) {
+  using L = std::numeric_limits<T>;
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(L::max())) return false;
+    *out = T(u);
+    return true;
+  }
+  if (!v.is_number_integer()) return false;
+  const int64_t i = v.get<int64_t>();
+  if (i < 0 && std::is_unsigned_v<T>) return false;
+  if constexpr (std::is_signed_v<T>)
+    if (i < int64_t(L::min()) || i > int64_t(L::max())) return false;
+  *out = T(i);
+  return true;
+}
+
+// A field's value as T, refusing what nlohmann would convert silently: see as_integer; a number beyond float's range
+// for a float field.
 template <typename T>
 T field(const nlohmann::json& j, const char* name, const char* type) {
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail("field '{}': expected {}, got {}", name, type, j.at(name).dump());
+  const nlohmann::json& v = j.at(name);
+  if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
+    if (std::is_same_v<T, bool> ? v.is_boolean() : v.is_string()) return v.get<T>();
+  } else if constexpr (std::is_integral_v<T>) {
+    T x;
+    if (as_integer(v, &x)) return x;
+    fail("field '{}': expected {} in [{}, {}], got {}", name, type, std::numeric_limits<T>::min(),
+         std::numeric_limits<T>::max(), brief(v));
+  } else {
+    static_assert(std::is_floating_point_v<T>);
+    if (v.is_number() && !(std::fabs(v.get<double>()) > double(std::numeric_limits<T>::max()))) return T(v.get<double>());
   }
+  fail("field '{}': expected {}, got {}", name, type, brief(v));
+}
+
+// A list of token ids (each an integer that fits int32; the vocabulary is checked at enqueue).
+std::vector<int32_t> token_ids(const nlohmann::json& v, const char* name) {
+  if (!v.is_array()) fail("field '{}': expected a list of token ids, got {}", name, brief(v));
+  std::vector<int32_t> ids(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!as_integer(v[i], &ids[i])) fail("field '{}': element {} is not a token id: {}", name, i, brief(v[i]));
+  return ids;
 }
 
 // A token sequence given as ids or as text (encoded without special tokens).
@@ -120,14 +184,14 @@ std::vector<int32_t> token_sequence(const nlohmann::json& v, const char* name, c
     if (ids.empty()) fail("field '{}': '{}' encodes to no tokens", name, v.get<std::string>());
     return ids;
   }
-  if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_number_integer(); }))
-    return v.get<std::vector<int32_t>>();
-  fail("field '{}': expected a string or a list of token ids, got {}", name, v.dump());
+  if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_number(); }))
+    return token_ids(v, name);
+  fail("field '{}': expected a string or a list of token ids, got {}", name, brief(v));
 }
 
 // One sequence (a string or a list of ids) or a list of them.
 std::vector<std::vector<int32_t>> token_sequences(const nlohmann::json& v, const char* name, const Tokenizer* tok) {
-  if (v.is_string() || (v.is_array() && !v.empty() && v[0].is_number_integer())) return {token_sequence(v, name, tok)};
+  if (v.is_string() || (v.is_array() && !v.empty() && v[0].is_number())) return {token_sequence(v, name, tok)};
   if (!v.is_array()) fail("field '{}': expected a string, a list of ids, or a list of those", name);
   std::vector<std::vector<int32_t>> out;
   for (const auto& x : v) out.push_back(token_sequence(x, name, tok));
@@ -137,14 +201,15 @@ std::vector<std::vector<int32_t>> token_sequences(const nlohmann::json& v, const
 }  // namespace
 
 Request request_from_json(const nlohmann::json& j, const Request& base, const Tokenizer* tok) {
-  if (!j.is_object()) fail("expected a JSON object, got {}", j.dump());
+  if (!j.is_object()) fail("expected a JSON object, got {}", brief(j));
   Request r = base;
   const bool has_ids = j.contains("input_ids"), has_prompt = j.contains("prompt");
   if (has_ids == has_prompt) fail("give exactly one of 'input_ids' and 'prompt'");
-  if (has_ids) r.input_ids = field<std::vector<int32_t>>(j, "input_ids", "a list of token ids");
+  if (has_ids) r.input_ids = token_ids(j["input_ids"], "input_ids");
   if (has_prompt) {
     if (!tok) fail("field 'prompt': the engine has no tokenizer (give input_ids instead)");
     r.input_ids = tok->encode(field<std::string>(j, "prompt", "a string"), true);
+    if (r.input_ids.empty()) fail("field 'prompt': {} encodes to no tokens", brief(j["prompt"]));
   }
   SamplingParams& s = r.sampling;
   for (auto& [key, v] : j.items()) {
@@ -165,7 +230,7 @@ Request request_from_json(const nlohmann::json& j, const Request& base, const To
     else if (key == "length_penalty") s.length_penalty = field<float>(j, k, "a number");
     else if (key == "early_stopping")
       s.early_stopping = v.is_boolean() ? (v.get<bool>() ? EarlyStopping::Eager : EarlyStopping::Heuristic)
-                                        : early_stopping_from(v.is_string() ? v.get<std::string>() : v.dump(), k);
+                                        : early_stopping_from(v.is_string() ? v.get<std::string>() : brief(v), k);
     else if (key == "beam_width") r.beam_width = field<int32_t>(j, k, "an integer");
     else if (key == "num_return_sequences") r.num_return_sequences = field<int32_t>(j, k, "an integer");
     else if (key == "return_log_probs") r.return_log_probs = field<bool>(j, k, "true or false");
@@ -205,6 +270,7 @@ nlohmann::json result_to_json(const Outcome& o, const Request& r, const Tokenize
 
 int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input_file, const std::string& output_file,
                   const ExecutorConfig& cfg, const Request& base) {
+  if (std::filesystem::is_directory(input_file)) fail("--input-file {}: is a directory", input_file);
   std::ifstream in(input_file);
   if (!in) fail("--input-file {}: cannot open", input_file);
   struct Line {
@@ -221,12 +287,12 @@ int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     Line l;
     try {
-      auto j = nlohmann::json::parse(text);
+      auto j = parse_json(text);
       if (j.is_object() && j.contains("id")) l.id = j["id"];
       l.req = request_from_json(j, base, tok);
       l.rid = ex.enqueue(l.req);
       by_id[*l.rid] = lines.size();
-    } catch (const std::exception& e) {  // kiln::Error, or nlohmann's parse error
+    } catch (const std::exception& e) {  // kiln::Error: malformed or too deep JSON, a bad field, a broken limit
       l.out.error = fmt::format("{}:{}: {}", input_file, n, e.what());
       l.out.finals = 1;  // settled here: no response will come
       std::fprintf(stderr, "error: %s\n", l.out.error.c_str());
@@ -251,13 +317,12 @@ int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input
     nlohmann::json j = result_to_json(l.out, l.req, tok);
     if (!l.id.is_null()) j["id"] = l.id;
     failed += j.contains("error");
-    all += j.dump() + "\n";
+    all += dump_json(j) + "\n";
   }
   if (output_file.empty()) {
     std::fwrite(all.data(), 1, all.size(), stdout);
   } else {
-    std::ofstream out(output_file, std::ios::trunc);
-    if (!(out << all)) fail("--output-file {}: cannot write", output_file);
+    write_file_atomic(output_file, all);
   }
   return failed;
 }
@@ -329,6 +394,18 @@ void run_single_prompt(Engine& engine, const Tokenizer* tok, const std::vector<i
   r.input_ids = prompt;
   if (!a.sampling.end_id) set_end_ids(r, tok && !a.ignore_eos ? tok->stop_ids() : std::vector<int32_t>{});
   ExecutorConfig cfg = executor_config(a.runtime, a.threads);
+  // The request against the engine's limits first: the pool below is sized from it (a --max-new-tokens of
+  // 10,000,000 or a --beam-width of 1,000 must be refused, not allocated for).
+  const EngineLimits& el = engine.limits();
+  RequestLimits lim;
+  lim.vocab_size = engine.model().vocab_size;
+  lim.max_input_len = el.max_input_len;
+  lim.max_seq_len = el.max_seq_len;
+  lim.max_beam_width = el.max_beam_width;
+  lim.max_seqs_per_step = std::min(el.max_batch_size, el.max_num_tokens);
+  lim.num_kv_blocks = INT64_MAX;  // not sized yet
+  lim.tokens_per_block = cfg.tokens_per_block;
+  check_request(r, lim, 0);
   if (!a.runtime.kv_cache_bytes && !a.runtime.kv_cache_fraction) {
     const int64_t tpb = cfg.tokens_per_block, seqs = r.beam_width > 1 ? r.beam_width : r.num_return_sequences;
     const int64_t blocks = std::max<int64_t>(1, seqs * ((int64_t(prompt.size()) + r.max_new_tokens - 1 + tpb - 1) / tpb));

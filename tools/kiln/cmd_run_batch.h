@@ -29,7 +29,9 @@ struct RuntimeFlags {
   bool enable_prefix_reuse = false;
 };
 void add_runtime_options(CLI::App* cmd, RuntimeFlags& f);
-ExecutorConfig executor_config(const RuntimeFlags& f, int threads);
+// Refuses a bad runtime flag or --threads (0, negative, huge), naming it: called before the engine loads.
+void check_runtime_flags(const RuntimeFlags& f, int threads);
+ExecutorConfig executor_config(const RuntimeFlags& f, int threads);  // checks the flags too
 
 // Request fields from the command line. They apply to the single prompt, and are the defaults of every
 // --input-file request (a line's own fields win).

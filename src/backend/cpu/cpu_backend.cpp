@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -76,6 +77,15 @@ void CpuBackend::download(void* dst, const Tensor& src, size_t bytes) { std::mem
 void CpuBackend::fill_zero(Tensor& t) { std::memset(t.data, 0, t.nbytes()); }
 
 size_t CpuBackend::free_memory() const {
+  // MemAvailable: free pages plus the page cache the kernel can drop (MemFree alone undercounts a busy machine).
+  if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, f)) found = std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+    std::fclose(f);
+    if (found) return size_t(kb) * 1024;
+  }
   long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0;
 }
