@@ -403,6 +403,15 @@ TEST(BadInput, ConfigThatDoesNotMatchItsWeights) {
     w.write(tmp / "en/rank0.safetensors");
   }
   expect_refused({"'layers.9.extra.weight'", "not part of the model"});
+  // Limits edited beyond what the build allows (a max_seq_len of 10^12 sized the runtime's block tables).
+  edited = ej;
+  edited["limits"]["max_seq_len"] = 1000000000000;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"engine.json: limits:", "max-seq-len 1000000000000", "rebuild the engine"});
+  edited = ej;
+  edited["limits"]["max_batch_size"] = 0;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"engine.json: limits.max_batch_size 0"});
   // The same at build, from a checkpoint whose config.json was edited.
   auto cj = read_json_file(tmp / "ck/config.json");
   cj["num_layers"] = 1;
