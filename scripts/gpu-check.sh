@@ -6,8 +6,9 @@
 #
 # Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
 # kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
-# PHASES selects parts and their order (default: "tests memcheck bench peer"; also "ttft": TTFT and the prefill
-# profile only, "sweep": decode under the DECODE_VARIANTS environment settings, "profile": the decode profiles); PEER_COMPILE=0 skips torch.compile runs, PEERS (names) selects peer runs;
+# PHASES selects parts and their order (default: "tests memcheck bench peer"; also "baseline": an earlier commit's
+# binaries (BASE_BIN) on the same machine, "ttft": TTFT and the prefill profile only, "profile": the decode
+# profiles); PEER_COMPILE=0 skips torch.compile runs, PEERS (names) selects peer runs;
 # MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
 # command, its exit code and wall time, and the run's own JSON result (or the tail of its log).
 set -uo pipefail
@@ -95,30 +96,49 @@ engine_8b() {
   cp "$E8/engine.json" "$OUT/engine_8b.json" 2>/dev/null
 }
 
+# kiln bench (the Executor, the product path) as a record: its JSON on stdout, its table on stderr.
+kiln_bench() {
+  local j
+  j=$(mktemp "$WORK/bench-XXXXXX.json")
+  timeout "$LIMIT" "$BIN/kiln" bench --json-out "$j" "$@" >&2 || return $?
+  python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$j"
+}
+
+# The figures of record, all through kiln bench: batch-1 decode (1B, 8B: time per output token of requests run one
+# at a time), TTFT of a 2,048-token prompt (8B; the first request's own TTFT is in the JSON too), and 2,000 requests
+# at once (8B).
 phase_bench() {
   engine_1b
   engine_8b
   record copy_bw 60 "$BIN/kiln_gpu_bench" copy-bw
-  record decode_1b 300 "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
-  record decode_8b 300 "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
-  record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
+  record decode_1b 300 kiln_bench --engine "$E1" --num-requests 5 --concurrency 1 --input-len 128 --output-len 256
+  record decode_8b 300 kiln_bench --engine "$E8" --num-requests 5 --concurrency 1 --input-len 128 --output-len 256
+  record ttft_8b 300 kiln_bench --engine "$E8" --num-requests 6 --concurrency 1 --input-len 2048 --output-len 1
+  record throughput_8b 600 kiln_bench --engine "$E8" --num-requests 2000 --input-len 128 --output-len 128
+  record sampling 60 "$BIN/kiln_gpu_bench" sampling --reps 5
   record profile_1b 120 "$BIN/kiln_gpu_bench" profile --engine "$E1" --prompt-len 128
   record profile_8b 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 128
-  record profile_8b_batch512 180 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 192 --batch 512
-  record profile_8b_prefill 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 2048 --mode prefill
-  record throughput_8b 600 "$BIN/kiln_gpu_bench" throughput --engine "$E8" --requests 2000 --input 128 --output 128
 }
 
-# Decode under kernel-tuning environment settings (DECODE_VARIANTS: space-separated "NAME:VAR=VALUE,VAR=VALUE"),
-# for comparing variants of one build in one run.
-phase_sweep() {
-  engine_1b
-  engine_8b
-  for v in ${DECODE_VARIANTS:-base:}; do
-    local name=${v%%:*} envs=${v#*:}
-    record "sweep_${name}_1b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E1" --prompt-len 128 --gen 256 --reps 3
-    record "sweep_${name}_8b" 120 env ${envs//,/ } "$BIN/kiln_gpu_bench" decode --engine "$E8" --prompt-len 128 --gen 256 --reps 3
-  done
+# Before and after in one run: the binaries of an earlier commit (BASE_BIN; bench/gpu/device-run.sh unpacks
+# .gpu-carry/base.tar.xz there) on engines their own kiln builds: that commit's private decode loop and scheduler
+# (kiln_gpu_bench decode / ttft / throughput, where it had them) and its kiln bench.
+phase_baseline() {
+  [ -x "${BASE_BIN:-}/kiln" ] || { echo "gpu-check: no baseline binaries (BASE_BIN)" >&2; return 1; }
+  local B1=$WORK/base-1b.engine B8=$WORK/base-8b.engine
+  record base_build_1b 300 "$BASE_BIN/kiln" build --synthetic "$CFG1B" --target cuda --dtype bfloat16 --output "$B1" \
+    --max-batch-size 8 --max-seq-len 4096 --max-num-tokens 2048
+  record base_build_8b 300 "$BASE_BIN/kiln" build --synthetic "$CFG8B" --target cuda --dtype bfloat16 --output "$B8" \
+    --max-batch-size 512 --max-seq-len 4096 --max-num-tokens 8192
+  record base_gpu_bench_decode_1b 300 "$BASE_BIN/kiln_gpu_bench" decode --engine "$B1" --prompt-len 128 --gen 256 --reps 3
+  record base_gpu_bench_decode_8b 300 "$BASE_BIN/kiln_gpu_bench" decode --engine "$B8" --prompt-len 128 --gen 256 --reps 3
+  record base_gpu_bench_ttft_8b 300 "$BASE_BIN/kiln_gpu_bench" ttft --engine "$B8" --prompt-len 2048 --reps 5
+  record base_gpu_bench_throughput_8b 600 "$BASE_BIN/kiln_gpu_bench" throughput --engine "$B8" --requests 2000 \
+    --input 128 --output 128
+  BIN=$BASE_BIN record base_decode_1b 300 kiln_bench --engine "$B1" --num-requests 5 --concurrency 1 --input-len 128 \
+    --output-len 256
+  BIN=$BASE_BIN record base_ttft_8b 300 kiln_bench --engine "$B8" --num-requests 6 --concurrency 1 --input-len 2048 \
+    --output-len 1
 }
 
 # The decode profiles only (each op timed alone, both shapes).
@@ -132,7 +152,7 @@ phase_profile() {
 # Prefill only: TTFT and the prefill profile of the 8B shape.
 phase_ttft() {
   engine_8b
-  record ttft_8b 300 "$BIN/kiln_gpu_bench" ttft --engine "$E8" --prompt-len 2048 --reps 5
+  record ttft_8b 300 kiln_bench --engine "$E8" --num-requests 6 --concurrency 1 --input-len 2048 --output-len 1
   record profile_8b_prefill 120 "$BIN/kiln_gpu_bench" profile --engine "$E8" --prompt-len 2048 --mode prefill
 }
 

@@ -4,10 +4,23 @@
 # that folder (one JSON per run) into $OUT/results.tar.gz (the tool returns at most 8 files).
 set -uo pipefail
 ROOT=$(pwd)
-mkdir -p build-gpu/bin && tar -xJf .gpu-carry/bin.tar.xz -C build-gpu/bin || exit 1
+if [ -f .gpu-carry/bin.tar.xz ]; then
+  mkdir -p build-gpu/bin && tar -xJf .gpu-carry/bin.tar.xz -C build-gpu/bin || exit 1
+fi
+# An earlier commit's binaries for the baseline phase (BASE=COMMIT bench/gpu/pack.sh), when carried.
+if [ -f .gpu-carry/base.tar.xz ]; then
+  mkdir -p build-base/bin && tar -xJf .gpu-carry/base.tar.xz -C build-base/bin && export BASE_BIN=$ROOT/build-base/bin
+fi
 # The test binaries find fixtures through the source path compiled into them (/work/main).
 [ -e /work/main ] || { mkdir -p /work && ln -s "$ROOT" /work/main; }
 RES=$(mktemp -d /tmp/gpu-results-XXXXXX)
+# REFERENCES=1: transformers' references regenerated first (scripts/dev/regenerate-references.sh), packed into
+# $OUT/references.tar.gz, so that the tests below read them.
+if [ "${REFERENCES:-0}" = 1 ]; then
+  OUT_TAR=${OUT:-/tmp}/references.tar.gz bash scripts/dev/regenerate-references.sh >"$RES/references.log" 2>&1 ||
+    { tail -40 "$RES/references.log"; echo "device-run: references failed" >&2; }
+  tail -5 "$RES/references.log"
+fi
 KILN_BUILD=$ROOT/build-gpu timeout "${BUDGET_S:-540}" bash scripts/gpu-check.sh "$RES"
 rc=$?
 tar -czf "${OUT:-/tmp}/results.tar.gz" -C "$RES" .

@@ -1,18 +1,15 @@
-// kiln_gpu_bench: the GPU benchmarks of issue 5, printing one JSON object per run on stdout.
+// kiln_gpu_bench: GPU measurements that are not figures of record, one JSON object per run on stdout. Decode,
+// TTFT and throughput figures come from `kiln bench` (the Executor); this tool measures what the hardware allows and
+// where a step's time goes:
 //   copy-bw                                  device-to-device copy bandwidth (bytes read + written per second)
-//   decode     --engine D [--prompt-len 128 --gen 256 --reps 3]   batch-1 greedy decode, bandwidth utilization
-//   ttft       --engine D [--prompt-len 2048 --reps 5]            time to first token (prefill + device argmax)
-//   throughput --engine D [--requests 2000 --input 128 --output 128]  all requests at t=0, in-flight batching
 //   profile    --engine D [--prompt-len 128 --batch 1 --mode decode|prefill]   op by op (see profile())
-// Engines are usually synthetic (kiln build --synthetic CONFIG --target cuda). Weight bytes per decode step count
-// every weight matrix once (the embedding table only where it is the tied lm_head); KV bytes count the keys and
-// values read at the mean context length.
+//   sampling   [--reps 3]                        one Backend::sample call per filter setting (sampling_bench.cpp)
+// Engines are usually synthetic (kiln build --synthetic CONFIG --target cuda).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <deque>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -22,9 +19,9 @@
 #include "backend/cuda/cuda_backend.h"
 #include "core/error.h"
 #include "model/weights.h"
-#include "runtime/generate.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_runner.h"
+#include "sampling_bench.h"
 #include "timeline.h"
 
 using json = nlohmann::json;
@@ -42,12 +39,12 @@ double median(std::vector<double> v) {
 
 struct Args {
   std::string cmd, engine;
-  int64_t prompt_len = 128, gen = 256, reps = 3, requests = 2000, input = 128, output = 128, batch = 1;
+  int64_t prompt_len = 128, batch = 1, reps = 3;
   std::string mode = "decode";
 };
 
 Args parse(int argc, char** argv) {
-  if (argc < 2) fail("usage: kiln_gpu_bench copy-bw | decode | ttft | throughput [--engine DIR] [options]");
+  if (argc < 2) fail("usage: kiln_gpu_bench copy-bw | profile | sampling [--engine DIR] [options]");
   Args a;
   a.cmd = argv[1];
   for (int i = 2; i < argc; i += 2) {
@@ -56,12 +53,8 @@ Args parse(int argc, char** argv) {
     const std::string v = argv[i + 1];
     if (k == "--engine") a.engine = v;
     else if (k == "--prompt-len") a.prompt_len = std::stoll(v);
-    else if (k == "--gen") a.gen = std::stoll(v);
-    else if (k == "--reps") a.reps = std::stoll(v);
-    else if (k == "--requests") a.requests = std::stoll(v);
-    else if (k == "--input") a.input = std::stoll(v);
-    else if (k == "--output") a.output = std::stoll(v);
     else if (k == "--batch") a.batch = std::stoll(v);
+    else if (k == "--reps") a.reps = std::stoll(v);
     else if (k == "--mode") a.mode = v;
     else fail("unknown option {}", k);
   }
@@ -97,161 +90,6 @@ json copy_bw() {
   cudaFree(a);
   cudaFree(b);
   return {{"bench", "copy_bw"}, {"bytes", bytes}, {"copy_bw_GBs", median(gbs)}, {"max_GBs", *std::max_element(gbs.begin(), gbs.end())}};
-}
-
-// Bytes of weights one decode step reads.
-double weight_bytes_per_step(const Engine& e) {
-  const ModelConfig& m = e.model();
-  double b = 0;
-  for (auto& w : expected_weights(m)) {
-    if (w.name == "embed.weight" && !m.tie_embeddings) continue;  // one row read: negligible
-    if (w.name == "pos_embed.weight") continue;
-    int64_t n = 1;
-    for (auto d : w.shape) n *= d;
-    b += double(n) * double(dtype_size(e.info().compute_dtype));
-  }
-  return b;
-}
-
-double kv_bytes_per_token(const Engine& e) {
-  const ModelConfig& m = e.model();
-  return double(m.num_layers) * 2 * double(m.num_kv_heads * m.head_dim) * double(dtype_size(e.info().compute_dtype));
-}
-
-json decode(const Args& a, double copy_gbs) {
-  auto e = Engine::load(a.engine);
-  const auto prompt = random_prompt(a.prompt_len, e->model().vocab_size, 1);
-  auto run = [&](int64_t n) {
-    GreedyOptions o;
-    o.max_new_tokens = n;
-    auto t0 = Clock::now();
-    auto r = generate_greedy(*e, prompt, o);
-    if (int64_t(r.output_ids.size()) != n) fail("decode: {} tokens instead of {}", r.output_ids.size(), n);
-    return secs(t0, Clock::now());
-  };
-  run(a.gen);  // warm-up: graphs recorded, cuBLASLt initialized
-  std::vector<double> full, first;
-  for (int64_t i = 0; i < a.reps; ++i) {
-    full.push_back(run(a.gen));
-    first.push_back(run(1));
-  }
-  const double t_full = median(full), t_first = median(first);
-  const double step_s = (t_full - t_first) / double(a.gen - 1);
-  const double wbytes = weight_bytes_per_step(*e);
-  const double kv = kv_bytes_per_token(*e) * (double(a.prompt_len) + double(a.gen) / 2);
-  const double gbs = (wbytes + kv) / step_s / 1e9;
-  return {{"bench", "decode"},
-          {"batch", 1},
-          {"prompt_len", a.prompt_len},
-          {"gen_len", a.gen},
-          {"decode_tok_s", 1.0 / step_s},
-          {"step_ms", step_s * 1e3},
-          {"end_to_end_tok_s", double(a.gen) / t_full},
-          {"prefill_plus_first_token_ms", t_first * 1e3},
-          {"weight_bytes_per_step", wbytes},
-          {"kv_bytes_per_step_mean", kv},
-          {"achieved_GBs", gbs},
-          {"copy_bw_GBs", copy_gbs},
-          {"bw_util", gbs / copy_gbs}};
-}
-
-json ttft(const Args& a) {
-  auto e = Engine::load(a.engine);
-  const auto prompt = random_prompt(a.prompt_len, e->model().vocab_size, 2);
-  GreedyOptions o;
-  o.max_new_tokens = 1;
-  std::vector<double> t;
-  for (int64_t i = 0; i < a.reps + 1; ++i) {
-    auto t0 = Clock::now();
-    generate_greedy(*e, prompt, o);
-    if (i > 0) t.push_back(secs(t0, Clock::now()));  // the first run warms up
-  }
-  return {{"bench", "ttft"}, {"prompt_len", a.prompt_len}, {"ttft_ms", median(t) * 1e3},
-          {"min_ms", *std::min_element(t.begin(), t.end()) * 1e3}, {"reps", a.reps}};
-}
-
-// All requests arrive at t=0. Each step: every running sequence decodes one token, and waiting prompts are
-// admitted whole while the batch and the step's token budget allow. Greedy argmax on the device.
-json throughput(const Args& a) {
-  auto e = Engine::load(a.engine);
-  Backend& be = e->backend();
-  const auto& lim = e->limits();
-  const int64_t tpb = 32, per_seq = (a.input + a.output + tpb - 1) / tpb, B = lim.max_batch_size;
-  ModelRunner runner(*e, allocate_kv_cache(be, e->model(), B * per_seq, tpb));
-  struct Seq {
-    std::vector<int32_t> tokens;  // prompt, then generated
-    std::vector<int32_t> table;
-    int32_t cached = 0;
-    int64_t generated = 0;
-  };
-  std::vector<int32_t> free_blocks;
-  for (int64_t i = B * per_seq - 1; i >= 0; --i) free_blocks.push_back(int32_t(i));
-  std::deque<int64_t> waiting;
-  for (int64_t i = 0; i < a.requests; ++i) waiting.push_back(i);
-  std::vector<Seq> running;
-  std::vector<int32_t> host_ids(static_cast<size_t>(B));
-  int64_t out_tokens = 0, steps = 0, mixed_steps = 0, decode_rows = 0;
-  double mixed_s = 0, decode_s = 0;  // time in steps that admit prompts / in decode-only steps
-  const auto t0 = Clock::now();
-  while (!running.empty() || !waiting.empty()) {
-    std::vector<SeqStep> st;
-    int64_t budget = lim.max_num_tokens;
-    for (auto& s : running) {
-      SeqStep q;
-      q.tokens = {s.tokens.back()};
-      q.num_cached = s.cached;
-      q.block_table = &s.table;
-      st.push_back(std::move(q));
-      --budget;
-    }
-    const size_t first_new = running.size();
-    while (!waiting.empty() && int64_t(running.size()) < B && budget >= a.input) {
-      Seq s;
-      s.tokens = random_prompt(a.input, e->model().vocab_size, uint32_t(waiting.front()) + 100);
-      waiting.pop_front();
-      for (int64_t b = 0; b < per_seq; ++b) {
-        s.table.push_back(free_blocks.back());
-        free_blocks.pop_back();
-      }
-      running.push_back(std::move(s));
-      budget -= a.input;
-    }
-    for (size_t i = first_new; i < running.size(); ++i) {
-      SeqStep q;
-      q.tokens = running[i].tokens;
-      q.block_table = &running[i].table;
-      st.push_back(std::move(q));
-    }
-    for (size_t i = 0; i < st.size(); ++i) st[i].block_table = &running[i].table;  // after any reallocation
-    const bool mixed = first_new < running.size();
-    mixed_steps += mixed;
-    const auto ts = Clock::now();
-    const Tensor chosen = runner.step_greedy(st);
-    const int64_t R = chosen.dim(0);
-    be.download(host_ids.data(), chosen, size_t(R) * 4);
-    (mixed ? mixed_s : decode_s) += secs(ts, Clock::now());
-    if (!mixed) decode_rows += R;
-    ++steps;
-    std::vector<Seq> still;
-    for (int64_t i = 0; i < R; ++i) {
-      Seq& s = running[size_t(i)];
-      s.cached += int32_t(st[size_t(i)].tokens.size());
-      s.tokens.push_back(host_ids[size_t(i)]);
-      ++out_tokens;
-      if (++s.generated == a.output) {
-        for (int32_t b : s.table) free_blocks.push_back(b);
-      } else {
-        still.push_back(std::move(s));
-      }
-    }
-    running = std::move(still);
-  }
-  const double t = secs(t0, Clock::now());
-  return {{"bench", "throughput"}, {"requests", a.requests}, {"input_len", a.input}, {"output_len", a.output},
-          {"max_batch_size", B}, {"max_num_tokens", lim.max_num_tokens}, {"seconds", t},
-          {"output_tok_s", double(out_tokens) / t}, {"steps", steps}, {"steps_admitting_prompts", mixed_steps},
-          {"seconds_in_steps_admitting_prompts", mixed_s}, {"seconds_in_decode_steps", decode_s},
-          {"mean_decode_batch", double(decode_rows) / double(std::max<int64_t>(1, steps - mixed_steps))}};
 }
 
 // Per-op profile of a decode step of `batch` sequences with prompt-len cached tokens each, or (mode prefill) of
@@ -432,15 +270,10 @@ int main(int argc, char** argv) {
     json j;
     if (a.cmd == "copy-bw") {
       j = kiln::copy_bw();
-    } else if (a.cmd == "decode") {
-      const double bw = kiln::copy_bw()["copy_bw_GBs"].get<double>();  // the same run's copy bandwidth
-      j = kiln::decode(a, bw);
-    } else if (a.cmd == "ttft") {
-      j = kiln::ttft(a);
-    } else if (a.cmd == "throughput") {
-      j = kiln::throughput(a);
     } else if (a.cmd == "profile") {
       j = kiln::profile(a);
+    } else if (a.cmd == "sampling") {
+      j = kiln::sampling_bench(a.reps);
     } else {
       kiln::fail("unknown benchmark '{}'", a.cmd);
     }

@@ -2,6 +2,8 @@
 # Here (no GPU needed): builds the binaries scripts/gpu-check.sh runs, statically linked against PCRE2, ICU,
 # OpenBLAS and fmt (KILN_STATIC_DEPS: the GPU machines lack them), strips and packs them into
 # .gpu-carry/bin.tar.xz (git-ignored through .git/info/exclude), for the device tool's `carry`.
+# BASE=COMMIT also packs that commit's kiln and kiln_gpu_bench into .gpu-carry/base.tar.xz (built the same way in a
+# worktree, BASE_SRC, default ../kiln-base), for gpu-check's baseline phase.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${KILN_BUILD:-build-gpu}
@@ -19,6 +21,18 @@ git diff --quiet HEAD -- src tests bench tools scripts CMakeLists.txt || c="$c+u
 echo "$c" > .gpu-carry/commit
 # xz -9e (a large dictionary) packs the three binaries' shared code once: ~25 MB instead of ~36 MB, which keeps
 # the tree plus the carry under the device tool's 64 MiB.
-tar -cf - -C .gpu-carry/stage . | xz -9e -T2 > .gpu-carry/bin.tar.xz
+tar -cf - -C .gpu-carry/stage . | xz --lzma2=preset=9e,dict=256MiB -T1 > .gpu-carry/bin.tar.xz
 rm -rf .gpu-carry/stage
+if [ -n "${BASE:-}" ]; then
+  SRC=${BASE_SRC:-../kiln-base}
+  [ -d "$SRC" ] || git worktree add "$SRC" "$BASE"
+  git -C "$SRC" checkout -q "$BASE"
+  [ -f "$SRC/build-gpu/build.ninja" ] ||
+    cmake -S "$SRC" -B "$SRC/build-gpu" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_STATIC_DEPS=ON
+  cmake --build "$SRC/build-gpu" -j "${JOBS:-2}" --target kiln kiln_gpu_bench
+  mkdir -p .gpu-carry/base-stage
+  for b in kiln kiln_gpu_bench; do strip -o ".gpu-carry/base-stage/$b" "$SRC/build-gpu/bin/$b"; done
+  tar -cf - -C .gpu-carry/base-stage . | xz --lzma2=preset=9e,dict=256MiB -T1 > .gpu-carry/base.tar.xz
+  rm -rf .gpu-carry/base-stage
+fi
 ls -la .gpu-carry

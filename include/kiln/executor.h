@@ -49,6 +49,10 @@ struct ExecutorConfig {
   bool enable_prefix_reuse = false;  // share full KV blocks between requests with the same prefix
   uint64_t seed = 0;                 // seeds requests that set none, together with their id
   int num_threads = 0;               // cpu threads when the executor loads the engine itself (0: all cores)
+  // Before serving (on backends with step graphs): workspaces sized for the limits, the first use of each GEMM
+  // bucket's kernels by prompt steps, and the batch-1 decode graphs recorded, so that none of it happens inside
+  // the first requests.
+  bool warm_up = true;
 };
 
 struct Stats {

@@ -56,6 +56,11 @@ struct Request {
   int32_t num_return_sequences = 1;  // beams returned (<= beam_width), or independent samples (temperature > 0)
   bool return_log_probs = false;     // log-probability of each generated token (see docs/executor.md)
   bool streaming = false;            // a response per step with the new tokens (not with beam search)
+  // Float32 logits rows in the final response (one sequence only, no beam search; every row comes to the host,
+  // so the request runs off the device-side greedy path): every prompt position's, and the row each generated
+  // token was chosen from (generation row j is the distribution of generated token j, before penalties).
+  bool return_context_logits = false;
+  bool return_generation_logits = false;
 };
 
 struct Response {
@@ -69,6 +74,8 @@ struct Response {
   std::vector<std::vector<float>> log_probs;  // parallel to output_ids when return_log_probs (never padded)
   std::vector<float> scores;                  // beam search, final response: each returned beam's score
   std::vector<FinishReason> finish_reasons;   // per returned sequence
+  std::vector<float> context_logits;          // final response, return_context_logits: [prompt_len, vocab]
+  std::vector<float> generation_logits;       // final response, return_generation_logits: [generated, vocab]
 };
 
 }  // namespace kiln

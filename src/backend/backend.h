@@ -10,11 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "backend/backend_config.h"
 #include "backend/sampling_math.h"
-#include "build/engine_format.h"
 #include "core/error.h"
 #include "core/tensor.h"
-#include "io/safetensors.h"
 #include "model/config.h"
 
 namespace kiln {
@@ -35,9 +34,13 @@ struct StepMeta {
   Tensor slot_mapping;         // I32 [T]      cache slot (block * tokens_per_block + offset) each token writes
 };
 
-// KV cache pool: [num_layers, num_blocks, 2 (k, v), num_kv_heads, tokens_per_block, head_dim].
+// KV cache pool: [num_layers, num_blocks, 2 (k, v), num_kv_heads, tokens_per_block, head_dim] of `dtype`: the
+// compute dtype, or F8_E4M3 / I8 for a quantized cache (kv_cache_quant_algo FP8 / INT8), whose values are
+// dequantized as q * scales[layer, 0 (k) or 1 (v)]. No backend reads a quantized cache yet (ops refuse it).
 struct KvCacheDesc {
   Tensor pool;
+  DType dtype = DType::F32;  // pool.dtype
+  Tensor scales;             // F32 [num_layers, 2] for a quantized cache; empty otherwise
   int64_t num_layers = 0, num_blocks = 0, num_kv_heads = 0, tokens_per_block = 0, head_dim = 0;
   int64_t layer_stride() const { return num_blocks * 2 * num_kv_heads * tokens_per_block * head_dim; }
 };
@@ -62,12 +65,20 @@ struct NormParams {
 };
 
 // out = x @ weight^T (+ bias). weight is [N, K] as stored by the engine.
+// A quantized weight (quant.quantized(); src/model/weights.h has the formats and the formula) keeps its data in
+// `weight` (F8_E4M3 or I8 [N, K], I4X2 [N, K / 2]) and its parameters beside it; no backend has a quantized GEMM
+// yet, so every backend refuses one.
 struct LinearParams {
   Tensor x;       // [T, K]
-  Tensor weight;  // [N, K]
+  Tensor weight;  // [N, K] (float or quantized data)
   Tensor bias;    // [N] or empty
   Tensor out;     // [T, N]
   int gemm_algo = -1;  // tactic chosen at build time (cuda); -1: backend default
+  QuantScheme quant = {};       // granularity None: a float weight, the tensors below empty
+  Tensor weight_scale = {};     // F32 [1] | [N] | [N, K / group_size]
+  Tensor weight_zero = {};      // I8, weight_scale's shape, or empty
+  Tensor input_scale = {};      // F32 [1] (static activation scale) or empty
+  Tensor pre_quant_scale = {};  // F32 [K] or empty
 };
 
 // In place on qkv [T, (nh + 2 nkv) * hd]: optional per-head RMSNorm of q and k (Qwen3), RoPE on q and k,
@@ -177,6 +188,9 @@ class StepGraph {
   virtual void replay() = 0;
 };
 
+struct StepOps;               // backend/step_ops.h
+enum class Fusion : uint8_t;  // backend/step_ops.h
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -202,7 +216,7 @@ class Backend {
   virtual size_t free_memory() const = 0;  // bytes available for the KV cache
 
   // A weight from an engine file, converted to the layout and dtype this backend computes with.
-  virtual Tensor load_weight(const TensorView& v) = 0;
+  virtual Tensor load_weight(const WeightView& v) = 0;
 
   // Ops.
   virtual void embedding(const EmbeddingParams& p) = 0;
@@ -220,9 +234,19 @@ class Backend {
   virtual void sample(const SampleParams& p) = 0;
   virtual void top_log_probs(const TopLogProbsParams& p) = 0;
 
+  // A step's ops (backend/step_ops.h), in order, each group joined by fusions run as one kernel where the backend
+  // fuses them. The default runs op by op (a fusion never changes what the ops compute).
+  virtual void run(const StepOps& ops);
+  // Whether this backend runs ops.ops[i] fused with ops.ops[i + 1] as `f` (the rule of fusion_plan.h that
+  // proposes it has checked the data flow; the fusions of ops before i are decided). Default: none.
+  virtual bool can_fuse(const StepOps& ops, size_t i, Fusion f) const { return false; }
+
   // Called by Engine::load before any weight is loaded: the backend takes the engine's compute dtype, limits
   // and tactics, and refuses (kiln::Error) an engine it cannot run, e.g. one built for another GPU.
-  virtual void configure(const EngineInfo& info) {}
+  virtual void configure(const BackendConfig& config) {}
+  // Makes the calling thread use this backend's device (cuda: the rank's device ordinal). A thread other than the
+  // one that made the backend calls it before its first op.
+  virtual void bind_thread() {}
   // A weight of uniform pseudo-random values in [-scale, scale), a pure function of (element index, seed):
   // every backend produces the same values up to its dtype's rounding. Synthetic engines are made of these.
   virtual Tensor random_weight(std::vector<int64_t> shape, uint64_t seed, float scale) = 0;
@@ -261,8 +285,5 @@ inline float random_uniform(uint64_t seed, uint64_t i) {
   z ^= z >> 31;
   return float(int64_t(z >> 40) - (int64_t(1) << 23)) * (1.0f / float(1 << 23));
 }
-
-// target: "cpu" or "cuda".
-std::unique_ptr<Backend> make_backend(const std::string& target, int num_threads = 0);
 
 }  // namespace kiln

@@ -1,15 +1,18 @@
 #include "build/engine_builder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <vector>
 
-#include "convert/convert.h"
+#include "build/target_kernels.h"
 #include "core/error.h"
 #include "core/finite.h"
 #include "core/fs_util.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "model/carried_files.h"
+#include "model/weight_file.h"
 #include "model/weights.h"
 
 namespace fs = std::filesystem;
@@ -27,42 +30,71 @@ ModelConfig synthetic_model(const std::string& path) {
 
 }  // namespace
 
+EngineTensor engine_tensor(const TensorView& t, const WeightSpec& spec, DType float_dtype) {
+  EngineTensor e;
+  const auto* src = static_cast<const uint8_t*>(t.data);
+  if (spec.quant) {
+    if (t.dtype != spec.dtype)
+      fail("tensor '{}': {} data where the quantization stores {}", spec.name, dtype_name(t.dtype),
+           dtype_name(spec.dtype));
+    e.dtype = t.dtype;
+    e.bytes.assign(src, src + t.nbytes);
+    return e;
+  }
+  if (!is_float(t.dtype) || !is_float(float_dtype))
+    fail("tensor '{}': {} -> {}: the build converts float weights only", spec.name, dtype_name(t.dtype),
+         dtype_name(float_dtype));
+  e.dtype = float_dtype;
+  std::vector<float> f(static_cast<size_t>(t.numel()));  // [numel] the tensor in fp32, exact for F16/BF16
+  convert_to_f32(t.dtype, t.data, f.data(), f.size());
+  if (const int64_t bad = first_non_finite(f.data(), f.size(), float_dtype); bad >= 0)
+    fail("tensor '{}' holds {} at {} (flat index {}){}; refusing to build an engine with non-finite weights",
+         spec.name, f[size_t(bad)], index_str(bad, spec.shape), bad,
+         std::isfinite(f[size_t(bad)]) ? fmt::format(", which overflows {}", dtype_name(float_dtype)) : "");
+  if (t.dtype == float_dtype) {
+    e.bytes.assign(src, src + t.nbytes);
+    return e;
+  }
+  e.bytes.resize(f.size() * dtype_size(float_dtype));
+  convert_from_f32(f.data(), float_dtype, e.bytes.data(), f.size());
+  return e;
+}
+
 void build_engine(const BuildOptions& o) {
   const bool synthetic = !o.synthetic_config.empty();
   if (synthetic == !o.checkpoint_dir.empty()) fail("kiln build: give exactly one of --checkpoint and --synthetic");
+  if (o.target != "cpu" && o.target != "cuda") fail("--target {}: unknown target (expected cpu or cuda)", o.target);
   EngineInfo info;
-  std::string cfg_path;
+  std::string what;  // how errors name the source
   if (synthetic) {
     info.model = synthetic_model(o.synthetic_config);
+    what = "--synthetic " + o.synthetic_config;
   } else {
-    if (!fs::is_directory(o.checkpoint_dir)) fail("--checkpoint {}: not a directory", o.checkpoint_dir);
-    cfg_path = (fs::path(o.checkpoint_dir) / "config.json").string();
-    if (!fs::exists(cfg_path)) fail("{}: missing (not a kiln checkpoint?)", cfg_path);
-    auto cj = read_json_file(cfg_path);
-    if (cj.value("format", "") != "kiln-checkpoint")
-      fail("{}: not a kiln checkpoint (run kiln convert on a Hugging Face folder first)", cfg_path);
-    info.model = config_from_json(cj, cfg_path);
+    info.model = read_checkpoint_config(o.checkpoint_dir);
+    what = "checkpoint " + o.checkpoint_dir;
+    check_rank_files(o.checkpoint_dir, info.model.mapping);
   }
+  // Refusals before anything is planned or written: more than one rank, a quantization without kernels.
+  require_one_rank(info.model.mapping, what);
+  require_quant_kernels(o.target, info.model.quant, what);
   info.target = o.target;
   info.limits = o.limits;
   info.synthetic = synthetic;
   info.batch_invariant = o.batch_invariant;
   resolve_limits(info.limits, info.model);
   StagingDir out(o.output_dir);  // fails now, before planning, when the output exists
-  DType weight_dtype;
+  DType weight_dtype;  // the float weights' dtype in the engine
   if (o.target == "cpu") {
     if (o.dtype && *o.dtype != DType::F32) fail("--dtype {}: the cpu target computes in float32", dtype_name(*o.dtype));
     info.compute_dtype = DType::F32;
     weight_dtype = DType::F32;  // the cpu backend reads fp32 weights in place
-  } else if (o.target == "cuda") {
+  } else {
     if (!o.plan) fail("--target cuda: this kiln was built without CUDA");
     TargetPlan plan = o.plan(info, o.dtype);
     info.compute_dtype = plan.compute_dtype;
     info.gpu_arch = plan.gpu_arch;
     info.tactics = plan.tactics;
     weight_dtype = plan.weight_dtype;
-  } else {
-    fail("--target {}: unknown target (expected cpu or cuda)", o.target);
   }
 
   if (synthetic) {
@@ -71,25 +103,19 @@ void build_engine(const BuildOptions& o) {
     return;
   }
 
-  const std::string ckpt_file = (fs::path(o.checkpoint_dir) / "rank0.safetensors").string();
-  SafetensorsFile src(ckpt_file);
-  check_weight_set(src, expected_weights(info.model), cfg_path);
-
-  SafetensorsWriter w;
-  for (auto& spec : expected_weights(info.model)) {
-    const TensorView& t = src.get(spec.name);
-    std::vector<uint8_t> bytes(size_t(t.numel()) * dtype_size(weight_dtype));
-    std::vector<float> f(static_cast<size_t>(t.numel()));
-    convert_to_f32(t.dtype, t.data, f.data(), f.size());
-    if (const int64_t bad = first_non_finite(f.data(), f.size(), weight_dtype); bad >= 0)
-      fail("{}: tensor '{}' holds {} at {} (flat index {}){}; refusing to build an engine with non-finite weights",
-           ckpt_file, spec.name, f[size_t(bad)], index_str(bad, spec.shape), bad,
-           std::isfinite(f[size_t(bad)]) ? fmt::format(", which overflows {}", dtype_name(weight_dtype)) : "");
-    convert_from_f32(f.data(), weight_dtype, bytes.data(), f.size());
-    w.add(spec.name, weight_dtype, spec.shape, std::move(bytes));
+  for (int64_t rank = 0; rank < info.model.mapping.world_size(); ++rank) {
+    const WeightFile src((fs::path(o.checkpoint_dir) / rank_file_name(rank)).string(), info.model);
+    WeightFileWriter w(info.model, "kiln-engine");
+    for (auto& spec : src.specs()) {
+      const TensorView& t = src.get(spec.name);
+      const DType dt = spec.quant ? spec.dtype : weight_dtype;
+      w.add_lazy(spec.name, dt, [&t, &spec, weight_dtype](uint8_t* dst) {
+        const EngineTensor e = engine_tensor(t, spec, weight_dtype);
+        std::copy(e.bytes.begin(), e.bytes.end(), dst);
+      });
+    }
+    w.write(out.file(rank_file_name(rank)));
   }
-  w.set_metadata("format", "kiln-engine");
-  w.write(out.file("rank0.safetensors"));
   write_json_file(out.file("engine.json"), engine_info_to_json(info));
   for (int i = 0; kCarriedFiles[i]; ++i) {
     fs::path f = fs::path(o.checkpoint_dir) / kCarriedFiles[i];

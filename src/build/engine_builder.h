@@ -1,11 +1,16 @@
-// kiln build: kiln checkpoint -> engine directory (engine.json + rank0.safetensors in the target's layout).
-// A synthetic build takes only a model config and writes no weights (they are generated at load).
+// kiln build: kiln checkpoint -> engine directory (engine.json + rank{N}.safetensors in the target's layout, one
+// per rank of the checkpoint's mapping). A synthetic build takes only a model config and writes no weights (they
+// are generated at load). A checkpoint of more than one rank, or one whose quantization needs a kernel the target
+// lacks (build/target_kernels.h), is refused before anything is written.
 #pragma once
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "build/engine_format.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
 
 namespace kiln {
 
@@ -32,5 +37,14 @@ struct BuildOptions {
 };
 
 void build_engine(const BuildOptions& opts);
+
+// One weight in the engine's layout: a float tensor in the target's weight dtype (its bytes as they are when the
+// checkpoint already has that dtype, else converted through fp32); quantized data and quantization parameters
+// (spec.quant) exactly as in the checkpoint, never widened or converted.
+struct EngineTensor {
+  DType dtype = DType::F32;
+  std::vector<uint8_t> bytes;
+};
+EngineTensor engine_tensor(const TensorView& t, const WeightSpec& spec, DType float_dtype);
 
 }  // namespace kiln

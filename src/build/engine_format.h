@@ -1,4 +1,5 @@
-// engine.json: format version, kiln version, target, limits, model config, tactics.
+// engine.json: format version, kiln version, target, limits, model config (with its mapping and quantization, as
+// in the checkpoint's config.json), tactics.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>

@@ -12,15 +12,13 @@
 #include "core/progress.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "model/carried_files.h"
 #include "model/config.h"
+#include "model/weight_file.h"
 
 namespace fs = std::filesystem;
 
 namespace kiln {
-
-const char* const kCarriedFiles[] = {"tokenizer.json",   "tokenizer_config.json",   "generation_config.json",
-                                     "vocab.json",       "merges.txt",              "special_tokens_map.json",
-                                     "tokenizer.model",  nullptr};
 
 namespace {
 
@@ -64,12 +62,20 @@ void convert_checkpoint(const ConvertOptions& o) {
   if (!fs::is_directory(o.model_dir)) fail("--model {}: not a directory", o.model_dir);
   const std::string cfg_path = (fs::path(o.model_dir) / "config.json").string();
   if (!fs::exists(cfg_path)) fail("{}: missing (not a Hugging Face model folder?)", cfg_path);
+  if (o.mapping.tp_size < 1) fail("--tp-size {}: must be at least 1", o.mapping.tp_size);
+  if (o.mapping.pp_size < 1) fail("--pp-size {}: must be at least 1", o.mapping.pp_size);
+  if (o.mapping.tp_size > 1)
+    fail("--tp-size {}: tensor parallelism is not supported yet (one rank only)", o.mapping.tp_size);
+  if (o.mapping.pp_size > 1)
+    fail("--pp-size {}: pipeline parallelism is not supported yet (one rank only)", o.mapping.pp_size);
   ModelConfig cfg = config_from_hf(read_json_file(cfg_path), cfg_path);
+  if (o.rope_freq_checkpoint_dtype && cfg.position == PositionType::Rope) cfg.rope.freq_dtype = cfg.dtype;
+  cfg.mapping = o.mapping;
+  cfg.mapping.rank = 0;
   if (o.dtype) {
     if (!is_float(*o.dtype)) fail("--dtype {}: expected float32, float16 or bfloat16", dtype_name(*o.dtype));
     cfg.dtype = *o.dtype;
   }
-  if (o.rope_freq_f32) cfg.rope.freq_dtype = DType::F32;
   SafetensorsSet src(o.model_dir);
   const auto recipes = hf_recipes(cfg);
   // Check every tensor before writing anything.
@@ -80,21 +86,21 @@ void convert_checkpoint(const ConvertOptions& o) {
       if (t.shape != part.shape)
         fail("{}: tensor '{}' has shape {} but the config implies {}", o.model_dir, part.name, t.shape_str(),
              shape_str(part.shape));
+      if (!is_float(t.dtype))
+        fail("{}: tensor '{}' has dtype {}, expected a float type (F32, F16 or BF16)", o.model_dir, part.name,
+             dtype_st_name(t.dtype));
     }
 
   StagingDir out(o.output_dir);
-  SafetensorsWriter w;
+  // The one rank (a mapping of more was refused above; sharding the recipes per rank comes with parallelism).
+  WeightFileWriter w(cfg, "kiln-checkpoint");
   ProgressBar bar("convert", int64_t(recipes.size()));
   for (auto& r : recipes)
-    w.add_lazy(r.name, cfg.dtype, r.shape, [&, &r = r](uint8_t* dst) { assemble(r, src, o.model_dir, cfg.dtype, dst); });
+    w.add_lazy(r.name, cfg.dtype, [&, &r = r](uint8_t* dst) { assemble(r, src, o.model_dir, cfg.dtype, dst); });
   if (o.progress) w.on_progress([&](size_t done, size_t) { bar.update(int64_t(done)); });
-  w.set_metadata("format", "kiln-checkpoint");
-  w.write(out.file("rank0.safetensors"));
+  w.write(out.file(rank_file_name(cfg.mapping.rank)));
   bar.finish();
-  nlohmann::json j = config_to_json(cfg);
-  j["format"] = "kiln-checkpoint";
-  j["format_version"] = 1;
-  write_json_file(out.file("config.json"), j);
+  write_checkpoint_config(out.file("config.json"), cfg);
   for (int i = 0; kCarriedFiles[i]; ++i) {
     fs::path f = fs::path(o.model_dir) / kCarriedFiles[i];
     if (fs::exists(f)) fs::copy_file(f, out.path() / kCarriedFiles[i]);

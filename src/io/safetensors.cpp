@@ -174,6 +174,9 @@ void SafetensorsWriter::add_entry(Entry e) {
   int64_t n = 1;
   for (auto d : e.shape) n *= d;
   e.nbytes = size_t(n) * dtype_size(e.dtype);
+  if (dtype_st_name(e.dtype).empty())
+    fail("tensor '{}': {} has no safetensors dtype (store its bytes as U8 and record the packing)", e.name,
+         dtype_name(e.dtype));
   if (!e.produce && e.nbytes != e.bytes.size())
     fail("tensor '{}': {} bytes do not match its shape", e.name, e.bytes.size());
   for (auto& x : entries_)

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/weights.h"
 
 using json = nlohmann::json;
 
@@ -121,6 +122,9 @@ void ModelConfig::validate() const {
   if (position == PositionType::Rope && head_dim % 2 != 0) fail("model config: head_dim ({}) must be even for RoPE", head_dim);
   if (num_experts > 0 && (experts_top_k <= 0 || experts_top_k > num_experts))
     fail("model config: experts_top_k ({}) must be in 1..num_experts ({})", experts_top_k, num_experts);
+  mapping.validate("model config");
+  quant.validate("model config");
+  check_quantization(*this);
 }
 
 json config_to_json(const ModelConfig& c) {
@@ -158,8 +162,8 @@ json config_to_json(const ModelConfig& c) {
       {"experts_top_k", c.experts_top_k},
       {"bos_token_id", c.bos_token_id},
       {"eos_token_ids", c.eos_token_ids},
-      {"mapping", {{"tp_size", c.tp_size}, {"pp_size", c.pp_size}}},
-      {"quantization", {{"quant_algo", nullptr}, {"kv_cache_quant_algo", nullptr}, {"group_size", nullptr}}},
+      {"mapping", mapping_to_json(c.mapping)},
+      {"quantization", quant_config_to_json(c.quant)},
   };
 }
 
@@ -212,11 +216,8 @@ ModelConfig config_from_json(const json& j, const std::string& src) {
   c.experts_top_k = r.req<int64_t>("experts_top_k");
   c.bos_token_id = r.opt<int64_t>("bos_token_id", -1);
   c.eos_token_ids = r.opt<std::vector<int64_t>>("eos_token_ids", {});
-  if (r.has("mapping")) {
-    Reader m{j["mapping"], src};
-    c.tp_size = m.opt<int64_t>("tp_size", 1);
-    c.pp_size = m.opt<int64_t>("pp_size", 1);
-  }
+  if (r.has("mapping")) c.mapping = mapping_from_json(j["mapping"], src);
+  if (r.has("quantization")) c.quant = quant_config_from_json(j["quantization"], src);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -229,6 +230,12 @@ ModelConfig config_from_hf(const json& j, const std::string& src) {
   Reader r{j, src};
   if (!r.has("architectures") || !j["architectures"].is_array() || j["architectures"].empty())
     fail("{}: missing config field 'architectures'", src);
+  if (r.has("quantization_config")) {
+    const json& q = j["quantization_config"];
+    const std::string method = q.is_object() && q.contains("quant_method") ? q["quant_method"].dump() : q.dump();
+    fail("{}: quantization_config (quant_method {}): kiln reads float Hugging Face checkpoints only; quantized ones "
+         "are not supported yet", src, method);
+  }
   ModelConfig c;
   c.architecture = j["architectures"][0].get<std::string>();
   const std::string& a = c.architecture;
@@ -275,8 +282,7 @@ ModelConfig config_from_hf(const json& j, const std::string& src) {
     if (act != "silu") fail("{}: unsupported hidden_act '{}' (supported: silu)", src, act);
     c.activation = Activation::SiluGated;
     c.position = PositionType::Rope;
-    c.rope = parse_hf_rope(j, src);
-    c.rope.freq_dtype = c.dtype;
+    c.rope = parse_hf_rope(j, src);  // freq_dtype stays float32 (kiln convert --rope-freq-dtype checkpoint rounds)
     c.tie_embeddings = r.opt<bool>("tie_word_embeddings", false);
     if (a == "Qwen2ForCausalLM") c.qkv_bias = true;
     else c.qkv_bias = r.opt<bool>("attention_bias", false);

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "model/quant.h"
+#include "parallel/mapping.h"
 
 namespace kiln {
 
@@ -54,14 +56,15 @@ struct ModelConfig {
   int64_t experts_top_k = 0;
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
-  // tensor/pipeline mapping of a checkpoint
-  int64_t tp_size = 1;
-  int64_t pp_size = 1;
+  Mapping mapping;    // config.json `mapping`: tp_size, pp_size (rank: set by whoever loads one rank)
+  QuantConfig quant;  // config.json `quantization`
 
   int64_t q_size() const { return num_heads * head_dim; }
   int64_t kv_size() const { return num_kv_heads * head_dim; }
   int64_t qkv_size() const { return q_size() + 2 * kv_size(); }
-  void validate() const;  // throws naming the bad field
+  // Throws naming the bad field: sizes, the mapping, and the quantization against the model's linear layers
+  // (check_quantization, src/model/weights.h).
+  void validate() const;
 };
 
 nlohmann::json config_to_json(const ModelConfig& c);

@@ -3,24 +3,33 @@
 #include <cmath>
 #include <filesystem>
 
+#include "build/target_kernels.h"
 #include "core/error.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "model/weight_file.h"
 #include "model/weights.h"
+#include "runtime/backend_factory.h"
 
 namespace fs = std::filesystem;
 
 namespace kiln {
 
-std::unique_ptr<Engine> Engine::load(const std::string& dir, int num_threads) {
+std::unique_ptr<Engine> Engine::load(const std::string& dir, const EngineLoadOptions& o) {
   if (!fs::is_directory(dir)) fail("--engine {}: not a directory", dir);
   const std::string ej = (fs::path(dir) / "engine.json").string();
   if (!fs::exists(ej)) fail("{}: missing (not a kiln engine?)", ej);
   auto e = std::unique_ptr<Engine>(new Engine());
   e->dir_ = dir;
   e->info_ = engine_info_from_json(read_json_file(ej), ej);
-  e->backend_ = make_backend(e->info_.target, num_threads);
-  e->backend_->configure(e->info_);  // refuses an engine this backend/device cannot run
+  Mapping& m = e->info_.model.mapping;
+  if (!e->info_.synthetic) check_rank_files(dir, m);
+  require_one_rank(m, "engine " + dir);
+  m.rank = o.rank;
+  m.validate(ej);
+  require_quant_kernels(e->info_.target, e->info_.model.quant, "engine " + dir);
+  e->backend_ = make_backend(e->info_.target, o.num_threads, o.device >= 0 ? o.device : m.device_ordinal());
+  e->backend_->configure(backend_config(e->info_));  // refuses an engine this backend/device cannot run
   if (e->info_.synthetic) {
     // Random weights made on the backend: seed from the tensor name, scale 1/sqrt(fan-in) for matrices.
     for (auto& spec : expected_weights(e->info_.model)) {
@@ -34,10 +43,12 @@ std::unique_ptr<Engine> Engine::load(const std::string& dir, int num_threads) {
     }
     return e;
   }
-  SafetensorsFile f((fs::path(dir) / "rank0.safetensors").string());
-  const auto specs = expected_weights(e->info_.model);
-  check_weight_set(f, specs, ej);  // before any weight is loaded
-  for (auto& spec : specs) e->weights_[spec.name] = e->backend_->load_weight(f.get(spec.name));
+  // Exactly the tensors the config describes, none extra (an engine.json whose num_layers was edited), before any
+  // weight is loaded.
+  check_weight_set(SafetensorsFile((fs::path(dir) / rank_file_name(m.rank)).string()), expected_weights(e->info_.model),
+                   ej);
+  const WeightFile f((fs::path(dir) / rank_file_name(m.rank)).string(), e->info_.model);
+  for (auto& spec : f.specs()) e->weights_[spec.name] = e->backend_->load_weight(weight_view(f.get(spec.name)));
   return e;
 }
 

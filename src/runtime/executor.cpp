@@ -96,7 +96,11 @@ Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const Execut
   stats_.kv_blocks_total = num_blocks;
   stats_.kv_blocks_free = num_blocks;
   stats_.tokens_per_block = cfg_.tokens_per_block;
-  thread_ = std::thread([this] { loop(); });
+  warm_up();
+  thread_ = std::thread([this] {
+    engine_.backend().bind_thread();  // the rank's device on this thread too
+    loop();
+  });
 }
 
 Executor::Impl::~Impl() {

@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -43,9 +44,36 @@ struct Executor::Impl {
   // loop side
   void loop();
   void step();
+  // Runs a scheduled plan: the greedy chain (executor_greedy.cpp) when every row it samples is greedy on the
+  // device, else one step with sampling / beam search on the step's logits.
+  void run_plan(StepPlan plan);
+  void run_sampled(const StepPlan& plan);
   void fail_plan(const StepPlan& plan, const std::string& error);
-  // Sampling and beam search over the step's logits (F32 [rows, V], on the backend).
-  void choose_tokens(const StepPlan& plan, const Tensor& logits);
+  // Sampling and beam search over the step's logits (F32 [rows, V], on the backend); item_rows[i]: the logits row
+  // plan item i samples from, or -1.
+  void choose_tokens(const StepPlan& plan, const Tensor& logits, const std::vector<int32_t>& item_rows);
+  // Logits rows a request asked for (return_context_logits / return_generation_logits), to the host.
+  void keep_logits(const StepPlan& plan, const Tensor& logits, const std::vector<int32_t>& first_rows,
+                   const std::vector<int32_t>& item_rows);
+
+  // The greedy chain (executor_greedy.cpp). A step whose sampled rows are all greedy takes its choices from the
+  // argmax inside the step (fused into the lm_head where the backend can); while the next step is predictable (the
+  // same sequences, one token each, nothing waiting), it is queued before the host waits for this one's choices,
+  // taking its tokens from them on the device.
+  struct InFlight {
+    StepPlan plan;
+    std::vector<int32_t> rows;  // the logits row of each item, or -1
+    int64_t num_rows = 0;
+    uint64_t ticket = 0;        // the choices' download
+    bool completed = false;     // sched_->complete(plan) done
+  };
+  bool greedy_plan(const StepPlan& plan) const;
+  // Queues the plan's step with the greedy choice (ids_from_sample: its tokens are the previous step's choices).
+  InFlight launch_greedy(const StepPlan& plan, bool ids_from_sample);
+  bool can_speculate(const InFlight& f);
+  // Runs greedy plans until the chain ends; returns a plan scheduled but not run (run it next), if any.
+  std::optional<StepPlan> greedy_chain(StepPlan plan);
+  void warm_up();
   void sample_group(SequenceGroup& g, const GroupRows& gr, const SampledToken* picked);
   void beam_group(SequenceGroup& g, const GroupRows& gr, const BeamCandidates& c);
   Response progress_response(SequenceGroup& g, bool final);
@@ -79,6 +107,7 @@ struct Executor::Impl {
   // loop thread only
   std::unordered_map<RequestId, std::unique_ptr<SequenceGroup>> groups_;
   int64_t steps_ = 0, last_tokens_ = 0, total_tokens_ = 0, peak_used_ = 0, copied_ = 0;
+  void count_step(const StepPlan& plan);
   std::thread thread_;
 };
 

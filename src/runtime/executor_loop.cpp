@@ -71,20 +71,47 @@ void Executor::Impl::step() {
       finish_group(*g, FinishReason::Error, "the request could not be scheduled in an idle executor");
     return;
   }
+  run_plan(std::move(plan));
+}
+
+void Executor::Impl::run_plan(StepPlan plan) {
+  for (;;) {
+    if (!greedy_plan(plan)) return run_sampled(plan);
+    std::optional<StepPlan> next = greedy_chain(std::move(plan));
+    if (!next || next->items.empty()) return;
+    plan = std::move(*next);
+  }
+}
+
+void Executor::Impl::count_step(const StepPlan& plan) {
+  copied_ += int64_t(plan.copies.size());
+  ++steps_;
+  last_tokens_ = plan.num_tokens;
+  total_tokens_ += plan.num_tokens;
+}
+
+void Executor::Impl::run_sampled(const StepPlan& plan) {
   std::vector<SeqStep> steps;
   steps.reserve(plan.items.size());
-  int64_t rows = 0;
+  std::vector<int32_t> first_rows, item_rows;  // per item: its first logits row, the row it samples from (or -1)
+  int32_t rows = 0;
+  bool any_logits = false;
   for (const auto& it : plan.items) {
     Sequence& s = it.group->seqs[it.seq];
+    const Request& r = it.group->req;
     SeqStep st;
     st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + it.num_tokens);
     st.num_cached = s.num_computed;
     st.block_table = &s.blocks;
     st.want_logits = it.logits;
-    rows += it.logits;
+    st.all_logits = r.return_context_logits && s.num_computed < it.group->prompt_len;
+    first_rows.push_back(rows);
+    rows += st.all_logits ? it.num_tokens : int32_t(it.logits);
+    item_rows.push_back(it.logits ? rows - 1 : -1);
+    any_logits |= r.return_context_logits || r.return_generation_logits;
     steps.push_back(std::move(st));
   }
-  Tensor logits;  // F32 [rows, V] on the backend: it never comes to the host
+  Tensor logits;  // F32 [rows, V] on the backend: it comes to the host only for requests that ask for it
   try {
     Backend& be = engine_.backend();
     if (!plan.copies.empty()) be.copy_kv_blocks(runner_->cache(), plan.copies);
@@ -94,11 +121,49 @@ void Executor::Impl::step() {
     return;
   }
   sched_->complete(plan);
-  copied_ += int64_t(plan.copies.size());
-  ++steps_;
-  last_tokens_ = plan.num_tokens;
-  total_tokens_ += plan.num_tokens;
-  if (rows > 0) choose_tokens(plan, logits);
+  count_step(plan);
+  if (rows == 0) return;
+  if (any_logits) {
+    try {
+      keep_logits(plan, logits, first_rows, item_rows);
+    } catch (const std::exception& e) {
+      fail_plan(plan, fmt::format("logits download failed: {}", e.what()));
+      return;
+    }
+  }
+  choose_tokens(plan, logits, item_rows);
+}
+
+void Executor::Impl::keep_logits(const StepPlan& plan, const Tensor& logits, const std::vector<int32_t>& first_rows,
+                                 const std::vector<int32_t>& item_rows) {
+  Backend& be = engine_.backend();
+  const size_t V = size_t(vocab_);
+  for (size_t i = 0; i < plan.items.size(); ++i) {
+    const StepItem& it = plan.items[i];
+    SequenceGroup& g = *it.group;
+    const Request& r = g.req;
+    if (!r.return_context_logits && !r.return_generation_logits) continue;
+    const Sequence& s = g.seqs[size_t(it.seq)];
+    // This step ran positions [s.num_computed - it.num_tokens, s.num_computed) (complete() has advanced it).
+    const int32_t from = s.num_computed - it.num_tokens;
+    const int32_t n = item_rows[i] >= 0 ? item_rows[i] - first_rows[i] + 1 : 0;
+    const bool all = r.return_context_logits && from < g.prompt_len;
+    const int32_t count = all ? it.num_tokens : n;
+    if (count == 0) continue;
+    std::vector<float> host(size_t(count) * V);  // [count, V]
+    be.download(host.data(), logits.rows(first_rows[i], first_rows[i] + count), host.size() * 4);
+    if (all) {
+      // Context rows of prompt positions not kept yet (a preempted request recomputes its prompt).
+      for (int32_t j = 0; j < count; ++j) {
+        const int64_t pos = from + j;
+        if (pos < g.prompt_len && int64_t(g.context_logits.size() / V) == pos)
+          g.context_logits.insert(g.context_logits.end(), host.begin() + ptrdiff_t(j * V),
+                                  host.begin() + ptrdiff_t((j + 1) * V));
+      }
+    }
+    if (r.return_generation_logits && item_rows[i] >= 0)
+      g.generation_logits.insert(g.generation_logits.end(), host.end() - ptrdiff_t(V), host.end());
+  }
 }
 
 void Executor::Impl::fail_plan(const StepPlan& plan, const std::string& error) {
@@ -108,18 +173,17 @@ void Executor::Impl::fail_plan(const StepPlan& plan, const std::string& error) {
   for (SequenceGroup* g : failed) finish_group(*g, FinishReason::Error, error);
 }
 
-void Executor::Impl::choose_tokens(const StepPlan& plan, const Tensor& logits) {
+void Executor::Impl::choose_tokens(const StepPlan& plan, const Tensor& logits, const std::vector<int32_t>& item_rows) {
   // A request's items are contiguous in the plan; its logits rows follow the items' order. Sampled groups
   // become rows of one Backend::sample call, beam groups rows of one top_log_probs call.
   std::vector<GroupRows> groups;
   SampleBatch samples, beams;
   int64_t k = 0;  // beam candidates per row: the most any beam group needs
-  int32_t row = 0;
   for (size_t i = 0; i < plan.items.size();) {
     GroupRows gr;
     gr.g = plan.items[i].group;
     for (; i < plan.items.size() && plan.items[i].group == gr.g; ++i)
-      if (plan.items[i].logits) gr.rows.push_back({plan.items[i].seq, row++});
+      if (item_rows[i] >= 0) gr.rows.push_back({plan.items[i].seq, item_rows[i]});
     if (gr.rows.empty()) continue;
     SequenceGroup& g = *gr.g;
     const Request& r = g.req;
@@ -260,6 +324,10 @@ Response Executor::Impl::progress_response(SequenceGroup& g, bool final) {
     s.sent = generated;
   }
   if (final && !r.streaming) pad_outputs(resp, r);
+  if (final) {
+    resp.context_logits = std::move(g.context_logits);
+    resp.generation_logits = std::move(g.generation_logits);
+  }
   return resp;
 }
 

@@ -1,4 +1,5 @@
-// Greedy generation of one sequence (prefill in chunks of at most max_num_tokens, then decode).
+// Greedy generation of one sequence: one request through an Executor of its own (the same decode loop as
+// every request), with its logits rows when asked.
 #pragma once
 #include <cstdint>
 #include <functional>

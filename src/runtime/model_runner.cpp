@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "model/weights.h"
+#include "runtime/fusion_plan.h"
 
 namespace kiln {
 
@@ -159,6 +160,14 @@ Tensor ModelRunner::run_step(const std::vector<SeqStep>& seqs, bool ids_from_sam
 
 void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Tensor& rows_t, bool rows_identity,
                              bool greedy) {
+  plan_ = StepOps();
+  build_ops(plan_, T, R, ids_t, rows_t, rows_identity, greedy);
+  plan_fusions(plan_, be_);
+  be_.run(plan_);
+}
+
+void ModelRunner::build_ops(StepOps& ops, int64_t T, int64_t R, const Tensor& ids_t, const Tensor& rows_t,
+                            bool rows_identity, bool greedy) const {
   const ModelConfig& c = cfg_;
   auto W = [&](const std::string& n) { return engine_.weight(n); };
   auto Wopt = [&](const std::string& n) { return engine_.has_weight(n) ? engine_.weight(n) : Tensor(); };
@@ -166,12 +175,15 @@ void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Te
   Tensor attn = attn_.rows(0, T), proj = proj_.rows(0, T), mlp_in = mlp_in_.rows(0, T);
   Tensor mlp_act = mlp_act_.rows(0, T), mlp_out = mlp_out_.rows(0, T);
 
-  be_.embedding({ids_t, W("embed.weight"), meta_.positions, Wopt("pos_embed.weight"), residual});
+  ops.ops.reserve(size_t(c.num_layers) * 10 + 5);
+  ops.add(EmbeddingParams{ids_t, W("embed.weight"), meta_.positions, Wopt("pos_embed.weight"), residual}, "embedding");
   Tensor pending;  // the sub-layer output to add into the residual stream at the next norm
   for (int64_t l = 0; l < c.num_layers; ++l) {
     auto L = [&](const std::string& s) { return layer_name(l, s); };
-    be_.norm({c.norm, c.norm_eps, pending, residual, W(L("input_norm.weight")), Wopt(L("input_norm.bias")), normed});
-    be_.linear({normed, W(L("attention.qkv.weight")), Wopt(L("attention.qkv.bias")), qkv});
+    ops.add(NormParams{c.norm, c.norm_eps, pending, residual, W(L("input_norm.weight")), Wopt(L("input_norm.bias")),
+                       normed},
+            "norm(input)");
+    ops.add(LinearParams{normed, W(L("attention.qkv.weight")), Wopt(L("attention.qkv.bias")), qkv}, "linear(qkv)");
     RopeKvParams rp;
     rp.qkv = qkv;
     rp.q_norm = Wopt(L("attention.q_norm.weight"));
@@ -185,7 +197,7 @@ void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Te
     rp.meta = &meta_;
     rp.cache = cache_;
     rp.layer = l;
-    be_.rope_kv(rp);
+    ops.add(rp, "rope_kv");
     AttentionParams ap;
     ap.qkv = qkv;
     ap.out = attn;
@@ -197,33 +209,37 @@ void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Te
     ap.meta = &meta_;
     ap.cache = cache_;
     ap.layer = l;
-    be_.attention(ap);
-    be_.linear({attn, W(L("attention.dense.weight")), Wopt(L("attention.dense.bias")), proj});
-    be_.norm({c.norm, c.norm_eps, proj, residual, W(L("post_norm.weight")), Wopt(L("post_norm.bias")), normed});
+    ops.add(ap, "attention");
+    ops.add(LinearParams{attn, W(L("attention.dense.weight")), Wopt(L("attention.dense.bias")), proj}, "linear(dense)");
+    ops.add(NormParams{c.norm, c.norm_eps, proj, residual, W(L("post_norm.weight")), Wopt(L("post_norm.bias")), normed},
+            "norm(post)");
     if (c.num_experts > 0) {
-      be_.moe({normed, W(L("moe.router.weight")), W(L("moe.gate_up.weight")), W(L("moe.down.weight")), c.experts_top_k,
-               mlp_out});
+      ops.add(MoeParams{normed, W(L("moe.router.weight")), W(L("moe.gate_up.weight")), W(L("moe.down.weight")),
+                        c.experts_top_k, mlp_out},
+              "moe");
     } else if (c.activation == Activation::SiluGated) {
-      be_.linear({normed, W(L("mlp.gate_up.weight")), Wopt(L("mlp.gate_up.bias")), mlp_in});
-      be_.activation({ActKind::SiluGated, mlp_in, mlp_act});
-      be_.linear({mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out});
+      ops.add(LinearParams{normed, W(L("mlp.gate_up.weight")), Wopt(L("mlp.gate_up.bias")), mlp_in}, "linear(gate_up)");
+      ops.add(ActivationParams{ActKind::SiluGated, mlp_in, mlp_act}, "silu_gated");
+      ops.add(LinearParams{mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out}, "linear(down)");
     } else {
-      be_.linear({normed, W(L("mlp.fc.weight")), Wopt(L("mlp.fc.bias")), mlp_in});
-      be_.activation({ActKind::GeluTanh, mlp_in, mlp_act});
-      be_.linear({mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out});
+      ops.add(LinearParams{normed, W(L("mlp.fc.weight")), Wopt(L("mlp.fc.bias")), mlp_in}, "linear(fc)");
+      ops.add(ActivationParams{ActKind::GeluTanh, mlp_in, mlp_act}, "gelu");
+      ops.add(LinearParams{mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out}, "linear(down)");
     }
     pending = mlp_out;
   }
   if (R == 0) return;
-  be_.norm({c.norm, c.norm_eps, pending, residual, W("final_norm.weight"), Wopt("final_norm.bias"), normed});
+  ops.add(NormParams{c.norm, c.norm_eps, pending, residual, W("final_norm.weight"), Wopt("final_norm.bias"), normed},
+          "norm(final)");
   Tensor selected = selected_.rows(0, R), logits = logits_.rows(0, R);
   if (rows_identity) {
     selected = normed;
   } else {
-    be_.gather_rows({normed, rows_t.rows(0, R), selected});
+    ops.add(GatherRowsParams{normed, rows_t.rows(0, R), selected}, "gather_rows");
   }
-  be_.linear({selected, c.tie_embeddings ? W("embed.weight") : W("lm_head.weight"), Tensor(), logits});
-  if (greedy) be_.argmax({logits, sampled_.rows(0, R)});
+  ops.add(LinearParams{selected, c.tie_embeddings ? W("embed.weight") : W("lm_head.weight"), Tensor(), logits},
+          "linear(lm_head)");
+  if (greedy) ops.add(ArgmaxParams{logits, sampled_.rows(0, R)}, "argmax");
 }
 
 }  // namespace kiln

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/step_ops.h"
 #include "runtime/engine.h"
 
 namespace kiln {
@@ -33,6 +34,8 @@ class ModelRunner {
   // next step_greedy; the logits (F32 [R, V], into *logits if given) stay valid until the next step.
   Tensor step_greedy(const std::vector<SeqStep>& seqs, bool ids_from_sample = false, Tensor* logits = nullptr);
   const KvCacheDesc& cache() const { return cache_; }
+  // The op list of the latest step that ran its ops (not a graph replay), with its fusions.
+  const StepOps& last_plan() const { return plan_; }
   Engine& engine() { return engine_; }
 
  private:
@@ -57,6 +60,10 @@ class ModelRunner {
   // rows_identity: logits for every token, in order (a decode step): the final norm's output is the lm_head's
   // input, with no gather between (one kernel less, and a fused norm prologue where the backend has one).
   void run_layers(int64_t T, int64_t R, const Tensor& ids, const Tensor& rows, bool rows_identity, bool greedy);
+  // The step's ops, in order (fusions not yet decided).
+  void build_ops(StepOps& ops, int64_t T, int64_t R, const Tensor& ids, const Tensor& rows, bool rows_identity,
+                 bool greedy) const;
+  StepOps plan_;
 };
 
 }  // namespace kiln

@@ -37,6 +37,9 @@ void check_request(const Request& r, const RequestLimits& l, int64_t worst_case_
   if (r.beam_width > l.max_beam_width)
     fail("beam_width {} exceeds the engine's max_beam_width {} (build the engine with --max-beam-width)", r.beam_width,
          l.max_beam_width);
+  if ((r.return_context_logits || r.return_generation_logits) && request_num_seqs(r) > 1)
+    fail("return_context_logits / return_generation_logits: only for one sequence (not with beam_width {} or "
+         "num_return_sequences {})", r.beam_width, r.num_return_sequences);
   if (r.num_return_sequences < 1) fail("num_return_sequences {}: must be at least 1", r.num_return_sequences);
 
   const SamplingParams& s = r.sampling;

@@ -44,6 +44,8 @@ struct SequenceGroup {
   std::vector<Sequence> seqs;    // running sequences (finished sampled sequences stay, marked finished)
   std::unique_ptr<BeamSearch> beam;
   int64_t preemptions = 0;
+  std::vector<float> context_logits;     // return_context_logits: [rows so far, V]
+  std::vector<float> generation_logits;  // return_generation_logits: [rows so far, V]
 
   int32_t generated() const { return seqs.empty() ? 0 : seqs[0].len() - prompt_len; }
   bool is_beam() const { return req.beam_width > 1; }

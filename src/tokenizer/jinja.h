@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,9 +87,17 @@ struct Node {
 Body parse(const std::string& source);  // throws kiln::Error naming the unsupported construct or syntax error
 std::string render(const Body& program, const Dict& globals);
 
-// Python's str() of a value, and json.dumps(value, ensure_ascii=False, indent=indent) (indent < 0: none).
+// json.dumps options (transformers' tojson filter passes these through).
+struct JsonOptions {
+  std::optional<std::string> indent;         // none: one line; "" (indent 0 or less): newlines without indentation
+  std::string item_sep = ", ", key_sep = ": ";  // separators (json.dumps uses "," as item_sep with an indent)
+  bool sort_keys = false;
+  bool ensure_ascii = false;  // non-ASCII characters as \uXXXX escapes (surrogate pairs above U+FFFF)
+};
+
+// Python's str() of a value, and json.dumps(value, ...) with the options.
 std::string to_str(const Value& v);
-std::string to_json(const Value& v, int indent);
+std::string to_json(const Value& v, const JsonOptions& o);
 bool truthy(const Value& v);
 
 }  // namespace kiln::tok::jinja

@@ -333,9 +333,24 @@ bool apply_test(const std::string& name, const Value& v, Args& a) {
 Value apply_filter(const std::string& name, const Value& v, Args& a, Kwargs& kw) {
   if (name == "trim") return Value::str(strip(to_str(v), arg(a, kw, 0, "chars"), true, true));
   if (name == "length" || name == "count") return Value::integer(length(v));
+  // transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False): json.dumps
   if (name == "tojson") {
-    Value ind = arg(a, kw, 0, "indent");
-    return Value::str(to_json(v, ind.t == T::Int ? static_cast<int>(ind.i) : -1));
+    JsonOptions o;
+    o.ensure_ascii = truthy(arg(a, kw, 0, "ensure_ascii", Value::boolean(false)));
+    const Value ind = arg(a, kw, 1, "indent");
+    if (ind.t == T::Int || ind.t == T::Bool) o.indent = std::string(size_t(std::max<int64_t>(inum(ind), 0)), ' ');
+    else if (ind.t == T::Str) o.indent = ind.s;
+    else if (ind.defined() && ind.t != T::None) fail("chat template: tojson indent {}", to_str(ind));
+    if (o.indent) o.item_sep = ",";
+    const Value sep = arg(a, kw, 2, "separators");
+    if (sep.t == T::List && sep.list->size() == 2) {
+      o.item_sep = to_str((*sep.list)[0]);
+      o.key_sep = to_str((*sep.list)[1]);
+    } else if (sep.defined() && sep.t != T::None) {
+      fail("chat template: tojson separators {} (expected two strings)", to_str(sep));
+    }
+    o.sort_keys = truthy(arg(a, kw, 3, "sort_keys", Value::boolean(false)));
+    return Value::str(to_json(v, o));
   }
   if (name == "string") return Value::str(to_str(v));
   if (name == "upper") return Value::str(upper(to_str(v)));

@@ -1,6 +1,8 @@
 // Jinja rendering: scopes, statements, operators, and str()/json of values (Python semantics).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "tokenizer/jinja.h"
@@ -24,17 +26,42 @@ bool truthy(const Value& v) {
 }
 
 namespace {
+// Python's repr of a float: the shortest digits that read back, in fixed notation for decimal exponents -4 to 15
+// and in scientific notation (e+XX, at least two exponent digits) otherwise.
 std::string py_float(double f) {
   if (std::isnan(f)) return "nan";
   if (std::isinf(f)) return f > 0 ? "inf" : "-inf";
-  char buf[32];
-  for (int prec = 1; prec <= 17; ++prec) {  // shortest repr that reads back
-    std::snprintf(buf, sizeof buf, "%.*g", prec, f);
+  char buf[40];
+  for (int prec = 0; prec <= 17; ++prec) {  // d.ddd...e+XX with prec digits after the point
+    std::snprintf(buf, sizeof buf, "%.*e", prec, f);
     if (std::strtod(buf, nullptr) == f) break;
   }
   std::string s = buf;
-  if (s.find_first_of(".en") == std::string::npos) s += ".0";
-  return s;
+  const bool neg = s[0] == '-';
+  if (neg) s.erase(0, 1);
+  const size_t epos = s.find('e');
+  const int exp = std::atoi(s.c_str() + epos + 1);
+  std::string digits = s.substr(0, epos);
+  digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  const int n = static_cast<int>(digits.size());
+  std::string out = neg ? "-" : "";
+  if (exp >= -4 && exp < 16) {
+    if (exp < 0) {
+      out.append("0.").append(static_cast<size_t>(-exp - 1), '0').append(digits);
+    } else if (n <= exp + 1) {
+      out.append(digits).append(static_cast<size_t>(exp + 1 - n), '0').append(".0");
+    } else {
+      out.append(digits, 0, static_cast<size_t>(exp + 1)).append(".").append(digits, static_cast<size_t>(exp + 1));
+    }
+  } else {
+    out.append(digits, 0, 1);
+    if (n > 1) out.append(".").append(digits, 1);
+    char e[16];
+    std::snprintf(e, sizeof e, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    out += e;
+  }
+  return out;
 }
 
 std::string py_repr_str(const std::string& s) {
@@ -55,9 +82,16 @@ std::string repr(const Value& v) {
   return to_str(v);
 }
 
-void json_str(std::string& out, const std::string& s) {
+// A JSON string as json.dumps writes it; with ensure_ascii, UTF-8 sequences become \uXXXX escapes.
+void json_str(std::string& out, const std::string& s, bool ensure_ascii) {
+  auto u_escape = [&](uint32_t u) {
+    char b[8];
+    std::snprintf(b, sizeof b, "\\u%04x", u);
+    out += b;
+  };
   out += '"';
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -67,25 +101,42 @@ void json_str(std::string& out, const std::string& s) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (c < 0x20) {
-          char b[8];
-          std::snprintf(b, sizeof b, "\\u%04x", c);
-          out += b;
-        } else {
+        if (c < 0x20 || (ensure_ascii && c == 0x7f)) {
+          u_escape(c);
+        } else if (c < 0x80 || !ensure_ascii) {
           out += static_cast<char>(c);
+        } else {  // a UTF-8 sequence: its code point (a stray byte stays as it is)
+          const int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+          uint32_t cp = len == 4 ? c & 0x07u : len == 3 ? c & 0x0Fu : c & 0x1Fu;
+          bool ok = len > 1 && i + size_t(len) <= s.size();
+          for (int k = 1; ok && k < len; ++k) {
+            const unsigned char d = static_cast<unsigned char>(s[i + size_t(k)]);
+            ok = (d & 0xC0) == 0x80;
+            cp = (cp << 6) | (d & 0x3Fu);
+          }
+          if (!ok) {
+            out += static_cast<char>(c);
+            break;
+          }
+          i += size_t(len - 1);
+          if (cp >= 0x10000) {
+            u_escape(0xD800 + ((cp - 0x10000) >> 10));
+            u_escape(0xDC00 + ((cp - 0x10000) & 0x3FF));
+          } else {
+            u_escape(cp);
+          }
         }
     }
   }
   out += '"';
 }
 
-void json_value(std::string& out, const Value& v, int indent, int level) {
+void json_value(std::string& out, const Value& v, const JsonOptions& o, int level) {
   auto nl = [&](int lv) {
-    if (indent < 0) return;
+    if (!o.indent) return;
     out += '\n';
-    out.append(static_cast<size_t>(indent * lv), ' ');
+    for (int k = 0; k < lv; ++k) out += *o.indent;
   };
-  const char* item_sep = indent < 0 ? ", " : ",";
   switch (v.t) {
     case Value::T::Undefined:
     case Value::T::None: out += "null"; return;
@@ -96,14 +147,14 @@ void json_value(std::string& out, const Value& v, int indent, int level) {
       out += f == "nan" ? "NaN" : f == "inf" ? "Infinity" : f == "-inf" ? "-Infinity" : f;
       return;
     }
-    case Value::T::Str: json_str(out, v.s); return;
+    case Value::T::Str: json_str(out, v.s, o.ensure_ascii); return;
     case Value::T::List: {
       if (v.list->empty()) { out += "[]"; return; }
       out += '[';
       for (size_t k = 0; k < v.list->size(); ++k) {
-        if (k) out += item_sep;
+        if (k) out += o.item_sep;
         nl(level + 1);
-        json_value(out, (*v.list)[k], indent, level + 1);
+        json_value(out, (*v.list)[k], o, level + 1);
       }
       nl(level);
       out += ']';
@@ -111,15 +162,19 @@ void json_value(std::string& out, const Value& v, int indent, int level) {
     }
     case Value::T::Dict: {
       if (v.dict->empty()) { out += "{}"; return; }
+      std::vector<const std::pair<std::string, Value>*> items;
+      for (const auto& kv : *v.dict) items.push_back(&kv);
+      if (o.sort_keys)  // Python orders str keys by code point: UTF-8 byte order
+        std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
       out += '{';
       bool first = true;
-      for (const auto& [k, x] : *v.dict) {
-        if (!first) out += item_sep;
+      for (const auto* kv : items) {
+        if (!first) out += o.item_sep;
         first = false;
         nl(level + 1);
-        json_str(out, k);
-        out += ": ";
-        json_value(out, x, indent, level + 1);
+        json_str(out, kv->first, o.ensure_ascii);
+        out += o.key_sep;
+        json_value(out, kv->second, o, level + 1);
       }
       nl(level);
       out += '}';
@@ -130,9 +185,9 @@ void json_value(std::string& out, const Value& v, int indent, int level) {
 }
 }  // namespace
 
-std::string to_json(const Value& v, int indent) {
+std::string to_json(const Value& v, const JsonOptions& o) {
   std::string out;
-  json_value(out, v, indent, 0);
+  json_value(out, v, o, 0);
   return out;
 }
 
@@ -287,7 +342,11 @@ class Renderer {
                                      {"last", Value::boolean(k == len - 1)},
                                      {"length", Value::integer(len)},
                                      {"previtem", k > 0 ? items[static_cast<size_t>(k - 1)] : Value()},
-                                     {"nextitem", k + 1 < len ? items[static_cast<size_t>(k + 1)] : Value()}});
+                                     {"nextitem", k + 1 < len ? items[static_cast<size_t>(k + 1)] : Value()},
+                                     {"cycle", Value::func([k](Args& a, Kwargs&) {
+                                        if (a.empty()) fail("chat template: loop.cycle() needs items to cycle through");
+                                        return a[static_cast<size_t>(k) % a.size()];
+                                      })}});
       assign("loop", loop);
       try {
         run(n.body, out);

@@ -128,10 +128,21 @@ std::vector<Tok> lex(const std::string& s, size_t line) {
     if (std::isdigit(static_cast<unsigned char>(c))) {
       size_t b = i;
       while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '_')) ++i;
-      bool is_float = i + 1 < s.size() && s[i] == '.' && std::isdigit(static_cast<unsigned char>(s[i + 1]));
-      if (is_float) {
+      // Jinja's float: digits, then a fraction (.digits), an exponent (e, an optional sign, digits), or both.
+      auto digit_at = [&](size_t k) { return k < s.size() && std::isdigit(static_cast<unsigned char>(s[k])); };
+      bool is_float = false;
+      if (i < s.size() && s[i] == '.' && digit_at(i + 1)) {
+        is_float = true;
         ++i;
-        while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+        while (digit_at(i) || (i < s.size() && s[i] == '_' && digit_at(i + 1))) ++i;
+      }
+      if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        const size_t d = i + 1 + (i + 1 < s.size() && (s[i + 1] == '+' || s[i + 1] == '-'));
+        if (digit_at(d)) {
+          is_float = true;
+          i = d;
+          while (digit_at(i) || (i < s.size() && s[i] == '_' && digit_at(i + 1))) ++i;
+        }
       }
       std::string num = s.substr(b, i - b);
       std::erase(num, '_');
@@ -664,7 +675,20 @@ class Parser {
 }  // namespace
 
 Body parse(const std::string& source) {
-  Parser p(segment(source));
+  // As Jinja's lexer: every newline sequence (\r\n, \r) becomes \n, and one newline at the end of the template is
+  // dropped (keep_trailing_newline is off in transformers' environment).
+  std::string src;
+  src.reserve(source.size());
+  for (size_t i = 0; i < source.size(); ++i) {
+    if (source[i] == '\r') {
+      src += '\n';
+      if (i + 1 < source.size() && source[i + 1] == '\n') ++i;
+    } else {
+      src += source[i];
+    }
+  }
+  if (!src.empty() && src.back() == '\n') src.pop_back();
+  Parser p(segment(src));
   return p.block({}, nullptr, nullptr);
 }
 

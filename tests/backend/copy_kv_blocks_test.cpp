@@ -5,14 +5,14 @@
 #include <numeric>
 #include <vector>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 
 namespace kiln {
 namespace {
 
 TEST(CopyKvBlocks, CopiesWholeBlocksInEveryLayer) {
-  auto be = make_backend("cpu", 1);
+  auto be = std::make_unique<CpuBackend>(1);
   KvCacheDesc c;
   c.num_layers = 3;
   c.num_blocks = 5;

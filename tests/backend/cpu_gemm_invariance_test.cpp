@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace kiln {
 namespace {
@@ -23,7 +23,7 @@ Tensor filled(Backend& be, std::vector<int64_t> shape, std::mt19937& rng) {
 }
 
 TEST(CpuGemmInvariance, LinearRowsDoNotDependOnTheBatch) {
-  auto be = make_backend("cpu", 2);
+  auto be = std::make_unique<CpuBackend>(2);
   std::mt19937 rng(5);
   const int64_t shapes[][2] = {{4, 64},   {8, 128},    {64, 32},    {96, 128},  {127, 256}, {128, 128},
                                {256, 128}, {384, 96},  {768, 256},  {1536, 256}, {4096, 256}, {256, 768}};
@@ -43,7 +43,7 @@ TEST(CpuGemmInvariance, LinearRowsDoNotDependOnTheBatch) {
 }
 
 TEST(CpuGemmInvariance, MoeRowsDoNotDependOnTheBatch) {
-  auto be = make_backend("cpu", 2);
+  auto be = std::make_unique<CpuBackend>(2);
   std::mt19937 rng(6);
   const int64_t H = 64, I = 128, E = 4, T = 40;
   Tensor x = filled(*be, {T, H}, rng), router = filled(*be, {E, H}, rng);

@@ -16,6 +16,7 @@
 #include "build/engine_builder.h"
 #include "common/test_util.h"
 #include "convert/convert.h"
+#include "runtime/backend_factory.h"
 #ifdef KILN_WITH_CUDA
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_planner.h"
@@ -191,6 +192,7 @@ inline const std::string& cuda_engine(const std::string& model, const std::strin
     c.model_dir = model_dir(model);
     c.output_dir = b->dir / "ckpt";
     c.progress = false;
+    c.rope_freq_checkpoint_dtype = golden_rope_freq_rounded(model);  // as the model's goldens were made
     convert_checkpoint(c);
     BuildOptions o;
     o.checkpoint_dir = c.output_dir;
@@ -199,9 +201,7 @@ inline const std::string& cuda_engine(const std::string& model, const std::strin
     o.dtype = dtype_from_name(dtype);
     o.limits.max_num_tokens = 256;  // fewer autotuning buckets; the prompts are short
     o.limits.max_beam_width = max_beam_width;
-#ifdef KILN_WITH_CUDA
-    o.plan = plan_cuda_engine;
-#endif
+    o.plan = target_planner("cuda");
     build_engine(o);
     b->engine = o.output_dir;
   }

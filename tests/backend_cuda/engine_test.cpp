@@ -15,11 +15,9 @@
 #include "core/error.h"
 #include "io/json_file.h"
 #include "runtime/generate.h"
+#include "runtime/backend_factory.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_runner.h"
-#ifdef KILN_WITH_CUDA
-#include "backend/cuda/cuda_planner.h"
-#endif
 
 namespace kiln::test {
 namespace {
@@ -44,9 +42,7 @@ std::string build_synthetic(const TempDir& d, const std::string& target, const s
   o.limits.max_batch_size = 4;
   o.limits.max_seq_len = 512;
   o.limits.max_num_tokens = 256;
-#ifdef KILN_WITH_CUDA
-  if (target == "cuda") o.plan = plan_cuda_engine;
-#endif
+  o.plan = target_planner(target);
   build_engine(o);
   return o.output_dir;
 }

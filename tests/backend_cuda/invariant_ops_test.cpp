@@ -24,7 +24,7 @@ namespace kiln::test {
 namespace {
 
 // A Llama-shaped model config (hidden 64 * heads, heads of head_dim) as the backend's configure takes it.
-EngineInfo invariant_info(DType dt, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t max_num_tokens) {
+BackendConfig invariant_info(DType dt, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t max_num_tokens) {
   const nlohmann::json hf = {{"architectures", {"LlamaForCausalLM"}},
                              {"hidden_size", heads * head_dim},
                              {"intermediate_size", 512},
@@ -46,7 +46,7 @@ EngineInfo invariant_info(DType dt, int64_t heads, int64_t kv_heads, int64_t hea
   info.limits.max_num_tokens = max_num_tokens;
   resolve_limits(info.limits, info.model);
   info.batch_invariant = true;
-  return info;
+  return backend_config(info);
 }
 
 // The raw bytes of a backend tensor.
@@ -67,7 +67,7 @@ class CudaInvariantOps : public ::testing::TestWithParam<DType> {
 };
 
 TEST_P(CudaInvariantOps, LinearRowsDoNotDependOnTheBatch) {
-  EngineInfo info = invariant_info(dt, 4, 2, 64, 512);  // H 256: qkv 512 x 256, dense, gate_up 1024 x 256, down
+  BackendConfig info = invariant_info(dt, 4, 2, 64, 512);  // H 256: qkv 512 x 256, dense, gate_up 1024 x 256, down
 #ifdef KILN_WITH_CUDA
   info.tactics = plan_cuda_engine(info, dt).tactics;
 #endif

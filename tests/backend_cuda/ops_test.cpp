@@ -8,9 +8,17 @@
 #include "backend_cuda/cuda_test_util.h"
 #include "common/greedy_util.h"
 #include "core/error.h"
+#include "runtime/fusion_plan.h"
 
 namespace kiln::test {
 namespace {
+
+// Runs ops as one plan, with the fusions the rules propose and the backend accepts; returns the plan.
+StepOps run_plan(Backend& be, StepOps ops) {
+  plan_fusions(ops, be);
+  be.run(ops);
+  return ops;
+}
 
 class CudaOps : public ::testing::TestWithParam<DType> {
  protected:
@@ -91,8 +99,9 @@ TEST_P(CudaOps, Linear) {
   }
 }
 
-// A few-row GEMV followed by the SiLU-gated activation of its output runs fused (gate and up rows read by one
-// warp): same result as the cpu's linear + activation, with and without bias.
+// A few-row GEMV followed by the SiLU-gated activation of its output runs fused when the plan says so (gate and up
+// rows read by one warp): same result as the cpu's linear + activation, with and without bias. Without tactics the
+// GEMV runs up to 4 rows; 8 rows take cuBLASLt and stay unfused.
 TEST_P(CudaOps, GateUpGemvFusedWithActivation) {
   for (int64_t T : {1, 3, 8}) {
     for (bool bias : {false, true}) {
@@ -102,18 +111,22 @@ TEST_P(CudaOps, GateUpGemvFusedWithActivation) {
         LinearParams lp{put(be, x, {T, K}, t), put(be, w, {2 * I, K}, t), bias ? put(be, b, {2 * I}, t) : Tensor(),
                         be.alloc(t, {T, 2 * I})};
         ActivationParams ap{ActKind::SiluGated, lp.out, be.alloc(t, {T, I})};
-        be.linear(lp);
-        be.activation(ap);
-        return get(be, ap.out);
+        StepOps ops;
+        ops.add(lp, "linear(gate_up)");
+        ops.add(ap, "silu_gated");
+        ops = run_plan(be, std::move(ops));
+        return std::make_pair(get(be, ap.out), ops.count(Fusion::SiluGate));
       };
-      EXPECT_LE(rel(run(*gpu, dt), run(cpu, DType::F32)), tol_for(dt)) << "T=" << T << " bias=" << bias;
+      const auto [g, fused] = run(*gpu, dt);
+      EXPECT_LE(rel(g, run(cpu, DType::F32).first), tol_for(dt)) << "T=" << T << " bias=" << bias;
+      EXPECT_EQ(fused, T <= 4 ? 1 : 0) << "T=" << T;
     }
   }
 }
 
-// A decode layer's op sequence, where the cuda backend fuses: GEMV + residual add (into the next norm), norm as
-// the next GEMV's prologue, gate/up GEMV + SiLU; then the final norm and a float32 lm_head (not fused). Every
-// intermediate output must still be written and match.
+// A decode layer's op sequence as one plan, where the cuda backend fuses: GEMV + residual add (into the next norm),
+// norm as the next GEMV's prologue, gate/up GEMV + SiLU; then the final norm as the prologue of a float32 lm_head.
+// Every intermediate output must still be written and match the cpu's unfused ops.
 TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
   for (int64_t T : {1, 3}) {
     const int64_t H = 256, I = 96, Nq = 384;
@@ -131,18 +144,25 @@ TEST_P(CudaOps, DecodeChainFusionsKeepEveryOutput) {
       Tensor Wd = put(be, wd, {H, H}, t), Wn1 = put(be, wn1, {H}, t), Wn2 = put(be, wn2, {H}, t);
       Tensor Wgu = put(be, wgu, {2 * I, H}, t), Wdn = put(be, wdn, {H, I}, t), Wq = put(be, wq, {Nq, H}, t);
       Tensor Bq = put(be, bq, {Nq}, t);
-      be.linear({attn, Wd, Tensor(), proj});
-      be.norm({NormType::RMSNorm, 1e-5, proj, res, Wn1, Tensor(), normed});
-      be.linear({normed, Wgu, Tensor(), mlp_in});
-      be.activation({ActKind::SiluGated, mlp_in, act});
-      be.linear({act, Wdn, Tensor(), mlp_out});
-      be.norm({NormType::RMSNorm, 1e-5, mlp_out, res, Wn2, Tensor(), normed2});
-      be.linear({normed2, Wq, Bq, qkv});
+      StepOps ops;
+      ops.add(LinearParams{attn, Wd, Tensor(), proj}, "linear(dense)");
+      ops.add(NormParams{NormType::RMSNorm, 1e-5, proj, res, Wn1, Tensor(), normed}, "norm(post)");
+      ops.add(LinearParams{normed, Wgu, Tensor(), mlp_in}, "linear(gate_up)");
+      ops.add(ActivationParams{ActKind::SiluGated, mlp_in, act}, "silu_gated");
+      ops.add(LinearParams{act, Wdn, Tensor(), mlp_out}, "linear(down)");
+      ops.add(NormParams{NormType::RMSNorm, 1e-5, mlp_out, res, Wn2, Tensor(), normed2}, "norm(input)");
+      ops.add(LinearParams{normed2, Wq, Bq, qkv}, "linear(qkv)");
       // The final norm and an lm_head with float32 logits.
       Tensor normed3 = be.alloc(t, {T, H}), logits = be.alloc(DType::F32, {T, V});
       Tensor Wlm = put(be, wlm, {V, H}, t);
-      be.norm({NormType::RMSNorm, 1e-5, Tensor(), res, Wn2, Tensor(), normed3});
-      be.linear({normed3, Wlm, Tensor(), logits});
+      ops.add(NormParams{NormType::RMSNorm, 1e-5, Tensor(), res, Wn2, Tensor(), normed3}, "norm(final)");
+      ops.add(LinearParams{normed3, Wlm, Tensor(), logits}, "linear(lm_head)");
+      ops = run_plan(be, std::move(ops));
+      if (&be != &cpu) {
+        EXPECT_EQ(ops.count(Fusion::ResidualAdd), 2) << ops.describe();
+        EXPECT_EQ(ops.count(Fusion::NormPrologue), 3) << ops.describe();
+        EXPECT_EQ(ops.count(Fusion::SiluGate), 1) << ops.describe();
+      }
       std::vector<std::vector<float>> outs;
       for (const Tensor* x : {&proj, &res, &normed, &mlp_in, &act, &mlp_out, &normed2, &qkv, &normed3, &logits})
         outs.push_back(get(be, *x));
@@ -217,9 +237,13 @@ TEST_P(CudaOps, GreedyChoiceFusedIntoLmHead) {
         Tensor X = put(*gpu, x, {T, K}, dt), W = put(*gpu, w, {V, K}, dt), logits = gpu->alloc(DType::F32, {T, V});
         Tensor R = put(*gpu, res, {T, K}, dt), Wn = put(*gpu, wn, {K}, dt), ids = gpu->alloc(DType::I32, {T});
         for (int rep = 0; rep < 2; ++rep) {
-          if (norm) gpu->norm({NormType::RMSNorm, 1e-5, Tensor(), R, Wn, Tensor(), X});
-          gpu->linear({X, W, Tensor(), logits});
-          gpu->argmax({logits, ids});
+          StepOps ops;
+          if (norm) ops.add(NormParams{NormType::RMSNorm, 1e-5, Tensor(), R, Wn, Tensor(), X}, "norm(final)");
+          ops.add(LinearParams{X, W, Tensor(), logits}, "linear(lm_head)");
+          ops.add(ArgmaxParams{logits, ids}, "argmax");
+          ops = run_plan(*gpu, std::move(ops));
+          EXPECT_EQ(ops.count(Fusion::Argmax), T <= 4 ? 1 : 0) << ops.describe();
+          EXPECT_EQ(ops.count(Fusion::NormPrologue), norm && T <= 4 ? 1 : 0) << ops.describe();
           const std::string what = "V=" + std::to_string(V) + " T=" + std::to_string(T) + " norm=" + std::to_string(norm);
           const GreedyRows g = expect_first_argmax(*gpu, ids, logits, what);
           if (!norm) EXPECT_EQ(g.ids[0], lo) << "the tie's lower column, " << what;
@@ -353,9 +377,9 @@ TEST_P(CudaOps, PagedAttention) {
   }
 }
 
-// rope_kv then attention on a decode-only step: the cuda backend fuses the two into the split-KV decode kernel.
-// Attention output, qkv (rotated q, k) and the cache must match the cpu backend's unfused ops, and the fused
-// result must agree with the cuda backend's own unfused one (a synchronize between the ops prevents the fusion).
+// rope_kv then attention on a decode-only step, as one plan: the cuda backend fuses the two into the split-KV decode
+// kernel. Attention output, qkv (rotated q, k) and the cache must match the cpu backend's unfused ops, and the fused
+// result must agree with the cuda backend's own unfused one (the two ops run one by one).
 TEST_P(CudaOps, RopeFusedIntoDecodeAttention) {
   struct Case {
     int64_t nh, nkv, hd, window;
@@ -403,9 +427,16 @@ TEST_P(CudaOps, RopeFusedIntoDecodeAttention) {
       a.scale = 1.0f / std::sqrt(float(k.hd));
       a.meta = &m;
       a.cache = r.cache;
-      be.rope_kv(r);
-      if (split_ops) be.synchronize();
-      be.attention(a);
+      if (split_ops) {
+        be.rope_kv(r);
+        be.attention(a);
+      } else {
+        StepOps ops;
+        ops.add(r, "rope_kv");
+        ops.add(a, "attention");
+        ops = run_plan(be, std::move(ops));
+        if (&be != &cpu) EXPECT_EQ(ops.count(Fusion::RopeAttention), 1) << ops.describe();
+      }
       return Out{get(be, a.out), get(be, r.qkv), get(be, r.cache.pool)};
     };
     const Out c = run(cpu, DType::F32, false);

@@ -4,9 +4,7 @@
 // within 1e-4; a chi-square test of the cuda draws against the closed-form distribution. Skips without a GPU.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <random>
 
@@ -206,46 +204,6 @@ TEST_F(CudaSampling, TopLogProbsMatchCpu) {
         }
       }
     }
-  }
-}
-
-TEST_F(CudaSampling, Timing) {
-  // Not a check: the time of one call for 64 rows of a 128256-token vocabulary, per filter setting.
-  const int64_t V = 128256, R = 64;
-  SampleCase c;
-  c.V = V;
-  c.logits = random_logits(R, V, 3);
-  c.rows.resize(size_t(R));
-  SampleInputs in(*gpu, c);
-  Tensor ids = gpu->alloc(DType::I32, {R}), lp = gpu->alloc(DType::F32, {R});
-  struct Setting {
-    const char* name;
-    float t;
-    int32_t k;
-    float top_p, min_p;
-  };
-  for (const Setting& s : {Setting{"greedy", 0.f, 0, 1.f, 0.f}, Setting{"temperature", 1.f, 0, 1.f, 0.f},
-                           Setting{"top_k 50", 1.f, 50, 1.f, 0.f}, Setting{"top_p 0.9", 1.f, 0, 0.9f, 0.f},
-                           Setting{"top_k 50 top_p 0.9", 1.f, 50, 0.9f, 0.f},
-                           Setting{"all", 0.8f, 100, 0.95f, 0.05f}}) {
-    std::vector<SampleRowParams> rows(static_cast<size_t>(R));
-    for (int64_t r = 0; r < R; ++r) {
-      rows[size_t(r)].temperature = s.t;
-      rows[size_t(r)].top_k = s.k;
-      rows[size_t(r)].top_p = s.top_p;
-      rows[size_t(r)].min_p = s.min_p;
-      rows[size_t(r)].logits_row = int32_t(r);
-    }
-    gpu->upload(in.rows, rows.data(), rows.size() * sizeof(SampleRowParams));
-    SampleParams p{in.logits, in.rows, Tensor(), Tensor(), ids, lp};
-    gpu->sample(p);
-    gpu->synchronize();
-    const int reps = 20;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) gpu->sample(p);
-    gpu->synchronize();
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
-    std::printf("[ timing ] sample R=%lld V=%lld %-20s %8.1f us\n", (long long)R, (long long)V, s.name, us);
   }
 }
 

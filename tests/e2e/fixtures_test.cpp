@@ -24,9 +24,9 @@ const std::string& engine_for(const std::string& model, const std::string& dtype
     e = std::make_unique<Engine>();
     std::string ck = e->dir / "ckpt";
     e->engine = e->dir / "engine";
-    // The extra models' references were computed by transformers after a fresh from_pretrained, which keeps RoPE
-    // frequencies in float32; the shared fixtures' greedy goldens rotate with bf16-rounded ones (the default).
-    const std::string rope = model.rfind("extra/", 0) == 0 ? " --rope-freq-dtype float32" : "";
+    // RoPE frequencies as the references were made: float32 (kiln convert's default) after a fresh from_pretrained,
+    // bf16-rounded for tiny-code's (see golden_rope_freq_rounded).
+    const std::string rope = golden_rope_freq_rounded(model) ? " --rope-freq-dtype checkpoint" : "";
     auto c = run_kiln("convert --model " + model_dir(model) + " --output " + ck + rope +
                       (dtype.empty() ? "" : " --dtype " + dtype));
     EXPECT_EQ(c.exit_code, 0) << c.out;

@@ -33,6 +33,7 @@ TEST(HfConfig, Transformers4Style) {
   EXPECT_EQ(c.rope.scaling, RopeScaling::Llama3);
   EXPECT_DOUBLE_EQ(c.rope.factor, 32.0);
   EXPECT_EQ(c.rope.original_max_position, 8192);
+  EXPECT_EQ(c.rope.freq_dtype, DType::F32) << "RoPE frequencies stay float32 whatever the checkpoint's dtype";
   EXPECT_TRUE(c.tie_embeddings);
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{128001, 128008}));
 }

@@ -2,9 +2,9 @@
 // the same returned sequences in the same order, scores within 1e-4. All cases of a model run at once, so
 // beams of different requests share steps and copy-on-write runs across them.
 //
-// The beam goldens were made with the model loaded in float32, so transformers' RoPE frequencies were float32
-// (not rounded to bf16 as in the greedy goldens): the engine is built the same way. With bf16-rounded
-// frequencies the sequences still match but scores drift by up to 3e-3.
+// The beam goldens were made with the model loaded in float32, so transformers' RoPE frequencies were float32, as
+// kiln convert computes them by default. (With `--rope-freq-dtype checkpoint`, bf16-rounded frequencies, the
+// sequences still match but scores drift by up to 3e-3.)
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -18,14 +18,8 @@ namespace {
 
 class BeamGolden : public ::testing::TestWithParam<std::string> {};
 
-TestEngineLimits beam_limits() {
-  TestEngineLimits l;
-  l.rope_freq_f32 = true;
-  return l;
-}
-
 void check_beams(const std::string& model, const ExecutorConfig& cfg, Stats* stats = nullptr) {
-  Engine& engine = engine_for(model, beam_limits());
+  Engine& engine = engine_for(model);
   auto golden = read_json_file(model_dir(model) + "/beam_golden.json");
   Executor ex(engine, cfg);
   std::vector<RequestId> ids;
@@ -79,7 +73,7 @@ TEST_P(BeamGolden, MatchesTransformersUnderPreemption) {
   ExecutorConfig cfg;
   cfg.policy = SchedulerPolicy::MaxUtilization;
   cfg.tokens_per_block = 4;
-  Engine& engine = engine_for(GetParam(), beam_limits());
+  Engine& engine = engine_for(GetParam());
   const int64_t block = int64_t(kv_block_bytes(engine.model(), DType::F32, 4));
   cfg.kv_cache_bytes = 40 * block;  // one search needs at most 4 x ceil(32 / 4) = 32
   Stats st;

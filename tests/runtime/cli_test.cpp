@@ -106,9 +106,7 @@ TEST(Cli, SingleRequestWithSamplingFlagsGoesThroughTheExecutor) {
 }
 
 TEST(Cli, BeamSearchFlagsReproduceTheGolden) {
-  TestEngineLimits lim;
-  lim.rope_freq_f32 = true;  // as the beam goldens were made (see beam_golden_test.cpp)
-  const std::string& eng = engine_dir("llama", lim);
+  const std::string& eng = engine_dir("llama");
   auto golden = read_json_file(model_dir("llama") + "/beam_golden.json")["cases"][0];
   std::string ids;
   for (auto& t : golden["prompt"]) ids += (ids.empty() ? "" : ",") + std::to_string(t.get<int>());

@@ -15,11 +15,9 @@
 #include "convert/convert.h"
 #include "io/json_file.h"
 #include "kiln/executor.h"
+#include "runtime/backend_factory.h"
 #include "runtime/engine.h"
 #include "runtime/outcome.h"
-#ifdef KILN_WITH_CUDA
-#include "backend/cuda/cuda_planner.h"
-#endif
 
 namespace kiln::test {
 
@@ -33,10 +31,6 @@ struct TestEngineLimits {
   int64_t max_seq_len = 128;
   int64_t max_input_len = 0;  // 0: max_seq_len
   int64_t max_beam_width = 4;
-  // RoPE frequencies in float32 instead of rounded to the checkpoint's dtype: transformers computes them so after a
-  // fresh from_pretrained, as for the beam-search goldens (the greedy goldens ran with
-  // bf16-rounded frequencies; see docs/ARCHITECTURE.md, "RoPE fidelity note").
-  bool rope_freq_f32 = false;
   // The target: cpu (float32 weights), or cuda (built on this machine's GPU; needs one) in `dtype`.
   std::string target = "cpu";
   std::string dtype = "float16";  // cuda compute dtype
@@ -53,7 +47,7 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
   static std::map<std::string, std::unique_ptr<Built>> cache;
   const std::string key = model + "/" + std::to_string(lim.max_batch_size) + "/" + std::to_string(lim.max_seq_len) +
                           "/" + std::to_string(lim.max_input_len) + "/" + std::to_string(lim.max_beam_width) +
-                          (lim.rope_freq_f32 ? "/rope-f32" : "") + "/" + lim.target + "/" +
+                          "/" + lim.target + "/" +
                           (lim.target == "cpu" ? "" : lim.dtype) + "/" + std::to_string(lim.max_num_tokens) +
                           (lim.batch_invariant ? "/invariant" : "");
   auto& b = cache[key];
@@ -64,7 +58,7 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
     co.output_dir = b->dir / "ckpt";
     if (lim.target == "cpu") co.dtype = DType::F32;
     co.progress = false;
-    co.rope_freq_f32 = lim.rope_freq_f32;  // kiln convert --rope-freq-dtype float32
+    co.rope_freq_checkpoint_dtype = golden_rope_freq_rounded(model);  // as the model's goldens were made
     convert_checkpoint(co);
     BuildOptions bo;
     bo.checkpoint_dir = co.output_dir;
@@ -77,9 +71,7 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
     bo.batch_invariant = lim.batch_invariant;
     bo.target = lim.target;
     if (lim.target != "cpu") bo.dtype = dtype_from_name(lim.dtype);
-#ifdef KILN_WITH_CUDA
-    if (lim.target == "cuda") bo.plan = plan_cuda_engine;
-#endif
+    bo.plan = target_planner(lim.target);
     build_engine(bo);
     b->path = bo.output_dir;
   }

@@ -21,6 +21,7 @@
 #include "core/progress.h"
 #include "io/json_file.h"
 #include "kiln/tokenizer.h"
+#include "model/weights.h"
 #include "runtime/engine.h"
 
 namespace kiln::cli {
@@ -148,6 +149,24 @@ struct Timing {
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
+// Bytes of weights one decode step reads: every weight matrix once (the embedding table only where it is the tied
+// lm_head; one row of it otherwise); and bytes of K and V per cached token. For bandwidth figures.
+double weight_bytes_per_step(const Engine& e) {
+  const ModelConfig& m = e.model();
+  double b = 0;
+  for (auto& w : expected_weights(m)) {
+    if ((w.name == "embed.weight" && !m.tie_embeddings) || w.name == "pos_embed.weight") continue;
+    double n = 1;
+    for (auto d : w.shape) n *= double(d);
+    b += n * double(dtype_size(e.info().compute_dtype));
+  }
+  return b;
+}
+double kv_bytes_per_token(const Engine& e) {
+  const ModelConfig& m = e.model();
+  return double(m.num_layers) * 2 * double(m.num_kv_heads * m.head_dim) * double(dtype_size(e.info().compute_dtype));
+}
+
 void print_row(const char* name, const Summary& s) {
   std::printf("  %-22s %10.2f %10.2f %10.2f %10.2f\n", name, s.mean, s.p50, s.p90, s.p99);
 }
@@ -267,7 +286,9 @@ void bench(const BenchOptions& o) {
     j["engine"] = {{"dir", o.engine_dir},          {"architecture", info.model.architecture},
                    {"target", info.target},        {"compute_dtype", dtype_name(info.compute_dtype)},
                    {"max_batch_size", info.limits.max_batch_size}, {"max_num_tokens", info.limits.max_num_tokens},
-                   {"max_seq_len", info.limits.max_seq_len}};
+                   {"max_seq_len", info.limits.max_seq_len},
+                   {"weight_bytes_per_decode_step", weight_bytes_per_step(*engine)},
+                   {"kv_bytes_per_token", kv_bytes_per_token(*engine)}};
     std::string cpu;
     std::ifstream cpuinfo("/proc/cpuinfo");
     for (std::string l; cpu.empty() && std::getline(cpuinfo, l);)
@@ -297,6 +318,8 @@ void bench(const BenchOptions& o) {
                     {"output_tokens_per_s", double(out_tokens) / secs},
                     {"total_tokens_per_s", double(in_tokens + out_tokens) / secs},
                     {"ttft_ms", to_json(s_ttft)},
+                    {"first_request_ttft_ms", tm[0].started && tm[0].error.empty() ? ms(tm[0].first - tm[0].enqueued) : 0.0},
+                    {"decode_tokens_per_s", s_tpot.p50 > 0 ? 1000.0 / s_tpot.p50 : 0.0},
                     {"tpot_ms", to_json(s_tpot)},
                     {"itl_ms", to_json(s_itl)},
                     {"e2e_latency_ms", to_json(s_e2e)},

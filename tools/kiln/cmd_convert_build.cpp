@@ -3,9 +3,7 @@
 #include "commands.h"
 #include "convert/convert.h"
 #include "core/error.h"
-#ifdef KILN_WITH_CUDA
-#include "backend/cuda/cuda_planner.h"
-#endif
+#include "runtime/backend_factory.h"
 
 namespace kiln::cli {
 
@@ -17,14 +15,16 @@ void register_convert(CLI::App& app) {
   cmd->add_option("--output", o->output_dir, "kiln checkpoint folder to create (must not exist)")->required();
   cmd->add_option("--dtype", *dtype, "weight dtype: float32 | float16 | bfloat16 (default: the checkpoint's)")
       ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
-  auto freq = std::make_shared<std::string>("checkpoint");
+  auto freq = std::make_shared<std::string>("float32");
   cmd->add_option("--rope-freq-dtype", *freq,
-                  "RoPE frequencies: checkpoint (rounded to the checkpoint's dtype, as transformers runs it in that "
-                  "dtype; default) | float32 (as transformers runs it loaded in float32)")
+                  "RoPE frequencies: float32 (default; as transformers' from_pretrained, vLLM and TensorRT-LLM compute "
+                  "them) | checkpoint (rounded to the checkpoint's dtype, as for a model cast to it in memory)")
       ->check(CLI::IsMember({"checkpoint", "float32"}));
+  cmd->add_option("--tp-size", o->mapping.tp_size, "tensor-parallel ranks (default 1; only 1 is supported yet)");
+  cmd->add_option("--pp-size", o->mapping.pp_size, "pipeline-parallel ranks (default 1; only 1 is supported yet)");
   cmd->callback([o, dtype, freq] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
-    o->rope_freq_f32 = *freq == "float32";
+    o->rope_freq_checkpoint_dtype = *freq == "checkpoint";
     convert_checkpoint(*o);
   });
 }
@@ -53,9 +53,7 @@ void register_build(CLI::App& app) {
   cmd->callback([o, dtype] {
     if (!dtype->empty()) o->dtype = dtype_from_name(*dtype);
     if (o->checkpoint_dir.empty() && o->synthetic_config.empty()) fail("kiln build: --checkpoint or --synthetic is required");
-#ifdef KILN_WITH_CUDA
-    if (o->target == "cuda") o->plan = plan_cuda_engine;
-#endif
+    o->plan = target_planner(o->target);
     build_engine(*o);
   });
 }

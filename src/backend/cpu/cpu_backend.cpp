@@ -49,6 +49,13 @@ void row_invariant_gemm(const float* x, int64_t M, const float* w, int64_t N, in
   std::memcpy(out + full * N, ys.data(), size_t(rest * N) * 4);
 }
 
+// The cpu backend computes in fp32 and has no kernel for a quantized (fp8/int8) KV cache yet.
+void require_f32_cache(const KvCacheDesc& c, const char* op) {
+  if (c.pool.dtype != DType::F32)
+    fail("cpu backend: {} over a {} KV cache: the cpu target has no quantized KV-cache kernel yet", op,
+         dtype_name(c.pool.dtype));
+}
+
 }  // namespace
 
 CpuBackend::CpuBackend(int num_threads) : pool_(num_threads) {}
@@ -83,7 +90,10 @@ size_t CpuBackend::free_memory() const {
   return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0;
 }
 
-Tensor CpuBackend::load_weight(const TensorView& v) {
+Tensor CpuBackend::load_weight(const WeightView& v) {
+  if (!is_float(v.dtype))
+    fail("cpu backend: weight '{}' is {}: the cpu target has no kernel for quantized weights yet", v.name,
+         dtype_name(v.dtype));
   Tensor t = alloc(DType::F32, v.shape);
   convert_to_f32(v.dtype, v.data, t.ptr<float>(), size_t(v.numel()));
   return t;
@@ -136,6 +146,9 @@ void CpuBackend::norm(const NormParams& p) {
 }
 
 void CpuBackend::linear(const LinearParams& p) {
+  if (p.quant.quantized() || p.weight.dtype != DType::F32)
+    fail("cpu backend: linear over {} weights: the cpu target has no quantized GEMM kernel yet",
+         dtype_name(p.weight.dtype));
   const int64_t T = p.x.dim(0), K = p.x.dim(1), N = p.weight.dim(0);
   if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
   float* out = p.out.ptr<float>();
@@ -148,6 +161,7 @@ void CpuBackend::linear(const LinearParams& p) {
 }
 
 void CpuBackend::rope_kv(const RopeKvParams& p) {
+  require_f32_cache(p.cache, "rope_kv");
   const StepMeta& m = *p.meta;
   const int64_t T = m.num_tokens, nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim, half = hd / 2;
   const int64_t row = (nh + 2 * nkv) * hd, bs = p.cache.tokens_per_block;
@@ -197,6 +211,7 @@ void CpuBackend::rope_kv(const RopeKvParams& p) {
 }
 
 void CpuBackend::attention(const AttentionParams& p) {
+  require_f32_cache(p.cache, "attention");
   const StepMeta& m = *p.meta;
   const int64_t T = m.num_tokens, nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim;
   const int64_t row = (nh + 2 * nkv) * hd, bs = p.cache.tokens_per_block, group = nh / nkv;

@@ -19,7 +19,7 @@ class CpuBackend final : public Backend {
   void fill_zero(Tensor& t) override;
   void synchronize() override {}
   size_t free_memory() const override;
-  Tensor load_weight(const TensorView& v) override;
+  Tensor load_weight(const WeightView& v) override;
 
   void embedding(const EmbeddingParams& p) override;
   void norm(const NormParams& p) override;

@@ -9,6 +9,8 @@
 // length. Optionally the step's rope_kv is fused in (ROPE): q and the new k are rotated in registers and the new
 // k, v written to the cache by the group that would have read them, which saves a kernel (and its launch gap) per
 // layer at batch 1.
+// Measured on the H100 (bench/gpu/NOTES.md): the split-slowest grid (session 7, against the split fastest), the
+// groups' merge weights computed once per (group, head) (session 7) and the one-pass split merge (session 8).
 // Batch-invariant mode (INV): every new token of the step is a row of the grid (grid y), prompt chunks included,
 // each with its own causal limit and window; chunks of p.inv_chunk keys from the row's first key, so the splits
 // (and the merge) depend on the row's own context only. Every load waits for the dependency (rope_kv wrote all
@@ -87,8 +89,8 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
 
   // Step metadata comes from host copies and keys before the new token from earlier steps: both are read
   // before the dependency wait; the new token's q, k and v (written by rope_kv just before) after it.
-  const int kvh = p.split_last ? blockIdx.x : blockIdx.y, split = p.split_last ? blockIdx.z : blockIdx.x;
-  const int grow = p.split_last ? blockIdx.y : blockIdx.z;  // the grid's row: a sequence, or (INV) a query row
+  const int kvh = blockIdx.x, split = blockIdx.z;
+  const int grow = blockIdx.y;  // the grid's row: a sequence, or (INV) a query row
   int s, t, pos;  // the row's sequence, token and position (its k, v are already in the cache)
   if constexpr (INV) {
     t = int(p.row0) + grow;
@@ -318,7 +320,7 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   }
   __syncthreads();
   // Each group's weight in its head's merge, once per (group, head) rather than once per output dim.
-  for (int i = tid; i < (p.merge_once ? NG * G : 0); i += kThreads) {
+  for (int i = tid; i < NG * G; i += kThreads) {
     const int gi = i % G;
     float M = -INFINITY;
     for (int j = 0; j < NG; ++j) M = fmaxf(M, sm_m[j * G + gi]);
@@ -331,15 +333,10 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
   const int64_t part_base = (int64_t(prow) * p.nh + int64_t(kvh) * G) * p.num_splits;  // + gi * num_splits + split
   for (int i = tid; i < G * hd; i += kThreads) {
     const int gi = i / int(hd), d = i % int(hd);
-    float M = -INFINITY;
-    if (p.merge_once) {
-      M = sm_M[gi];
-    } else {
-      for (int j = 0; j < NG; ++j) M = fmaxf(M, sm_m[j * G + gi]);
-    }
+    const float M = sm_M[gi];
     float L = 0.f, O = 0.f;
     for (int j = 0; j < NG; ++j) {
-      const float w = p.merge_once ? sm_w[j * G + gi] : exp2f(sm_m[j * G + gi] - M);
+      const float w = sm_w[j * G + gi];
       L += sm_l[j * G + gi] * w;
       O += sm_acc[(j * G + gi) * HD + d] * w;
     }
@@ -369,32 +366,23 @@ __global__ void __launch_bounds__(kThreads, (G <= 4 && HD <= 128) ? 2 : 1) decod
     const int gi = i / int(hd), d = i % int(hd);
     const int64_t pb = part_base + int64_t(gi) * p.num_splits;
     float M = -INFINITY, W = 0.f, O = 0.f;
-    if (p.merge_one_pass) {
-      // The partials of up to kMergeBatch splits loaded at once (one L2 round trip, not two per split), merged
-      // with a running maximum.
-      for (int j0 = 0; j0 < active; j0 += kMergeBatch) {
-        float lse[kMergeBatch], o[kMergeBatch];
+    // The partials of up to kMergeBatch splits loaded at once (one L2 round trip, not two per split), merged
+    // with a running maximum.
+    for (int j0 = 0; j0 < active; j0 += kMergeBatch) {
+      float lse[kMergeBatch], o[kMergeBatch];
 #pragma unroll
-        for (int u = 0; u < kMergeBatch; ++u) {
-          const bool in = j0 + u < active;
-          lse[u] = in ? __ldcg(p.part_lse + pb + j0 + u) : 0.f;
-          o[u] = in ? __ldcg(p.part_o + (pb + j0 + u) * hd + d) : 0.f;
-        }
-#pragma unroll
-        for (int u = 0; u < kMergeBatch; ++u) {
-          if (j0 + u >= active) break;
-          const float Mn = fmaxf(M, lse[u]), a = exp2f(M - Mn), w = exp2f(lse[u] - Mn);  // a = 0 at the first
-          W = W * a + w;
-          O = O * a + w * o[u];
-          M = Mn;
-        }
+      for (int u = 0; u < kMergeBatch; ++u) {
+        const bool in = j0 + u < active;
+        lse[u] = in ? __ldcg(p.part_lse + pb + j0 + u) : 0.f;
+        o[u] = in ? __ldcg(p.part_o + (pb + j0 + u) * hd + d) : 0.f;
       }
-    } else {
-      for (int j = 0; j < active; ++j) M = fmaxf(M, __ldcg(p.part_lse + pb + j));
-      for (int j = 0; j < active; ++j) {
-        const float w = exp2f(__ldcg(p.part_lse + pb + j) - M);
-        W += w;
-        O += w * __ldcg(p.part_o + (pb + j) * hd + d);
+#pragma unroll
+      for (int u = 0; u < kMergeBatch; ++u) {
+        if (j0 + u >= active) break;
+        const float Mn = fmaxf(M, lse[u]), a = exp2f(M - Mn), w = exp2f(lse[u] - Mn);  // a = 0 at the first
+        W = W * a + w;
+        O = O * a + w * o[u];
+        M = Mn;
       }
     }
     out[(int64_t(kvh) * G + gi) * hd + d] = from_f<T>(O / W);
@@ -407,8 +395,7 @@ void launch_decode_mode(const AttentionKParams& p, cudaStream_t s) {
   const size_t smem = decode_smem<T, HD, G>();
   allow_smem<decode_attention_kernel<T, HD, G, ROPE, INV>>(smem);
   const unsigned rows = unsigned(INV ? p.rows : p.S);
-  const dim3 grid = p.split_last ? dim3(unsigned(p.nkv), rows, unsigned(p.num_splits))
-                                 : dim3(unsigned(p.num_splits), unsigned(p.nkv), rows);
+  const dim3 grid(unsigned(p.nkv), rows, unsigned(p.num_splits));  // the split slowest (see the top of the file)
   launch_pdl(decode_attention_kernel<T, HD, G, ROPE, INV>, grid, dim3(kThreads), smem, s, p);
 }
 
@@ -443,15 +430,8 @@ bool decode_attention_supported(int64_t nh, int64_t nkv) {
   return g == 1 || g == 2 || g == 3 || g == 4 || g == 8;
 }
 
-void invoke_decode_attention(const AttentionKParams& pin, cudaStream_t s) {
-  pin.check();
-  static const bool split_last = env_flag("KILN_ATTN_SPLIT_LAST", true);
-  static const bool merge_once = env_flag("KILN_ATTN_MERGE_ONCE", true);
-  static const bool merge_one_pass = env_flag("KILN_ATTN_MERGE_ONE_PASS", true);
-  AttentionKParams p = pin;
-  p.split_last = split_last;
-  p.merge_once = merge_once;
-  p.merge_one_pass = merge_one_pass;
+void invoke_decode_attention(const AttentionKParams& p, cudaStream_t s) {
+  p.check();
   if (p.T == 0) return;
   if (p.num_splits < 1 || (p.num_splits > 1 && (!p.part_o || !p.part_lse || !p.counters)))
     throw_error("decode attention: split-KV workspace missing");

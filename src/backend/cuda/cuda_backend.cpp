@@ -21,6 +21,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/moe_runner.h"
 #include "backend/cuda/transfers.h"
+#include "backend/step_ops.h"
 #include "core/error.h"
 #include "model/rope.h"
 
@@ -44,13 +45,14 @@ class CudaStepGraph final : public StepGraph {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(DType compute) : dt_(compute) {
+  CudaBackend(DType compute, int device) : dt_(compute), device_(device) {
     if (compute != DType::F16 && compute != DType::BF16)
       fail("cuda backend: compute dtype must be float16 or bfloat16, not {}", dtype_name(compute));
-    if (cuda_device_count() == 0)
-      fail("no CUDA GPU is available on this machine (a cuda engine needs one; build a cpu engine instead)");
-    KILN_CUDA_CHECK(cudaSetDevice(0));
-    KILN_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
+    const int n = cuda_device_count();
+    if (n == 0) fail("no CUDA GPU is available on this machine (a cuda engine needs one; build a cpu engine instead)");
+    if (device < 0 || device >= n) fail("CUDA device {}: this machine has {} (ordinals 0 to {})", device, n, n - 1);
+    KILN_CUDA_CHECK(cudaSetDevice(device_));
+    KILN_CUDA_CHECK(cudaGetDeviceProperties(&props_, device_));
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
     KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
@@ -68,8 +70,9 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return dt_; }
+  void bind_thread() override { KILN_CUDA_CHECK(cudaSetDevice(device_)); }
 
-  void configure(const EngineInfo& info) override {
+  void configure(const BackendConfig& info) override {
     if (info.target != "cuda") fail("cuda backend: engine target is '{}'", info.target);
     const std::string arch = fmt::format("sm_{}{}", props_.major, props_.minor);
     if (info.gpu_arch != arch)
@@ -160,7 +163,6 @@ class CudaBackend final : public Backend {
       t.push_back({u.dst->data, u.src, u.bytes});
     }
     if (capturing_) fail("cuda backend: upload while a step graph is recorded");
-    if (has_pending_ops()) flush();  // ops queued after a deferred download: it goes first
     if (!transfers_->upload_many(t)) Backend::upload_many(items);
   }
 
@@ -211,7 +213,7 @@ class CudaBackend final : public Backend {
     return free > reserve ? free - reserve : 0;
   }
 
-  Tensor load_weight(const TensorView& v) override {
+  Tensor load_weight(const WeightView& v) override {
     Tensor t = alloc(dt_, v.shape);
     if (v.dtype == dt_) {
       upload(t, v.data, t.nbytes());
@@ -260,30 +262,10 @@ class CudaBackend final : public Backend {
   }
 
   void norm(const NormParams& p) override {
+    flush();
     expect(p.residual, "norm residual");
     expect(p.out, "norm out");
-    if (pending_ && !pending_->closed() && !p.add.empty() && p.add.data == pending_->a.out && pending_->a.out_dt == dt_ &&
-        !pending_->norm_residual &&
-        pending_->a.M == p.residual.dim(0) && pending_->a.N == p.residual.dim(1)) {
-      // The pending GEMV produced this norm's `add`: it adds itself into the residual (and still writes its
-      // output); the norm then runs without the add.
-      NormParams q = p;
-      q.add = Tensor();
-      if (deferrable(q)) {
-        // Stays pending (the norm after it) until the next op: a linear's first weights it then prefetches.
-        pending_->residual = p.residual.data;
-        pending_norm_ = q;
-        return;
-      }
-      PendingGemv g = *pending_;
-      pending_.reset();
-      g.residual = p.residual.data;
-      run_gemv(g);
-      defer_or_run_norm(q);
-      return;
-    }
-    flush();
-    defer_or_run_norm(p);
+    run_norm(p);
   }
 
   void run_norm(const NormParams& p) {
@@ -302,9 +284,22 @@ class CudaBackend final : public Backend {
   }
 
   void linear(const LinearParams& p) override {
+    flush();
+    const cuda::GemmArgs a = gemm_args(p);
+    if (gemv_tactic(a)) {
+      run_gemv(GemvJob{a, gemm_->tactic(a).gemv_unroll});
+    } else {
+      gemm_->run(a);
+    }
+  }
+
+  cuda::GemmArgs gemm_args(const LinearParams& p) const {
     const int64_t T = p.x.dim(0), K = p.x.dim(1), N = p.weight.dim(0);
     if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
     if (p.out.dim(0) != T || p.out.dim(1) != N) fail("linear: out is {}, expected [{}, {}]", p.out.shape_str(), T, N);
+    if (p.quant.quantized())
+      fail("cuda backend: linear over {} weights: the cuda target has no quantized GEMM kernel yet",
+           dtype_name(p.weight.dtype));
     expect(p.x, "linear x");
     expect(p.weight, "linear weight");
     if (p.out.dtype != dt_ && p.out.dtype != DType::F32)
@@ -319,35 +314,15 @@ class CudaBackend final : public Backend {
     a.K = K;
     a.dt = dt_;
     a.out_dt = p.out.dtype;
-    const bool gemv = a.M <= cuda::kGemvMaxRows && (a.out_dt == dt_ || cuda::GemvSwitches::get().f32_fusions) &&
-                      gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
-    PendingGemv g{a, gemv ? gemm_->tactic(a).gemv_unroll : 4};
-    if (gemv && pending_norm_ && p.x.data == pending_norm_->out.data &&
-        size_t(a.M * a.K) * dtype_size(dt_) <= cuda::kGemvNormSmem) {
-      g.norm_residual = pending_norm_->residual.data;  // the pending RMSNorm becomes this GEMV's prologue
-      g.norm_weight = pending_norm_->weight.data;
-      g.norm_eps = float(pending_norm_->eps);
-      pending_norm_.reset();
-    }
-    if (gemv && pending_ && a.out_dt == dt_) {  // the pending GEMV may prefetch these weights into L2
-      pending_->l2_next = a.w;
-      pending_->l2_next_bytes = a.N * a.K * int64_t(dtype_size(dt_));
-      pending_->l2_next_gated = a.N % 2 == 0 && a.N > 2 * a.K;  // likely a fused gate | up read by halves
-    }
-    flush();
-    if (gemv) {
-      pending_ = g;  // may fuse with what comes next (a SiLU-gated activation, a residual add)
-      return;
-    }
-    gemm_->run(a);
+    return a;
+  }
+  // The build chose kiln's GEMV for this shape and row count.
+  bool gemv_tactic(const cuda::GemmArgs& a) const {
+    return a.M <= cuda::kGemvMaxRows && gemm_->tactic(a).kind == cuda::GemmTactic::Gemv;
   }
 
   void rope_kv(const RopeKvParams& p) override {
     flush();
-    if (rope_fuses_into_attention(p)) {
-      pending_rope_ = p;  // the decode attention that follows does it (see attention())
-      return;
-    }
     run_rope(p);
   }
 
@@ -367,7 +342,7 @@ class CudaBackend final : public Backend {
   void run_rope(const RopeKvParams& p) {
     const StepMeta& m = *p.meta;
     expect(p.qkv, "rope_kv qkv");
-    expect(p.cache.pool, "KV cache");
+    expect_cache(p.cache);
     cuda::RopeKvKParams k;
     k.qkv = p.qkv.data;
     k.q_norm = p.q_norm.empty() ? nullptr : p.q_norm.data;
@@ -391,15 +366,13 @@ class CudaBackend final : public Backend {
     cuda::invoke(k, stream_);
   }
 
-  void attention(const AttentionParams& p) override {
-    std::optional<RopeKvParams> rope;  // a pending rope_kv of this qkv and layer: fused into the decode kernel
-    if (pending_rope_ && pending_rope_->qkv.data == p.qkv.data && pending_rope_->layer == p.layer &&
-        pending_rope_->cache.pool.data == p.cache.pool.data && pending_rope_->meta == p.meta) {
-      rope = pending_rope_;
-      pending_rope_.reset();
-    }
+  void attention(const AttentionParams& p) override { run_attention(p, nullptr); }
+
+  // The attention, with the rope_kv before it done by the decode kernel when `rope` is given (Fusion::RopeAttention).
+  void run_attention(const AttentionParams& p, const RopeKvParams* rope) {
     flush();
     const StepMeta& m = *p.meta;
+    expect_cache(p.cache);
     expect(p.qkv, "attention qkv");
     expect(p.out, "attention out");
     cuda::AttentionKParams k;
@@ -461,16 +434,9 @@ class CudaBackend final : public Backend {
   }
 
   void activation(const ActivationParams& p) override {
+    flush();
     expect(p.in, "activation in");
     expect(p.out, "activation out");
-    if (pending_ && !pending_->closed() && p.kind == ActKind::SiluGated && p.in.data == pending_->a.out &&
-        pending_->a.out_dt == dt_ &&
-        p.in.dim(0) == pending_->a.M && p.in.dim(1) == pending_->a.N && p.out.dim(1) * 2 == pending_->a.N) {
-      pending_->out = p.out.data;  // the pending gate/up GEMV and this activation as one kernel, still pending
-      pending_->gate_up = p.in.data;
-      return;
-    }
-    flush();
     cuda::ActKParams k;
     k.gelu = p.kind == ActKind::GeluTanh;
     k.in = p.in.data;
@@ -503,14 +469,8 @@ class CudaBackend final : public Backend {
   }
 
   void argmax(const ArgmaxParams& p) override {
-    if (p.logits.dtype != DType::F32 || p.out.dtype != DType::I32) fail("argmax: needs F32 logits and an I32 output");
-    if (pending_ && !pending_->closed() && pending_->a.out == p.logits.data && pending_->a.out_dt == DType::F32 &&
-        pending_->a.M == p.logits.dim(0) && pending_->a.N == p.logits.dim(1) && p.out.dim(0) == p.logits.dim(0)) {
-      pending_->argmax_out = p.out.ptr<int32_t>();  // the GEMV that writes these logits also chooses
-      flush();
-      return;
-    }
     flush();
+    if (p.logits.dtype != DType::F32 || p.out.dtype != DType::I32) fail("argmax: needs F32 logits and an I32 output");
     cuda::ArgmaxKParams k;
     k.logits = p.logits.ptr<float>();
     k.out = p.out.ptr<int32_t>();
@@ -540,7 +500,8 @@ class CudaBackend final : public Backend {
 
   void copy_kv_blocks(const KvCacheDesc& cache, const std::vector<std::pair<int32_t, int32_t>>& src_dst) override {
     flush();
-    const size_t block = size_t(2 * cache.num_kv_heads * cache.tokens_per_block * cache.head_dim) * dtype_size(dt_);
+    const size_t block =  // one layer's k and v of a block
+        size_t(2 * cache.num_kv_heads * cache.tokens_per_block * cache.head_dim) * dtype_size(cache.pool.dtype);
     for (auto [src, dst] : src_dst) {
       if (src < 0 || src >= cache.num_blocks || dst < 0 || dst >= cache.num_blocks)
         fail("copy_kv_blocks: block {} -> {} outside the pool of {} blocks", src, dst, cache.num_blocks);
@@ -579,6 +540,12 @@ class CudaBackend final : public Backend {
   static void check_upload(const Tensor& dst, size_t bytes) {
     if (bytes > dst.nbytes()) fail("cuda upload: {} bytes into a tensor of {}", bytes, dst.nbytes());
   }
+  void expect_cache(const KvCacheDesc& c) const {
+    if (!is_float(c.pool.dtype))
+      fail("cuda backend: a {} KV cache: the cuda target has no quantized KV-cache kernel yet",
+           dtype_name(c.pool.dtype));
+    expect(c.pool, "KV cache");
+  }
   void expect(const Tensor& t, const char* what) const {
     if (t.dtype != dt_) fail("cuda backend: {} is {}, expected the compute dtype {}", what, dtype_name(t.dtype), dtype_name(dt_));
   }
@@ -610,29 +577,24 @@ class CudaBackend final : public Backend {
     return t.ptr<float>();
   }
 
-  // Peephole fusion for decode (few rows, GEMV tactic). A GEMV stays pending until the next call, and an RMSNorm
-  // without residual add stays pending until the linear that reads its output. Fused: norm -> GEMV (the norm as
-  // the GEMV's prologue), GEMV -> SiLU-gated activation (one kernel), GEMV -> norm(add = its output) (the GEMV
-  // adds into the residual). Every output an op promises is still written, so results are the same op by op;
-  // only the number of kernels changes. Every entry point that reads or orders device work calls flush().
-  // A GEMV fused with what followed it (a residual add, a SiLU gate) is `closed` but stays pending until the next
-  // op: if that is a GEMV linear, the pending one learns its weights (l2_next) to prefetch them into L2.
-  struct PendingGemv {
+  // A GEMV launch with what it fuses (step_ops.h): the norm before it as its prologue, and as its epilogue the
+  // residual add of the norm after it, the SiLU-gated activation of its output, or the greedy choice over its
+  // float32 logits. l2_next: the weights of the GEMV launched next, which it prefetches into L2.
+  struct GemvJob {
     cuda::GemmArgs a;
     int unroll = 4;
     const void* norm_residual = nullptr;  // norm prologue
     const void* norm_weight = nullptr;
     float norm_eps = 0.f;
-    void* residual = nullptr;  // residual epilogue (a GEMV kept pending after its norm: see norm())
+    void* residual = nullptr;  // residual epilogue
     void* out = nullptr;       // SiLU-gated: the activation's output (and gate_up the GEMV's own)
     void* gate_up = nullptr;
     int32_t* argmax_out = nullptr;  // a float32 GEMV (the lm_head): the greedy choice per row
-    bool closed() const { return residual || gate_up || argmax_out; }  // fused with what followed: no more fusion
     const void* l2_next = nullptr;
     int64_t l2_next_bytes = 0;
     bool l2_next_gated = false;
   };
-  void run_gemv(const PendingGemv& g) {
+  void run_gemv(const GemvJob& g) {
     cuda::GemvKParams k = cuda::gemv_params(g.a, g.unroll);
     k.norm_residual = g.norm_residual;
     k.norm_weight = g.norm_weight;
@@ -646,50 +608,126 @@ class CudaBackend final : public Backend {
       k.gate_up = g.gate_up;
       k.silu_gated = true;
     }
-    const cuda::GemvSwitches& sw = cuda::GemvSwitches::get();
-    k.l2_next = sw.next_l2 ? g.l2_next : nullptr;
+    k.l2_next = g.l2_next;
     k.l2_next_bytes = g.l2_next_bytes;
     k.l2_next_gated = g.l2_next_gated;
-    k.l2_prefetch_bytes = sw.l2_all || after_decode_attention_ ? sw.l2_bytes : g.norm_residual ? 0 : sw.l2_rest_bytes;
+    k.l2_prefetch_bytes = after_decode_attention_ ? cuda::kGemvL2AfterAttention
+                          : g.norm_residual       ? 0
+                                                  : cuda::kGemvL2Rest;
     after_decode_attention_ = false;
     cuda::invoke(k, stream_);
   }
-  static bool deferrable(const NormParams& p) {
-    return p.add.empty() && p.type == NormType::RMSNorm && p.bias.empty() && p.residual.dim(0) <= cuda::kGemvMaxRows;
+
+  // ---- the step's plan (step_ops.h): fused groups as one kernel ----
+  bool can_fuse(const StepOps& plan, size_t i, Fusion f) const override {
+    const auto& ops = plan.ops;
+    auto gemv_linear = [&](size_t j, bool f32_ok) {
+      const LinearParams* l = std::get_if<LinearParams>(&ops[j].params);
+      if (!l || l->x.dtype != dt_ || l->weight.dtype != dt_ || l->x.dim(1) != l->weight.dim(1)) return false;
+      const cuda::GemmArgs a = gemm_args(*l);
+      return (f32_ok || a.out_dt == dt_) && gemv_tactic(a);
+    };
+    const bool prologue = i > 0 && ops[i - 1].next == Fusion::NormPrologue;
+    switch (f) {
+      case Fusion::ResidualAdd: {  // not with a norm prologue: the kernel reads the residual it would write
+        const auto& n = std::get<NormParams>(ops[i + 1].params);
+        return !prologue && gemv_linear(i, false) && n.residual.dtype == dt_ && n.residual.shape == n.add.shape;
+      }
+      case Fusion::NormPrologue: {
+        const auto& n = std::get<NormParams>(ops[i].params);
+        const auto& l = std::get<LinearParams>(ops[i + 1].params);
+        return n.type == NormType::RMSNorm && n.bias.empty() && n.residual.dim(0) <= cuda::kGemvMaxRows &&
+               gemv_linear(i + 1, true) &&
+               size_t(l.x.dim(0) * l.x.dim(1)) * dtype_size(dt_) <= cuda::kGemvNormSmem;
+      }
+      case Fusion::SiluGate: {
+        const auto& a = std::get<ActivationParams>(ops[i + 1].params);
+        return gemv_linear(i, false) && a.out.dim(0) == a.in.dim(0) && a.out.dim(1) * 2 == a.in.dim(1);
+      }
+      case Fusion::RopeAttention: return rope_fuses_into_attention(std::get<RopeKvParams>(ops[i].params));
+      case Fusion::Argmax: {
+        const auto& a = std::get<ArgmaxParams>(ops[i + 1].params);
+        return gemv_linear(i, true) && a.logits.dtype == DType::F32 && a.out.dim(0) == a.logits.dim(0);
+      }
+      case Fusion::None: return false;
+    }
+    return false;
   }
-  void defer_or_run_norm(const NormParams& p) {
-    if (deferrable(p)) {
-      pending_norm_ = p;
-    } else {
-      run_norm(p);
+
+  void run(const StepOps& plan) override {
+    const auto& ops = plan.ops;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const StepOp& op = ops[i];
+      if (op.next == Fusion::NormPrologue) continue;  // computed by the linear after it
+      if (const auto* l = std::get_if<LinearParams>(&op.params)) {
+        i = run_linear(plan, i, *l);
+      } else if (op.next == Fusion::RopeAttention) {
+        run_attention(std::get<AttentionParams>(ops[i + 1].params), &std::get<RopeKvParams>(op.params));
+        ++i;
+      } else if (const auto* n = std::get_if<NormParams>(&op.params); n && i > 0 && ops[i - 1].next == Fusion::ResidualAdd) {
+        NormParams q = *n;  // the linear before it added `add` into the residual
+        q.add = Tensor();
+        norm(q);
+      } else {
+        run_op(*this, op.params);
+      }
     }
   }
-  void flush() {
-    transfers_->issue_pending();  // a deferred download was queued before any op still pending here
-    if (pending_rope_) {
-      const RopeKvParams p = *pending_rope_;
-      pending_rope_.reset();
-      run_rope(p);
+
+  // Linear op i with the fusions the plan gave it; returns the index of the last op it consumed.
+  size_t run_linear(const StepOps& plan, size_t i, const LinearParams& p) {
+    flush();
+    const auto& ops = plan.ops;
+    const cuda::GemmArgs a = gemm_args(p);
+    const bool prologue = i > 0 && ops[i - 1].next == Fusion::NormPrologue;
+    if (!gemv_tactic(a)) {
+      if (prologue || ops[i].next != Fusion::None) fail("cuda backend: a fused linear without the GEMV tactic");
+      gemm_->run(a);
+      return i;
     }
-    if (pending_) {  // before the norm: a GEMV kept pending by norm() adds into that norm's residual
-      const PendingGemv g = *pending_;
-      pending_.reset();
-      run_gemv(g);
+    GemvJob g{a, gemm_->tactic(a).gemv_unroll};
+    if (prologue) {
+      const auto& n = std::get<NormParams>(ops[i - 1].params);
+      g.norm_residual = n.residual.data;
+      g.norm_weight = n.weight.data;
+      g.norm_eps = float(n.eps);
     }
-    if (pending_norm_) {
-      const NormParams p = *pending_norm_;
-      pending_norm_.reset();
-      run_norm(p);
+    size_t last = i;
+    switch (ops[i].next) {
+      case Fusion::ResidualAdd: g.residual = std::get<NormParams>(ops[i + 1].params).residual.data; break;
+      case Fusion::SiluGate: {
+        const auto& act = std::get<ActivationParams>(ops[i + 1].params);
+        g.out = act.out.data;
+        g.gate_up = act.in.data;
+        last = i + 1;
+        break;
+      }
+      case Fusion::Argmax: g.argmax_out = std::get<ArgmaxParams>(ops[i + 1].params).out.ptr<int32_t>(); last = i + 1; break;
+      default: break;
     }
+    // The GEMV launched next (after a norm that is its prologue), if any, has its weights prefetched by this one.
+    size_t j = last + 1;
+    if (j < ops.size() && ops[j].next == Fusion::NormPrologue) ++j;
+    if (a.out_dt == dt_ && j < ops.size()) {
+      if (const auto* nl = std::get_if<LinearParams>(&ops[j].params)) {
+        const cuda::GemmArgs na = gemm_args(*nl);
+        if (na.out_dt == dt_ && gemv_tactic(na)) {
+          g.l2_next = na.w;
+          g.l2_next_bytes = na.N * na.K * int64_t(dtype_size(dt_));
+          g.l2_next_gated = na.N % 2 == 0 && na.N > 2 * na.K;  // likely a fused gate | up read by halves
+        }
+      }
+    }
+    run_gemv(g);
+    return last;
   }
-  bool has_pending_ops() const { return pending_rope_ || pending_ || pending_norm_; }  // what flush() runs after
-                                                                                       // the deferred download
-  std::optional<PendingGemv> pending_;
-  std::optional<NormParams> pending_norm_;
-  std::optional<RopeKvParams> pending_rope_;
+
+  void flush() { transfers_->issue_pending(); }  // a deferred download goes before any later op
+
   bool after_decode_attention_ = false;  // the next GEMV follows a decode attention kernel (its L2 budget)
 
   DType dt_;
+  int device_ = 0;  // the CUDA device ordinal (the rank's)
   std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
@@ -710,6 +748,8 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(DType compute) { return std::make_unique<CudaBackend>(compute); }
+std::unique_ptr<Backend> make_cuda_backend(DType compute, int device) {
+  return std::make_unique<CudaBackend>(compute, device);
+}
 
 }  // namespace kiln

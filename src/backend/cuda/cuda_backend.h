@@ -9,13 +9,14 @@
 
 namespace kiln {
 
-// `compute` (F16 or BF16) holds until configure() sets the engine's. Throws when no CUDA device is usable.
-std::unique_ptr<Backend> make_cuda_backend(DType compute = DType::BF16);
+// `compute` (F16 or BF16) holds until configure() sets the engine's. `device`: the CUDA device ordinal the backend
+// runs on (the rank's; bind_thread() makes it current on another thread). Throws when that device is not usable.
+std::unique_ptr<Backend> make_cuda_backend(DType compute = DType::BF16, int device = 0);
 
 // CUDA devices usable here: 0 without a driver or a device (never throws).
 int cuda_device_count();
-// "sm_90" etc. for device 0; throws when there is no device.
-std::string cuda_device_arch();
-std::string cuda_device_name();
+// "sm_90" etc. for a device ordinal; throws when there is no such device.
+std::string cuda_device_arch(int device = 0);
+std::string cuda_device_name(int device = 0);
 
 }  // namespace kiln

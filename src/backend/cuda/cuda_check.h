@@ -7,7 +7,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -48,11 +47,5 @@ void dispatch_float(DType dt, F&& f) {
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// An A/B switch from the environment (KILN_*): its integer value != 0, or `def` where it is not set.
-inline bool env_flag(const char* name, bool def) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) != 0 : def;
-}
 
 }  // namespace kiln::cuda

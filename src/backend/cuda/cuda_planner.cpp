@@ -29,9 +29,9 @@ struct GemmShape {
   int64_t max_m = 0;  // largest row count the engine runs this GEMM with
 };
 
-std::vector<GemmShape> engine_gemms(const EngineInfo& info, DType dt) {
+std::vector<GemmShape> engine_gemms(const BackendConfig& info, DType dt) {
   const ModelConfig& m = info.model;
-  const EngineLimits& l = info.limits;
+  const BackendLimits& l = info.limits;
   const int64_t H = m.hidden_size, I = m.intermediate_size, T = l.max_num_tokens;
   std::vector<GemmShape> g;
   g.push_back({"qkv", m.qkv_size(), H, m.qkv_bias, dt, T});
@@ -175,7 +175,7 @@ struct DeviceMem {
 
 }  // namespace
 
-TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) {
+CudaPlan plan_cuda_engine(const BackendConfig& info, std::optional<DType> dtype) {
   if (info.batch_invariant) {
     if (const std::string why = cuda::batch_invariant_unsupported(info.model); !why.empty())
       fail("--batch-invariant: the cuda target cannot run this model batch-invariant: {}", why);
@@ -185,12 +185,13 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
   const DType dt = dtype.value_or(info.model.dtype == DType::F16 ? DType::F16 : DType::BF16);
   if (dt != DType::F16 && dt != DType::BF16)
     fail("--dtype {}: the cuda target computes in float16 or bfloat16", dtype_name(dt));
-  TargetPlan plan;
+  CudaPlan plan;
   plan.weight_dtype = dt;
   plan.compute_dtype = dt;
-  plan.gpu_arch = cuda_device_arch();
+  const int device = info.model.mapping.device_ordinal();  // the rank's device: the engine is built where it runs
+  plan.gpu_arch = cuda_device_arch(device);
 
-  KILN_CUDA_CHECK(cudaSetDevice(0));
+  KILN_CUDA_CHECK(cudaSetDevice(device));
   cudaStream_t s;
   KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   nlohmann::json gemms = nlohmann::json::object();
@@ -297,7 +298,7 @@ TargetPlan plan_cuda_engine(const EngineInfo& info, std::optional<DType> dtype) 
       gemms[key] = list;
     }
     KILN_CUDA_CHECK(cudaStreamSynchronize(s));
-    plan.tactics = {{"cublaslt_version", runner.cublaslt_version()}, {"device", cuda_device_name()}, {"gemm", gemms}};
+    plan.tactics = {{"cublaslt_version", runner.cublaslt_version()}, {"device", cuda_device_name(device)}, {"gemm", gemms}};
   }
   cudaStreamDestroy(s);
   return plan;

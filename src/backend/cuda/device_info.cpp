@@ -27,17 +27,25 @@ int cuda_device_count() {
   return n;
 }
 
-std::string cuda_device_arch() {
-  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
+namespace {
+void require_device(int device) {
+  const int n = cuda_device_count();
+  if (n == 0) fail("no CUDA GPU is available on this machine");
+  if (device < 0 || device >= n) fail("CUDA device {}: this machine has {} (ordinals 0 to {})", device, n, n - 1);
+}
+}  // namespace
+
+std::string cuda_device_arch(int device) {
+  require_device(device);
   cudaDeviceProp p{};
-  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
   return fmt::format("sm_{}{}", p.major, p.minor);
 }
 
-std::string cuda_device_name() {
-  if (cuda_device_count() == 0) fail("no CUDA GPU is available on this machine");
+std::string cuda_device_name(int device) {
+  require_device(device);
   cudaDeviceProp p{};
-  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  KILN_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
   return p.name;
 }
 

@@ -3,7 +3,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -238,30 +237,8 @@ GemmTactic GemmRunner::tactic(const GemmArgs& a) {
   return t;
 }
 
-const GemvSwitches& GemvSwitches::get() {
-  static const GemvSwitches s = [] {
-    GemvSwitches w;
-    auto flag = [](const char* name, bool& f) { f = env_flag(name, f); };
-    auto mb = [](const char* name, int64_t& b) {
-      if (const char* v = std::getenv(name)) b = int64_t(std::atof(v) * 1048576.0);
-    };
-    flag("KILN_GEMV_EARLY", w.flags.early_trigger);
-    flag("KILN_GEMV_ONE_WAVE", w.flags.one_wave);
-    flag("KILN_GEMV_STAGGER", w.flags.stagger);
-    flag("KILN_GEMV_BALANCE", w.flags.balance);
-    flag("KILN_GEMV_NORM_REGS", w.flags.norm_regs);
-    flag("KILN_GEMV_L2_ALL", w.l2_all);
-    flag("KILN_GEMV_NEXT_L2", w.next_l2);
-    flag("KILN_GEMV_F32_FUSE", w.f32_fusions);
-    mb("KILN_GEMV_L2_MB", w.l2_bytes);
-    mb("KILN_GEMV_L2_REST_MB", w.l2_rest_bytes);
-    return w;
-  }();
-  return s;
-}
-
 GemvKParams gemv_params(const GemmArgs& a, int unroll) {
-  GemvKParams g = GemvSwitches::get().flags;
+  GemvKParams g;
   g.x = a.x;
   g.w = a.w;
   g.bias = a.bias;

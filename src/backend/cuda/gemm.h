@@ -30,29 +30,18 @@ struct GemmArgs {
   DType dt = DType::BF16, out_dt = DType::BF16;
 };
 
-// The GEMV's switches as a decode step runs them (the planner times the GEMV with them too): GemvKParams' own
-// defaults for the kernel's flags, the L2 budgets below for CudaBackend. KILN_GEMV_* environment variables change
-// them for A/B runs (read once; bench/gpu/NOTES.md has the sweeps).
-struct GemvSwitches {
-  GemvKParams flags;  // early_trigger, one_wave, stagger, balance, norm_regs (KILN_GEMV_EARLY, _ONE_WAVE, ...)
-  // l2_prefetch_bytes of the GEMV after a decode attention kernel: its own weights, then the next GEMV's
-  // (l2_next). 1B shape, H100: 836 tok/s without the next weights; 851 / 859 / 863 / 865 tok/s at 40 / 48 / 56 /
-  // 64 MB, 861-862 at 80-128 MB; the 8B shape is flat from 48 MB on (session 4). Before every GEMV (l2_all) was
-  // slower (session 2). KILN_GEMV_L2_MB, KILN_GEMV_L2_ALL, KILN_GEMV_NEXT_L2.
-  int64_t l2_bytes = int64_t(64) << 20;
-  bool l2_all = false;
-  bool next_l2 = true;
-  // The budget of the other GEMVs without a norm prologue (the down projection, the lm_head): their own first
-  // weights, prefetched during the previous kernel's tail. H100, session 5: +0.2% at 1B and 8B decode with 4 MB;
-  // 8 MB less; the same for the GEMVs with a norm prologue (4 / 8 / 16 MB) was flat to -1%. KILN_GEMV_L2_REST_MB.
-  int64_t l2_rest_bytes = int64_t(4) << 20;
-  // A float32-output GEMV (the lm_head) takes the final norm as its prologue and makes the greedy choice in its
-  // epilogue (no norm, gather or argmax kernels in a greedy decode step). KILN_GEMV_F32_FUSE.
-  bool f32_fusions = true;
-  static const GemvSwitches& get();
-};
+// The decode GEMV's L2 budgets (GemvKParams::l2_prefetch_bytes), as CudaBackend sets them (bench/gpu/NOTES.md has
+// the sweeps). The GEMV after a decode attention kernel prefetches its own weights, then the next GEMV's
+// (l2_next). 1B shape, H100: 836 tok/s without the next weights; 851 / 859 / 863 / 865 tok/s at 40 / 48 / 56 /
+// 64 MB, 861-862 at 80-128 MB; the 8B shape is flat from 48 MB on (session 4). The same budget before every GEMV
+// was slower (session 2).
+constexpr int64_t kGemvL2AfterAttention = int64_t(64) << 20;
+// The other GEMVs without a norm prologue (the down projection, the lm_head): their own first weights, prefetched
+// during the previous kernel's tail. H100, session 5: +0.2% at 1B and 8B decode with 4 MB; 8 MB less; the same for
+// the GEMVs with a norm prologue (4 / 8 / 16 MB) was flat to -1%, so they prefetch nothing.
+constexpr int64_t kGemvL2Rest = int64_t(4) << 20;
 
-// The GEMV kernel's parameters for a GEMM of few rows (GemmTactic::Gemv), before any fusion, with the switches.
+// The GEMV kernel's parameters for a GEMM of few rows (GemmTactic::Gemv), before any fusion.
 GemvKParams gemv_params(const GemmArgs& a, int unroll);
 
 // The tactics key of a GEMM shape: "n{N}_k{K}_{dtype}_{out dtype}[_bias]".

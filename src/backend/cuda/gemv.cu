@@ -2,10 +2,11 @@
 // over the weights. One warp per output column n: 16-byte streaming loads of w (4 or 8 in flight per lane: a
 // tactic; the first ones issued before waiting on the previous kernel), x through L1, fp32 accumulation, a warp
 // reduction. A SiLU-gated form computes the gate and up columns together and writes silu(gate) * up.
-// Memory-level switches (GemvKParams): L2 prefetch of its own and the next GEMV's weights while the kernel before
-// it (a decode attention) leaves memory idle; rows read from a per-warp rotated start (stagger); a grid of one
-// resident wave (one_wave), balanced so that every warp gets as many columns (balance); a norm prologue that holds
-// its row in registers (norm_regs). A float32-output GEMV (the lm_head) can also make the greedy choice.
+// Memory-level tuning (measured on the H100: bench/gpu/NOTES.md, sessions 4 and 5): L2 prefetch of its own and the
+// next GEMV's weights while the kernel before it (a decode attention) leaves memory idle (GemvKParams); rows read
+// from a per-warp rotated start (stagger); a grid of one resident wave, balanced so that every warp gets as many
+// columns; a norm prologue that holds its row in registers where K allows it. The next kernel may launch as soon
+// as this one passed its dependency wait. A float32-output GEMV (the lm_head) can also make the greedy choice.
 #include <algorithm>
 #include <map>
 #include <type_traits>
@@ -90,10 +91,11 @@ __device__ void argmax_epilogue(const unsigned long long (&best)[R], const GemvK
 
 // U: 16-byte weight loads in flight per lane and weight row. GATED: each warp reads the gate row n and the up
 // row n + N/2 and writes silu(gate) * up (the SiLU-gated MLP's first half, fused). NORM: x is made by the RMSNorm
-// prologue into shared memory. Warps stride over the output columns (the grid is capped at kBlocksPerSm blocks
-// per SM, so the last wave is not a partial one), prefetching the next column's first weights while reducing.
+// prologue into shared memory (norm_regs: the register form, set by the launch where K allows it). Warps stride
+// over the output columns (the grid is one resident wave, so the last wave is not a partial one), prefetching the
+// next column's first weights while reducing.
 template <class T, class O, int R, int U, bool GATED, bool NORM>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p, bool norm_regs) {
   constexpr int NR = GATED ? 2 : 1;
   extern __shared__ __align__(16) unsigned char gemv_smem[];
   __shared__ float scratch[kWarps];
@@ -108,7 +110,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   // so that the grid's warps do not all read the same offset of rows K * sizeof(T) bytes apart at once (a
   // power-of-two stride that lands on few memory channels). The sum's order changes with it, deterministically.
   const int64_t lines = nv >= 8 ? nv / 8 : 1;
-  const int64_t rot = p.stagger ? ((warp_index * 37) % lines) * 8 : 0;
+  const int64_t rot = ((warp_index * 37) % lines) * 8;
   auto at = [&](int64_t v) { return v + rot < nv ? v + rot : v + rot - nv; };  // the rotated vector index
   const uint4* w[NR];
   uint4 wv[NR][U];
@@ -145,10 +147,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
                    int64_t(gridDim.x) * kWarps, lane);
   }
   const uint4* normw = reinterpret_cast<const uint4*>(p.norm_weight);
-  // Register prologue (p.norm_regs: K <= kNormVecs * 128 * 8, set by the launch): the norm weight is copied into
-  // shared memory (after the T x rows) before the dependency wait, and each residual row is read once into
-  // registers, so the wait is followed by one load round, not three.
-  const bool norm_regs = NORM && p.norm_regs;
+  // Register prologue (norm_regs: K <= kNormVecs * 128 * 8 and the shared memory allows it, set by the launch):
+  // the norm weight is copied into shared memory (after the T x rows) before the dependency wait, and each
+  // residual row is read once into registers, so the wait is followed by one load round, not three. Otherwise
+  // the loop below reads the residual row twice and the norm weight from global memory.
   if constexpr (NORM) {
     if (norm_regs) {
       uint4* gsm = reinterpret_cast<uint4*>(gemv_smem) + p.T * nv;  // [K] the norm weight
@@ -161,7 +163,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
     }
   }
   pdl_wait();
-  if (p.early_trigger) pdl_launch_dependents();
+  pdl_launch_dependents();  // the next kernel launches now and prefetches its weights in this grid's tail
   const uint4* xs;  // x rows, 16-byte vectors: global, or shared memory after the norm prologue
   if constexpr (NORM) {
     uint4* xsm = reinterpret_cast<uint4*>(gemv_smem);  // [T, K]
@@ -312,31 +314,26 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvKParams p) {
   if constexpr (kArgmax) {
     if (p.argmax_out) argmax_epilogue<R>(best, p);
   }
-  if (!p.early_trigger) pdl_launch_dependents();
 }
 
-// The grid: a block per kWarps columns, capped at kBlocksPerSm blocks per SM (or, one_wave, at what fits at
-// once, so that no partial second wave runs).
+// The grid: a block per kWarps columns, capped at what fits at once (at most kBlocksPerSm blocks per SM), so that
+// no partial second wave runs.
 template <auto Kernel>
-void launch_grid(const GemvKParams& p, int sms, size_t smem, cudaStream_t s) {
+void launch_grid(const GemvKParams& p, bool norm_regs, int sms, size_t smem, cudaStream_t s) {
   const int64_t n_out = p.silu_gated ? p.N / 2 : p.N;
-  int per_sm = kBlocksPerSm;
-  if (p.one_wave) {
-    thread_local std::map<size_t, int> fits;  // by dynamic shared memory
-    auto it = fits.find(smem);
-    if (it == fits.end()) {
-      int fit = 0;
-      KILN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, Kernel, kWarps * 32, smem));
-      it = fits.emplace(smem, std::clamp(fit, 1, kBlocksPerSm)).first;
-    }
-    per_sm = it->second;
+  thread_local std::map<size_t, int> fits;  // by dynamic shared memory
+  auto it = fits.find(smem);
+  if (it == fits.end()) {
+    int fit = 0;
+    KILN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, Kernel, kWarps * 32, smem));
+    it = fits.emplace(smem, std::clamp(fit, 1, kBlocksPerSm)).first;
   }
-  const int64_t need = ceil_div(n_out, kWarps), cap = int64_t(per_sm) * sms;
+  const int64_t need = ceil_div(n_out, kWarps), cap = int64_t(it->second) * sms;
   // Balanced: as many columns for every warp (the rounds the cap needs, spread over fewer blocks), instead of a
   // last round that only some warps run (the 8B down projection: 4096 rows on 3168 warps). H100: 8B decode +1.6%.
-  const int64_t blocks = p.balance ? ceil_div(need, ceil_div(need, cap)) : std::min(need, cap);
+  const int64_t blocks = ceil_div(need, ceil_div(need, cap));
   const dim3 grid{unsigned(blocks)};
-  launch_pdl(Kernel, grid, dim3(kWarps * 32), smem, s, p);
+  launch_pdl(Kernel, grid, dim3(kWarps * 32), smem, s, p, norm_regs);
 }
 
 template <class T, class O, int U, bool GATED, bool NORM>
@@ -347,18 +344,18 @@ void launch_rows(const GemvKParams& p, cudaStream_t s) {
     KILN_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d));
     return n;
   }();
-  GemvKParams q = p;  // the register prologue where K and the shared memory ([T + 1, K]) allow it
-  q.norm_regs = NORM && p.norm_regs && p.K <= int64_t(kNormVecs) * kWarps * 32 * 8 &&
-                size_t((p.T + 1) * p.K) * sizeof(T) <= kGemvNormSmem;
-  const size_t smem = NORM ? size_t((p.T + (q.norm_regs ? 1 : 0)) * p.K) * sizeof(T) : 0;
+  // The register prologue where K and the shared memory ([T + 1, K]) allow it.
+  const bool norm_regs = NORM && p.K <= int64_t(kNormVecs) * kWarps * 32 * 8 &&
+                         size_t((p.T + 1) * p.K) * sizeof(T) <= kGemvNormSmem;
+  const size_t smem = NORM ? size_t((p.T + (norm_regs ? 1 : 0)) * p.K) * sizeof(T) : 0;
   if (p.T == 1) {
-    launch_grid<gemv_kernel<T, O, 1, U, GATED, NORM>>(q, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 1, U, GATED, NORM>>(p, norm_regs, sms, smem, s);
   } else if (p.T == 2) {
-    launch_grid<gemv_kernel<T, O, 2, U, GATED, NORM>>(q, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 2, U, GATED, NORM>>(p, norm_regs, sms, smem, s);
   } else if (p.T <= 4) {
-    launch_grid<gemv_kernel<T, O, 4, U, GATED, NORM>>(q, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 4, U, GATED, NORM>>(p, norm_regs, sms, smem, s);
   } else {
-    launch_grid<gemv_kernel<T, O, 8, U, GATED, NORM>>(q, sms, smem, s);
+    launch_grid<gemv_kernel<T, O, 8, U, GATED, NORM>>(p, norm_regs, sms, smem, s);
   }
 }
 

@@ -205,15 +205,6 @@ struct AttentionKParams {
   const int32_t* token_seq = nullptr;  // [T]
   int64_t row0 = 0, rows = 0;
   int inv_chunk = 0;
-  // Decode kernel grid (kv head, row, split), the split slowest: the CTAs that have keys (the first splits) are
-  // dispatched first, the empty ones (the grid has splits for max_seq_len) after them. H100, 1B decode: +0.6%
-  // against (split, kv head, row) (bench/gpu/NOTES.md, session 7). Set by invoke_decode_attention
-  // (KILN_ATTN_SPLIT_LAST=0: the old order, for A/B runs).
-  bool split_last = true;
-  bool merge_once = true;  // A/B switch KILN_ATTN_MERGE_ONCE: the groups' merge weights computed once per head
-  // The last CTA merges the splits' partials in one pass over them, loaded together (KILN_ATTN_MERGE_ONE_PASS=0:
-  // a pass for the maximum, then one for the sums).
-  bool merge_one_pass = true;
   DType dt = DType::BF16;
   void check() const;
 };
@@ -266,14 +257,6 @@ struct GemvKParams {
   const void* l2_next = nullptr;
   int64_t l2_next_bytes = 0;  // the next weights' size
   bool l2_next_gated = false;
-  // Let the next kernel launch as soon as this one passed its dependency wait (its blocks then take SM slots as
-  // this grid's blocks retire, and prefetch their own weights in this grid's tail), instead of at the end.
-  // These flags' defaults are what a decode step runs (GemvSwitches in gemm.h turns them off for A/B runs).
-  bool early_trigger = true;
-  bool stagger = true;    // each warp reads its rows from a rotated start (see gemv.cu)
-  bool one_wave = true;   // cap the grid at the blocks that fit at once (else kBlocksPerSm per SM)
-  bool balance = true;    // with one_wave: the same number of columns for every warp (fewer blocks where that evens out)
-  bool norm_regs = true;  // the norm prologue holds its row in registers (K <= 4096; see gemv.cu)
   // Fused greedy choice (float32 output): argmax_out[t] = the lowest column holding row t's maximum (NaN never
   // chosen; 0 if nothing else). Blocks merge 64-bit keys (the value's order bits, then the complemented column)
   // by atomicMax into argmax_keys[t]; the last block to finish (argmax_keys[T] counts them) writes the choices

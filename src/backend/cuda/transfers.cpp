@@ -20,9 +20,6 @@ bool overlaps(const void* a, size_t an, const void* b, size_t bn) {
 }  // namespace
 
 Transfers::Transfers(cudaStream_t stream) : stream_(stream) {
-  upload_kernel_ = env_flag("KILN_UPLOAD_KERNEL", true);
-  download_kernel_ = env_flag("KILN_DOWNLOAD_KERNEL", true);
-  merge_ = env_flag("KILN_DOWNLOAD_MERGE", true);
   KILN_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&stage_), kStageSlot * kStageSlots, cudaHostAllocMapped));
   KILN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&stage_dev_), stage_, 0));
   for (auto& e : stage_events_) KILN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -64,7 +61,7 @@ void Transfers::upload(void* dst, const void* src, size_t bytes) {
 bool Transfers::upload_many(const std::vector<Item>& items) {
   const auto padded = [](size_t b) { return (b + 15) / 16 * 16; };  // items start 16-byte aligned in the slot
   size_t total = 0;
-  bool fits = upload_kernel_ && items.size() <= size_t(kUploadItems);
+  bool fits = items.size() <= size_t(kUploadItems);
   for (const Item& u : items) {
     fits = fits && u.bytes % 4 == 0;
     total += padded(u.bytes);
@@ -117,9 +114,8 @@ uint64_t Transfers::download_async(const void* src, size_t bytes) {
   if (r.ticket) fail("download_async: more than {} copies outstanding", kReadSlots);
   r.ticket = ticket;
   r.bytes = bytes;
-  if (download_kernel_ && bytes % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 4 == 0) {
+  if (bytes % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 4 == 0) {  // by the word-copy kernel, deferred
     deferred_ = Deferred{src, slot};
-    if (!merge_) issue_pending();
   } else {
     KILN_CUDA_CHECK(cudaMemcpyAsync(r.host, src, bytes, cudaMemcpyDeviceToHost, stream_));
     record_read(slot);

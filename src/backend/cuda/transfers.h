@@ -37,7 +37,7 @@ class Transfers {
   // Queues a copy of `bytes` (at most kStageSlot) from host memory into device memory; the host does not wait.
   void upload(void* dst, const void* src, size_t bytes);
   // All items by one kernel (with a deferred download, if any); false (nothing done) if they do not fit its
-  // path: more than its items, a size not a multiple of 4, more than kPackedUpload in all, or switched off.
+  // path: more than its items, a size not a multiple of 4, or more than kPackedUpload in all.
   bool upload_many(const std::vector<Item>& items);
   // Queues a copy of `bytes` (at most kReadSlot) from device memory into a read slot; returns its ticket.
   uint64_t download_async(const void* src, size_t bytes);
@@ -69,9 +69,6 @@ class Transfers {
   ReadSlot reads_[kReadSlots];
   uint64_t next_read_ = 1;
   std::optional<Deferred> deferred_;
-  bool upload_kernel_ = true;    // KILN_UPLOAD_KERNEL: upload_many through the kernel (else the caller's fallback)
-  bool download_kernel_ = true;  // KILN_DOWNLOAD_KERNEL: small downloads through it (else a copy-engine transfer)
-  bool merge_ = true;            // KILN_DOWNLOAD_MERGE: defer them into the next upload_many
 };
 
 }  // namespace kiln::cuda
