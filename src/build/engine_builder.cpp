@@ -109,8 +109,13 @@ void build_engine(const BuildOptions& o) {
     for (auto& spec : src.specs()) {
       const TensorView& t = src.get(spec.name);
       const DType dt = spec.quant ? spec.dtype : weight_dtype;
-      w.add_lazy(spec.name, dt, [&t, &spec, weight_dtype](uint8_t* dst) {
-        const EngineTensor e = engine_tensor(t, spec, weight_dtype);
+      w.add_lazy(spec.name, dt, [&t, &spec, weight_dtype, file = src.path()](uint8_t* dst) {
+        EngineTensor e;
+        try {
+          e = engine_tensor(t, spec, weight_dtype);
+        } catch (const Error& ex) {
+          fail("{}: {}", file, ex.what());
+        }
         std::copy(e.bytes.begin(), e.bytes.end(), dst);
       });
     }

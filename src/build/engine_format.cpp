@@ -52,6 +52,19 @@ EngineInfo engine_info_from_json(const json& j, const std::string& src) {
   }
   if (!j.contains("model")) fail("{}: missing field 'model'", src);
   e.model = config_from_json(j["model"], src);
+  // The limits as kiln build would have resolved them (an edited engine.json's max_seq_len of 10^12 would size
+  // the runtime's block tables): every limit positive, within its bound and consistent with the model.
+  const EngineLimits& l = e.limits;
+  for (auto [name, v] : {std::pair{"max_batch_size", l.max_batch_size}, {"max_input_len", l.max_input_len},
+                         {"max_seq_len", l.max_seq_len}, {"max_num_tokens", l.max_num_tokens},
+                         {"max_beam_width", l.max_beam_width}})
+    if (v < 1) fail("{}: limits.{} {}: must be at least 1", src, name, v);
+  EngineLimits resolved = l;
+  try {
+    resolve_limits(resolved, e.model);
+  } catch (const Error& ex) {
+    fail("{}: limits: {} (rebuild the engine)", src, ex.what());
+  }
   return e;
 }
 

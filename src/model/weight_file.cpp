@@ -87,6 +87,11 @@ WeightFile::WeightFile(const std::string& path, const ModelConfig& c) : file_(pa
       fail("{}: tensor '{}' has shape {}, expected {}", path, spec.name, t.shape_str(), shape_str(spec.shape));
     views_.emplace(spec.name, std::move(t));
   }
+  // None extra either: a config whose num_layers was lowered would otherwise run on part of the weights.
+  for (auto& [name, t] : file_.tensors())
+    if (!views_.count(name))
+      fail("{}: tensor '{}' is not part of the model its config describes ({} layers; was the config edited?)", path,
+           name, c.num_layers);
 }
 
 const TensorView& WeightFile::get(const std::string& name) const {

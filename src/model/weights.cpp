@@ -3,10 +3,6 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
-#include <set>
-
-#include "core/error.h"
-#include "io/safetensors.h"
 
 namespace kiln {
 
@@ -110,22 +106,6 @@ void check_quantization(const ModelConfig& c) {
       fail("model config: quantization.exclude_modules '{}' names no linear layer of this model (modules are "
            "named like 'lm_head', 'layers.0.attention.qkv', 'layers.*.mlp.down')", pattern);
   }
-void check_weight_set(const SafetensorsFile& f, const std::vector<WeightSpec>& specs, const std::string& config) {
-  std::set<std::string> expected;
-  for (auto& spec : specs) {
-    expected.insert(spec.name);
-    if (!f.has(spec.name)) fail("{}: missing tensor '{}' that {} describes", f.path(), spec.name, config);
-    const TensorView& t = f.get(spec.name);
-    if (t.shape != spec.shape) {
-      TensorView want;
-      want.shape = spec.shape;
-      fail("{}: tensor '{}' has shape {} but {} describes {}", f.path(), spec.name, t.shape_str(), config,
-           want.shape_str());
-    }
-  }
-  for (auto& [name, t] : f.tensors())
-    if (!expected.count(name))
-      fail("{}: tensor '{}' is not part of the model {} describes (was the config edited?)", f.path(), name, config);
 }
 
 }  // namespace kiln

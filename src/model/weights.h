@@ -66,13 +66,6 @@ std::vector<LinearSpec> linear_layers(const ModelConfig& c);
 // int4 layers have an even K, and each exclude_modules entry names a module of this model. Throws naming the
 // field and the layer.
 void check_quantization(const ModelConfig& c);
-class SafetensorsFile;
-
-// Refuses a weight file that does not hold exactly `specs`: a missing tensor, a wrong shape, or a tensor the
-// model does not have (an engine.json or config.json whose num_layers was edited). Names the file and tensor;
-// `config` is the file the specs came from.
-void check_weight_set(const SafetensorsFile& f, const std::vector<WeightSpec>& specs, const std::string& config);
-
 std::string layer_name(int64_t layer, const std::string& suffix);  // "layers.{i}.{suffix}"
 
 }  // namespace kiln

@@ -43,10 +43,8 @@ std::unique_ptr<Engine> Engine::load(const std::string& dir, const EngineLoadOpt
     }
     return e;
   }
-  // Exactly the tensors the config describes, none extra (an engine.json whose num_layers was edited), before any
-  // weight is loaded.
-  check_weight_set(SafetensorsFile((fs::path(dir) / rank_file_name(m.rank)).string()), expected_weights(e->info_.model),
-                   ej);
+  // Exactly the tensors the config describes (none missing, none extra, shapes and dtypes right) before any weight
+  // is loaded: an engine.json whose num_layers was edited is refused.
   const WeightFile f((fs::path(dir) / rank_file_name(m.rank)).string(), e->info_.model);
   for (auto& spec : f.specs()) e->weights_[spec.name] = e->backend_->load_weight(weight_view(f.get(spec.name)));
   return e;

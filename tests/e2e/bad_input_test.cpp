@@ -382,10 +382,10 @@ TEST(BadInput, ConfigThatDoesNotMatchItsWeights) {
   auto edited = ej;
   edited["model"]["num_layers"] = 1;
   write_json_file(tmp / "en/engine.json", edited);
-  expect_refused({"rank0.safetensors", "'layers.1.", "engine.json", "not part of the model"});
+  expect_refused({"rank0.safetensors", "'layers.1.", "not part of the model", "(1 layers;"});
   edited["model"]["num_layers"] = 3;
   write_json_file(tmp / "en/engine.json", edited);
-  expect_refused({"missing tensor 'layers.2.", "engine.json"});
+  expect_refused({"rank0.safetensors", "missing tensor 'layers.2."});
   edited = ej;
   edited["model"]["intermediate_size"] = 512;
   write_json_file(tmp / "en/engine.json", edited);
@@ -403,12 +403,21 @@ TEST(BadInput, ConfigThatDoesNotMatchItsWeights) {
     w.write(tmp / "en/rank0.safetensors");
   }
   expect_refused({"'layers.9.extra.weight'", "not part of the model"});
+  // Limits edited beyond what the build allows (a max_seq_len of 10^12 sized the runtime's block tables).
+  edited = ej;
+  edited["limits"]["max_seq_len"] = 1000000000000;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"engine.json: limits:", "max-seq-len 1000000000000", "rebuild the engine"});
+  edited = ej;
+  edited["limits"]["max_batch_size"] = 0;
+  write_json_file(tmp / "en/engine.json", edited);
+  expect_refused({"engine.json: limits.max_batch_size 0"});
   // The same at build, from a checkpoint whose config.json was edited.
   auto cj = read_json_file(tmp / "ck/config.json");
   cj["num_layers"] = 1;
   write_json_file(tmp / "ck/config.json", cj);
   auto r = run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "en2"));
-  expect_clean_failure(r, {"rank0.safetensors", "'layers.1.", "config.json"}, tmp / "en2", tmp.path());
+  expect_clean_failure(r, {"rank0.safetensors", "'layers.1.", "not part of the model"}, tmp / "en2", tmp.path());
 }
 
 TEST(BadInput, EngineForAnotherTargetOrVersion) {

@@ -7,11 +7,34 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <map>
+#include <memory>
+
 #include "common/test_util.h"
-#include "runtime/runtime_fixtures.h"
 
 namespace kiln::test {
 namespace {
+
+// The llama fixture converted and built for cpu through the CLI (max batch 16, beam width 4, max_seq_len as
+// given), once per test binary.
+const std::string& cli_engine(int max_seq_len = 128) {
+  struct Built {
+    TempDir dir;
+    std::string engine;
+  };
+  static std::map<int, std::unique_ptr<Built>> built;
+  auto& b = built[max_seq_len];
+  if (!b) {
+    b = std::make_unique<Built>();
+    const CmdResult c = run_kiln("convert --model " + model_dir("llama") + " --output " + (b->dir / "ck"));
+    EXPECT_EQ(c.exit_code, 0) << c.out;
+    b->engine = b->dir / "en";
+    const CmdResult r = run_kiln("build --checkpoint " + (b->dir / "ck") + " --output " + b->engine +
+                                 " --max-batch-size 16 --max-beam-width 4 --max-seq-len " + std::to_string(max_seq_len));
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+  }
+  return b->engine;
+}
 
 std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::ifstream in(path);
@@ -37,7 +60,7 @@ std::vector<nlohmann::json> run_lines(const std::string& engine, const std::vect
 const std::string kGood = R"({"input_ids": [1, 2, 3], "max_new_tokens": 3, "end_id": -1})";
 
 TEST(BadRequest, DeeplyNestedLineIsOneErrorAndTheOthersRun) {
-  const std::string& eng = engine_dir("llama");
+  const std::string& eng = cli_engine();
   CmdResult r;
   auto res = run_lines(eng, {kGood, std::string(100000, '[') + std::string(100000, ']'), kGood}, &r);
   EXPECT_EQ(r.exit_code, 1) << r.out;
@@ -54,7 +77,7 @@ TEST(BadRequest, DeeplyNestedLineIsOneErrorAndTheOthersRun) {
 }
 
 TEST(BadRequest, InvalidUtf8LineGetsItsOwnErrorLine) {
-  const std::string& eng = engine_dir("llama");
+  const std::string& eng = cli_engine();
   CmdResult r;
   const std::string bad = "{\"input_ids\": [1, 2], \"note\": \"\xff\xfe\"}";
   auto res = run_lines(eng, {kGood, bad, R"({"input_ids": [4, 5], "max_new_tokens": 2, "end_id": -1})", bad}, &r);
@@ -80,7 +103,7 @@ TEST(BadRequest, InvalidUtf8LineGetsItsOwnErrorLine) {
 // Hostile request lines: each gets its own error naming the line and the field; numbers are never converted
 // silently (2.5 -> 2, 99999999999 -> a wrapped int32, -1 -> 2^64 - 1 for a seed); the good lines run.
 TEST(BadRequest, HostileFieldsAreRefusedByName) {
-  const std::string& eng = engine_dir("llama");
+  const std::string& eng = cli_engine();
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"input_ids": [1, 2], "max_new_tokens": -5})", "max_new_tokens -5: must be at least 1"},
       {R"({"input_ids": [], "max_new_tokens": 2})", "the prompt is empty"},
@@ -135,7 +158,7 @@ void expect_flag_error(const CmdResult& r, const std::vector<std::string>& names
 constexpr long kCapKiB = 1 << 20;
 
 TEST(BadRequest, RuntimeFlagsOutOfRange) {
-  const std::string& eng = engine_dir("llama");
+  const std::string& eng = cli_engine();
   TempDir tmp;
   {
     std::ofstream(tmp / "in.jsonl") << kGood << "\n";
@@ -167,7 +190,7 @@ TEST(BadRequest, RuntimeFlagsOutOfRange) {
 // Limits of a single request are checked before its KV pool is sized for it (a --max-new-tokens of 10^7 took
 // 10 GB before the max_seq_len error), and bench's workload flags before the workload is built.
 TEST(BadRequest, LimitsAreCheckedBeforeAllocating) {
-  const std::string& eng = engine_dir("llama");  // max_seq_len 128, max_beam_width 4, max_batch_size 16
+  const std::string& eng = cli_engine();  // max_seq_len 128, max_beam_width 4, max_batch_size 16
   const std::string run = "run --engine " + eng + " --input-ids 1,2 ";
   expect_flag_error(run_kiln_capped(run + "--max-new-tokens 10000000", kCapKiB), {"max_new_tokens", "max_seq_len 128"});
   expect_flag_error(run_kiln_capped(run + "--beam-width 1000", kCapKiB), {"beam_width 1000", "max_beam_width 4"});
@@ -176,9 +199,7 @@ TEST(BadRequest, LimitsAreCheckedBeforeAllocating) {
   const std::string bench = "bench --engine " + eng + " ";
   expect_flag_error(run_kiln_capped(bench + "--num-requests 1000000000 --input-len 4 --output-len 2", kCapKiB),
                     {"--num-requests 1000000000", "1000000"});
-  TestEngineLimits longer;
-  longer.max_seq_len = 256;
-  expect_flag_error(run_kiln_capped("bench --engine " + engine_dir("llama", longer) +
+  expect_flag_error(run_kiln_capped("bench --engine " + cli_engine(256) +
                                         " --num-requests 1000000 --input-len 200 --output-len 2", kCapKiB),
                     {"--num-requests 1000000", "--input-len 200", "134217728"});
   expect_flag_error(run_kiln_capped(bench + "--num-requests 0", kCapKiB), {"--num-requests 0"});

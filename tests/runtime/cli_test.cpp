@@ -2,6 +2,8 @@
 // kiln run with sampling and beam flags for one prompt, runtime flag errors, and kiln bench.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -74,6 +76,54 @@ TEST(Cli, InputFileRunsEveryRequestAndKeepsInputOrder) {
   // Last line: two samples padded to equal length; a stop given as text.
   ASSERT_EQ(res[6]["output_ids"].size(), 2u);
   EXPECT_EQ(res[6]["output_ids"][0].size(), res[6]["output_ids"][1].size());
+}
+
+// A request line with "ignore_eos" (or "end_id") gives the tokens that kiln run --prompt with --ignore-eos (or
+// --end-id) gives for the same seeded request. The line used to keep the tokenizer's other stop ids (those after
+// the first) as stop sequences, so with a tokenizer of several stop ids (Llama-3's <|eot_id|> beside
+// <|end_of_text|>) it ended early: other tokens in the batch file than alone.
+TEST(Cli, LineEndFieldsDropEveryStopIdAsTheFlagsDo) {
+  TempDir tmp;
+  const std::string eng = tmp / "engine";
+  std::filesystem::copy(engine_dir("tiny-code"), eng, std::filesystem::copy_options::recursive);
+  const std::string prompt = "def fibonacci(n):";  // the same text in JSON and in the shell
+  const std::string sampling = " --temperature 0.7 --seed 326 --max-new-tokens 12";
+  auto alone = [&](const std::string& flags) {
+    auto r = run_kiln("run --engine " + eng + " --prompt '" + prompt + "'" + sampling + flags +
+                      " --output-file " + (tmp / "alone.json"));
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return read_json_file(tmp / "alone.json")["output_ids"].get<std::vector<int32_t>>();
+  };
+  const std::vector<int32_t> full = alone(" --ignore-eos");
+  ASSERT_EQ(full.size(), 12u);
+  // A second stop id: the first token this request samples, after its second, that it did not sample before.
+  size_t at = 2;
+  while (at < full.size() && (full[at] == 1 || std::count(full.begin(), full.begin() + ptrdiff_t(at), full[at])))
+    ++at;
+  ASSERT_LT(at, full.size()) << "pick another prompt or seed";
+  const int32_t stop = full[at];
+  auto gen = read_json_file(eng + "/generation_config.json");
+  gen["eos_token_id"] = {1, stop};
+  write_json_file(eng + "/generation_config.json", gen);
+  EXPECT_EQ(alone(" --ignore-eos"), full);
+  EXPECT_EQ(alone(" --end-id -1"), full);
+  const std::vector<int32_t> stopped = alone("");
+  EXPECT_EQ(stopped, std::vector<int32_t>(full.begin(), full.begin() + ptrdiff_t(at) + 1)) << "stops at the second stop id";
+
+  write_file(tmp / "in.jsonl",
+             "{\"prompt\": \"" + prompt + "\", \"temperature\": 0.7, \"seed\": 326, \"max_new_tokens\": 12, "
+             "\"ignore_eos\": true}\n"
+             "{\"prompt\": \"" + prompt + "\", \"temperature\": 0.7, \"seed\": 326, \"max_new_tokens\": 12, "
+             "\"end_id\": -1}\n"
+             "{\"prompt\": \"" + prompt + "\", \"temperature\": 0.7, \"seed\": 326, \"max_new_tokens\": 12}\n");
+  auto r = run_kiln("run --engine " + eng + " --input-file " + (tmp / "in.jsonl") + " --output-file " + (tmp / "out.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto res = read_jsonl(tmp / "out.jsonl");
+  ASSERT_EQ(res.size(), 3u);
+  EXPECT_EQ(res[0]["output_ids"].get<std::vector<int32_t>>(), full) << "ignore_eos in the line";
+  EXPECT_EQ(res[1]["output_ids"].get<std::vector<int32_t>>(), full) << "end_id -1 in the line";
+  EXPECT_EQ(res[2]["output_ids"].get<std::vector<int32_t>>(), stopped);
+  EXPECT_EQ(res[2]["finish_reason"], "stop");
 }
 
 TEST(Cli, SingleRequestWithSamplingFlagsGoesThroughTheExecutor) {

@@ -290,6 +290,9 @@ int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input
       auto j = parse_json(text);
       if (j.is_object() && j.contains("id")) l.id = j["id"];
       l.req = request_from_json(j, base, tok);
+      // The tokenizer's stop ids, unless the line (or the command line) chose its own end: `ignore_eos` or
+      // `end_id` in a line must drop all of them, as --ignore-eos and --end-id do for a single prompt.
+      if (tok && !l.req.end_id && !l.req.sampling.ignore_eos) set_end_ids(l.req, tok->stop_ids());
       l.rid = ex.enqueue(l.req);
       by_id[*l.rid] = lines.size();
     } catch (const std::exception& e) {  // kiln::Error: malformed or too deep JSON, a bad field, a broken limit
@@ -382,8 +385,7 @@ void run_input_file(const std::string& engine_dir, const std::string& input_file
   std::unique_ptr<Tokenizer> tok;
   if (fs::exists(fs::path(engine_dir) / "tokenizer.json") || fs::exists(fs::path(engine_dir) / "vocab.json"))
     tok = Tokenizer::load(engine_dir);
-  Request base = base_request(a);
-  if (tok && !a.ignore_eos && !a.sampling.end_id) set_end_ids(base, tok->stop_ids());
+  const Request base = base_request(a);  // run_jsonl adds the tokenizer's stop ids per line
   const int64_t failed = run_jsonl(*engine, tok.get(), input_file, a.output_file, executor_config(a.runtime, a.threads), base);
   if (failed) fail("{} request(s) of {} failed (their result lines hold the error)", failed, input_file);
 }

@@ -60,8 +60,9 @@ Request request_from_json(const nlohmann::json& j, const Request& base, const To
 nlohmann::json result_to_json(const Outcome& o, const Request& r, const Tokenizer* tok);
 
 // kiln run --input-file IN [--output-file OUT]: every request through one executor at once; one result line per
-// request in input order (stdout without OUT). A bad line gets {"error": ...} and the others still run.
-// Returns the number of requests that failed.
+// request in input order (stdout without OUT). A bad line gets {"error": ...} and the others still run. A line
+// that sets neither end_id nor ignore_eos (nor does `base`) stops at the tokenizer's stop ids, as a single prompt
+// does. Returns the number of requests that failed.
 int64_t run_jsonl(Engine& engine, const Tokenizer* tok, const std::string& input_file, const std::string& output_file,
                   const ExecutorConfig& cfg, const Request& base);
 
