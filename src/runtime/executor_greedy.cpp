@@ -45,14 +45,8 @@ Executor::Impl::InFlight Executor::Impl::launch_greedy(const StepPlan& plan, boo
   std::vector<SeqStep> steps;
   steps.reserve(plan.items.size());
   for (const StepItem& it : plan.items) {
-    Sequence& s = it.group->seqs[size_t(it.seq)];
-    SeqStep st;
-    st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + it.num_tokens);
-    st.num_cached = s.num_computed;
-    st.block_table = &s.blocks;
-    st.want_logits = it.logits;
     f.rows.push_back(it.logits ? int32_t(f.num_rows++) : -1);
-    steps.push_back(std::move(st));
+    steps.push_back(seq_step(it));
   }
   Backend& be = engine_.backend();
   if (!plan.copies.empty()) be.copy_kv_blocks(runner_->cache(), plan.copies);

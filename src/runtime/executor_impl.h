@@ -48,6 +48,8 @@ struct Executor::Impl {
   // device, else one step with sampling / beam search on the step's logits.
   void run_plan(StepPlan plan);
   void run_sampled(const StepPlan& plan);
+  // The model step of one plan item: its sequence's pending tokens, cache position and blocks.
+  static SeqStep seq_step(const StepItem& it);
   void fail_plan(const StepPlan& plan, const std::string& error);
   // Sampling and beam search over the step's logits (F32 [rows, V], on the backend); item_rows[i]: the logits row
   // plan item i samples from, or -1.

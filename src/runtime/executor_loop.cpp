@@ -83,6 +83,16 @@ void Executor::Impl::run_plan(StepPlan plan) {
   }
 }
 
+SeqStep Executor::Impl::seq_step(const StepItem& it) {
+  Sequence& s = it.group->seqs[size_t(it.seq)];
+  SeqStep st;
+  st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + it.num_tokens);
+  st.num_cached = s.num_computed;
+  st.block_table = &s.blocks;
+  st.want_logits = it.logits;
+  return st;
+}
+
 void Executor::Impl::count_step(const StepPlan& plan) {
   copied_ += int64_t(plan.copies.size());
   ++steps_;
@@ -97,13 +107,9 @@ void Executor::Impl::run_sampled(const StepPlan& plan) {
   int32_t rows = 0;
   bool any_logits = false;
   for (const auto& it : plan.items) {
-    Sequence& s = it.group->seqs[it.seq];
+    const Sequence& s = it.group->seqs[it.seq];
     const Request& r = it.group->req;
-    SeqStep st;
-    st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + it.num_tokens);
-    st.num_cached = s.num_computed;
-    st.block_table = &s.blocks;
-    st.want_logits = it.logits;
+    SeqStep st = seq_step(it);
     st.all_logits = r.return_context_logits && s.num_computed < it.group->prompt_len;
     first_rows.push_back(rows);
     rows += st.all_logits ? it.num_tokens : int32_t(it.logits);

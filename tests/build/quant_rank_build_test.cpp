@@ -17,15 +17,6 @@ namespace fs = std::filesystem;
 namespace kiln::test {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Nothing of the output, staged or final, is left in `parent`.
 std::string leftovers(const std::string& parent) {
   std::string s;

@@ -7,10 +7,23 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace kiln::test {
+
+// The message of the kiln::Error that f throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline std::string source_dir() { return KILN_SOURCE_DIR; }
 inline std::string kiln_binary() { return KILN_BINARY; }

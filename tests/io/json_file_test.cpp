@@ -14,19 +14,12 @@
 namespace kiln {
 namespace {
 
+using test::error_of;
+
 using test::TempDir;
 
 std::string nested(int depth, char open = '[', char close = ']') {
   return std::string(size_t(depth), open) + std::string(size_t(depth), close);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(JsonFile, ParseRefusesNestingDeeperThanTheLimit) {

@@ -15,15 +15,6 @@
 namespace kiln::test {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 struct NamedShape {
   std::string name;
   DType dtype;

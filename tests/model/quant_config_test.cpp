@@ -7,6 +7,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "common/test_util.h"
 #include "core/error.h"
 
 using json = nlohmann::json;
@@ -14,14 +15,7 @@ using json = nlohmann::json;
 namespace kiln {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(QuantConfig, NullBlockIsNoQuantization) {
   const QuantConfig q = quant_config_from_json(

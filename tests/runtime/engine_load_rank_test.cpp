@@ -19,15 +19,6 @@ namespace fs = std::filesystem;
 namespace kiln::test {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // A cpu engine of the tiny llama in DIR/engine.
 std::string tiny_engine(const TempDir& tmp) {
   write_checkpoint(tmp / "ck", tiny_config("llama"));
