@@ -12,18 +12,22 @@ namespace kiln::cli {
 namespace {
 
 // --calib-size sequences of exactly --calib-max-seq-length tokens, cut from the documents encoded with special
-// tokens and concatenated.
+// tokens and concatenated (or from the concatenated ids of a pre-tokenized *.jsonl).
 std::vector<std::vector<int32_t>> calibration_sequences(const std::string& model, const std::string& path,
                                                         int64_t size, int64_t len) {
   if (size <= 0) fail("--calib-size {}: must be positive", size);
   if (len <= 0) fail("--calib-max-seq-length {}: must be positive", len);
-  const auto docs = read_text_dataset(path, "--calib-dataset");
-  auto tok = Tokenizer::load(model);
   std::vector<int32_t> all;
-  for (auto& d : docs) {
-    const auto ids = tok->encode(d, true);
-    all.insert(all.end(), ids.begin(), ids.end());
-    if (int64_t(all.size()) >= size * len) break;
+  if (auto ids = read_token_dataset(path, "--calib-dataset")) {
+    all = std::move(*ids);
+  } else {
+    const auto docs = read_text_dataset(path, "--calib-dataset");
+    auto tok = Tokenizer::load(model);
+    for (auto& d : docs) {
+      const auto ids = tok->encode(d, true);
+      all.insert(all.end(), ids.begin(), ids.end());
+      if (int64_t(all.size()) >= size * len) break;
+    }
   }
   if (int64_t(all.size()) < size * len)
     fail("--calib-dataset {}: {} tokens, fewer than --calib-size {} x --calib-max-seq-length {} = {}", path,
@@ -46,7 +50,7 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--qformat", o->qformat, "fp8 | fp8_rowwise | int8_sq | int8_wo | int4_wo | int4_awq | none")
       ->required();
   cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, "quantized KV cache: fp8 | int8 (calibrated per layer)");
-  cmd->add_option("--calib-dataset", *calib, "calibration text: plain text, or *.jsonl of {\"text\": ...}");
+  cmd->add_option("--calib-dataset", *calib, "calibration text: plain text, or *.jsonl of {\"text\": ...} (or of {\"input_ids\": [...]}, tokenized)");
   cmd->add_option("--calib-size", *calib_size, "calibration sequences (default 512)");
   cmd->add_option("--calib-max-seq-length", *calib_len, "tokens per calibration sequence (default 512)");
   cmd->add_option("--group-size", o->group_size, "inputs per scale (int4 default 128; int8_wo: per channel)");

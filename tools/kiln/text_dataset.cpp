@@ -43,4 +43,34 @@ std::vector<std::string> read_text_dataset(const std::string& path, const std::s
   return docs;
 }
 
+std::optional<std::vector<int32_t>> read_token_dataset(const std::string& path, const std::string& flag) {
+  const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
+  if (!jsonl) return std::nullopt;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;  // read_text_dataset names what is wrong
+  std::vector<int32_t> ids;
+  std::string line;
+  bool first = true;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line, nullptr, true, false);
+    } catch (const std::exception& e) {
+      fail("{} {}:{}: not JSON ({})", flag, path, n, e.what());
+    }
+    if (first && !(j.is_object() && j.contains("input_ids"))) return std::nullopt;
+    first = false;
+    if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array())
+      fail("{} {}:{}: expected an object with a list \"input_ids\" (as the first line)", flag, path, n);
+    for (auto& v : j["input_ids"]) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+        fail("{} {}:{}: input_ids holds {}, not a token id", flag, path, n, v.dump());
+      ids.push_back(int32_t(v.get<int64_t>()));
+    }
+  }
+  if (first) return std::nullopt;
+  return ids;
+}
+
 }  // namespace kiln::cli
