@@ -206,7 +206,7 @@ def hf_tensors(t, cfg, quant, hf_cfg):
             params(k + "mlp.gate_up", [m + "gate_proj", m + "up_proj"])
             out[m + "down_proj.weight"], _ = weight(k + "mlp.down")
             params(k + "mlp.down", [m + "down_proj"])
-    return {n: v.contiguous() for n, v in out.items()}, linears
+    return {n: v.clone().contiguous() for n, v in out.items()}, linears  # no shared storage (save_file)
 
 
 def reference(name, model, out_dir):
