@@ -11,5 +11,6 @@ void register_run(CLI::App& app);
 void register_tokenize(CLI::App& app);  // tokenize and detokenize
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_eval_perplexity(CLI::App& eval);  // kiln eval perplexity
 
 }  // namespace kiln::cli

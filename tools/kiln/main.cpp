@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   kiln::cli::register_tokenize(app);
   kiln::cli::register_bench(app);
   kiln::cli::register_quantize(app);
+  auto* eval = app.add_subcommand("eval", "evaluate an engine");
+  eval->require_subcommand(1);
+  kiln::cli::register_eval_perplexity(*eval);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
