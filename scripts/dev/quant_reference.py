@@ -18,12 +18,15 @@ scripts/dev/make_quant_checkpoints.sh from the fixture tests/data/models/MODEL),
      quantized KV cache, through an attention function registered with transformers' AttentionInterface that then
      calls its sdpa attention;
   5. stores float32 logits for every position of two sequences of the fixture's golden.safetensors (tokens_1,
-     tokens_2) in OUT/NAME.safetensors (logits_1, logits_2, tokens_1, tokens_2), and OUT/versions.json.
+     tokens_2) in OUT/NAME.safetensors (logits_1, logits_2, tokens_1, tokens_2), and OUT/versions.json with the
+     sha256 of each checkpoint's rank0.safetensors (the checkpoints are not tracked: the test regenerates them with
+     kiln quantize and checks that it made the same bytes).
 
 Run from the repository root on a machine with torch and transformers (everything on the CPU, float32):
     python3 scripts/dev/quant_reference.py --out $OUT/quant
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -264,8 +267,10 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     names = a.names or sorted(d for d in os.listdir(os.path.join(ROOT, "tests/data/quant"))
                               if os.path.isdir(os.path.join(ROOT, "tests/data/quant", d)))
-    failed = []
+    failed, sums = [], {}
     for name in names:
+        with open(os.path.join(ROOT, "tests/data/quant", name, "rank0.safetensors"), "rb") as f:
+            sums[name] = hashlib.sha256(f.read()).hexdigest()
         model = next(m for m in ("tiny-code", "llama", "qwen2", "mixtral") if name.startswith(m + "-"))
         try:
             reference(name, model, a.out)
@@ -273,7 +278,8 @@ def main():
             import traceback
             traceback.print_exc()
             failed.append(name)
-    json.dump({"torch": torch.__version__, "transformers": transformers.__version__, "failed": failed},
+    json.dump({"torch": torch.__version__, "transformers": transformers.__version__, "failed": failed,
+               "rank0_sha256": sums},
               open(os.path.join(a.out, "versions.json"), "w"), indent=1)
     sys.exit(1 if failed else 0)
 
