@@ -1,11 +1,16 @@
 #include "convert/convert.h"
 
 #include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <optional>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "convert/hf_map.h"
+#include "convert/hf_quant.h"
 #include "core/error.h"
 #include "core/finite.h"
 #include "core/fs_util.h"
@@ -56,6 +61,50 @@ void assemble(const Recipe& r, const SafetensorsSet& src, const std::string& dir
   convert_from_f32(buf.data(), out_dtype, dst, buf.size());
 }
 
+// The quantized linear layers of a pre-quantized checkpoint, in kiln's layout.
+struct PrequantLinears {
+  std::map<std::string, KilnInt4> modules;  // by kiln module name
+};
+
+// Decodes every quantized linear layer (its HF parts: the float recipe's), chooses the group size kiln records (the
+// largest run of inputs that shares a group in every layer) and sets cfg.quant; layers the checkpoint keeps in float
+// (no qweight: usually lm_head) are excluded.
+PrequantLinears read_prequantized(const SafetensorsSet& src, const std::string& dir, const HfQuant& hq,
+                                  ModelConfig& cfg) {
+  ModelConfig fcfg = cfg;
+  fcfg.quant = QuantConfig{};
+  std::map<std::string, std::vector<HfPart>> parts;
+  for (auto& r : hf_recipes(fcfg)) parts[r.name] = r.parts;
+  std::map<std::string, std::vector<Int4Linear>> layers;
+  std::vector<std::string> excluded;
+  int64_t run = 0;
+  for (const LinearSpec& l : linear_layers(fcfg)) {
+    const auto& ps = parts.at(l.module + ".weight");
+    int quantized = 0;
+    for (auto& p : ps) quantized += src.has(p.name.substr(0, p.name.size() - 7) + ".qweight");
+    if (quantized == 0) {
+      excluded.push_back(l.module);
+      continue;
+    }
+    if (quantized != int(ps.size()))
+      fail("{}: {} checkpoint: only some of the layers fused into {} are quantized", dir, hq.name, l.module);
+    for (auto& p : ps) {
+      if (p.transpose) fail("{}: {} checkpoints of {} are not supported", dir, hq.name, cfg.architecture);
+      Int4Linear il = read_int4_linear(src, dir, p.name.substr(0, p.name.size() - 7), hq, p.shape[0], p.shape[1]);
+      const int64_t r = int4_run_length(il);
+      run = run == 0 ? r : std::gcd(run, r);
+      layers[l.module].push_back(std::move(il));
+    }
+  }
+  if (layers.empty()) fail("{}: {} checkpoint without any quantized layer (no *.qweight)", dir, hq.name);
+  cfg.quant.quant_algo = QuantAlgo::W4A16_GPTQ;
+  cfg.quant.group_size = run;
+  cfg.quant.exclude_modules = excluded;
+  PrequantLinears out;
+  for (auto& [m, ls] : layers) out.modules[m] = to_kiln_int4(ls, run);
+  return out;
+}
+
 }  // namespace
 
 void convert_checkpoint(const ConvertOptions& o) {
@@ -68,7 +117,13 @@ void convert_checkpoint(const ConvertOptions& o) {
     fail("--tp-size {}: tensor parallelism is not supported yet (one rank only)", o.mapping.tp_size);
   if (o.mapping.pp_size > 1)
     fail("--pp-size {}: pipeline parallelism is not supported yet (one rank only)", o.mapping.pp_size);
-  ModelConfig cfg = config_from_hf(read_json_file(cfg_path), cfg_path);
+  nlohmann::json hf_json = read_json_file(cfg_path);
+  std::optional<HfQuant> hq;
+  if (hf_json.is_object() && hf_json.contains("quantization_config")) {
+    hq = hf_quant_from_config(hf_json["quantization_config"], cfg_path);
+    hf_json.erase("quantization_config");
+  }
+  ModelConfig cfg = config_from_hf(hf_json, cfg_path);
   if (o.rope_freq_checkpoint_dtype && cfg.position == PositionType::Rope) cfg.rope.freq_dtype = cfg.dtype;
   cfg.mapping = o.mapping;
   cfg.mapping.rank = 0;
@@ -77,6 +132,8 @@ void convert_checkpoint(const ConvertOptions& o) {
     cfg.dtype = *o.dtype;
   }
   SafetensorsSet src(o.model_dir);
+  PrequantLinears pre;
+  if (hq) pre = read_prequantized(src, o.model_dir, *hq, cfg);  // sets cfg.quant; every tensor checked
   const auto recipes = hf_recipes(cfg);
   // Check every tensor before writing anything.
   for (auto& r : recipes)
@@ -97,6 +154,14 @@ void convert_checkpoint(const ConvertOptions& o) {
   ProgressBar bar("convert", int64_t(recipes.size()));
   for (auto& r : recipes)
     w.add_lazy(r.name, cfg.dtype, [&, &r = r](uint8_t* dst) { assemble(r, src, o.model_dir, cfg.dtype, dst); });
+  for (auto& [module, q] : pre.modules) {
+    w.add(module + ".weight", DType::I4X2, std::move(q.data));
+    std::vector<uint8_t> s(q.scale.size() * 4), z(q.zero.size());
+    std::memcpy(s.data(), q.scale.data(), s.size());
+    std::memcpy(z.data(), q.zero.data(), z.size());
+    w.add(module + ".weight_scale", DType::F32, std::move(s));
+    w.add(module + ".weight_zero", DType::I8, std::move(z));
+  }
   if (o.progress) w.on_progress([&](size_t done, size_t) { bar.update(int64_t(done)); });
   w.write(out.file(rank_file_name(cfg.mapping.rank)));
   bar.finish();

@@ -202,6 +202,9 @@ void quantize_checkpoint(const QuantizeOptions& o) {
   co.rope_freq_checkpoint_dtype = o.rope_freq_checkpoint_dtype;
   convert_checkpoint(co);
   const ModelConfig base = read_checkpoint_config(ckpt);
+  if (base.quant.any())
+    fail("--model {}: already quantized ({} in its quantization_config); convert it with kiln convert", o.model_dir,
+         quant_algo_name(base.quant.quant_algo));
   ModelConfig cq = base;
   cq.quant = q;
   try {
