@@ -33,7 +33,8 @@ HfQuant hf_quant_from_config(const nlohmann::json& qc, const std::string& src) {
     if (qc.contains("zero_point") && qc["zero_point"].is_boolean() && !qc["zero_point"].get<bool>())
       fail("{}: quantization_config.zero_point false: kiln reads AutoAWQ checkpoints with zero points", src);
   } else {
-    fail("{}: quantization_config.quant_method '{}': kiln imports gptq and awq (GEMM) checkpoints", src, m);
+    fail("{}: quantization_config.quant_method '{}': kiln imports gptq, awq (GEMM), compressed-tensors (FP8) and "
+         "modelopt (FP8) checkpoints", src, m);
   }
   const int64_t bits = num(m == "awq" ? "w_bit" : "bits", num("bits", 4));
   if (bits != 4) fail("{}: quantization_config: {}-bit weights (kiln imports 4-bit ones)", src, bits);

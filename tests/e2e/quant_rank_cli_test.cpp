@@ -71,8 +71,8 @@ TEST(QuantRankCli, ConvertRefusesAQuantizedHuggingFaceCheckpoint) {
   j["quantization_config"] = {{"quant_method", "fp8"}, {"activation_scheme", "static"}};
   write_json_file(hf + "/config.json", j);
   expect_refusal(run_kiln("convert --model " + hf + " --output " + (tmp / "ck")),
-                 hf + "/config.json: quantization_config.quant_method 'fp8': kiln imports gptq and awq (GEMM) "
-                      "checkpoints",
+                 hf + "/config.json: quantization_config.quant_method 'fp8': kiln imports gptq, awq (GEMM), "
+                      "compressed-tensors (FP8) and modelopt (FP8) checkpoints",
                  tmp.path(), {"hf"});
 }
 
