@@ -158,7 +158,8 @@ def write_fp8(name, kind, bad=False):
     for mod, N, K in (("self_attn.q_proj", NH * HD, H), ("self_attn.k_proj", NKV * HD, H),
                       ("self_attn.v_proj", NKV * HD, H), ("self_attn.o_proj", H, NH * HD),
                       ("mlp.gate_proj", I, H), ("mlp.up_proj", I, H), ("mlp.down_proj", H, I)):
-        codes = rng.integers(0, 0x7F, size=(N, K)).astype(np.uint8) | (rng.integers(0, 2, size=(N, K)) * 0x80).astype(np.uint8)
+        sign = (rng.integers(0, 2, size=(N, K)) * 0x80).astype(np.uint8)
+        codes = rng.integers(0, 0x7F, size=(N, K)).astype(np.uint8) | sign  # no NaN code (0x7f, 0xff)
         if kind == "channel":
             s = rng.uniform(0.001, 0.01, size=(N, 1)).astype(np.float32)
         else:
@@ -183,7 +184,8 @@ def write_fp8(name, kind, bad=False):
                                                       for k, v in expected.items()})
     fp8 = {"num_bits": 8, "type": "float", "symmetric": True}
     if kind == "modelopt":
-        qc = {"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head"]}
+        qc = {"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8",
+              "exclude_modules": ["lm_head"]}
     else:
         qc = {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head"],
               "config_groups": {"group_0": {"targets": ["Linear"],
