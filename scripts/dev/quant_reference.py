@@ -18,7 +18,10 @@ scripts/dev/make_quant_checkpoints.sh from the fixture tests/data/models/MODEL),
      quantized KV cache, through an attention function registered with transformers' AttentionInterface that then
      calls its sdpa attention;
   5. stores float32 logits for every position of two sequences of the fixture's golden.safetensors (tokens_1,
-     tokens_2) in OUT/NAME.safetensors (logits_1, logits_2, tokens_1, tokens_2), and OUT/versions.json with the
+     tokens_2) in OUT/NAME.safetensors (logits_1, logits_2, tokens_1, tokens_2, and first_unsafe_1/2: the first
+     position where a quantized value lies within 1e-5 (relative) of a rounding boundary, so that two float32
+     implementations may round it differently; see MARGIN; margins_1/2: that smallest relative distance per
+     position, 1 where nothing was quantized), and OUT/versions.json with the
      sha256 of each checkpoint's rank0.safetensors (the checkpoints are not tracked: the test regenerates them with
      kiln quantize and checks that it made the same bytes).
 
@@ -97,7 +100,39 @@ def act_mode(algo):
             "W8A8_SQ_PER_CHANNEL_PER_TOKEN": "int8_token"}.get(algo)
 
 
-def fake_quant(x, mode, input_scale):
+# Rounding margins. Two float32 implementations (kiln's and this one) agree on every value only to ~1e-7
+# relative: a value whose quantized code depends on that noise (closer than MARGIN, relative, to a rounding
+# boundary) may round one way in one and the other way in the other, and every later position sees the difference
+# through the KV cache. MARGINS[pos] is the smallest relative distance to a boundary of any value quantized at that
+# position in the current forward; the test compares only the rows before the first position below MARGIN.
+MARGIN = 1e-5
+MARGINS = []
+
+
+def note_margins(v, fp8, position_dim, positions=None):
+    """v: values about to be rounded (in units of their scale); positions along `position_dim` (or, for rows of a
+    2-D v, the positions given)."""
+    a = v.abs()
+    if fp8:
+        q = v.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).to(torch.float32)
+        e = torch.floor(torch.log2(q.abs().clamp(min=2.0 ** -6)))
+        half_step = torch.pow(2.0, e - 3) / 2  # e4m3: 3 mantissa bits; subnormal step 2^-9
+        # Just below a power of two the step is half as large (the boundary below q is closer).
+        below = (q.abs() == torch.pow(2.0, e)) & (v.abs() < q.abs()) & (q.abs() > 2.0 ** -6)
+        dist = torch.where(below, half_step / 2, half_step) - (v - q).abs()
+        saturated = a >= 448.0
+    else:
+        dist = 0.5 - (v - v.round()).abs()
+        saturated = a >= 127.5
+    rel = torch.where(saturated | (a == 0), torch.full_like(a, float("inf")), dist / a.clamp(min=1.0))
+    dims = [d for d in range(rel.dim()) if d != position_dim % rel.dim()]
+    per_pos = rel.amin(dim=dims) if dims else rel
+    where = positions.tolist() if positions is not None else range(per_pos.numel())
+    for i, m in zip(where, per_pos.tolist()):
+        MARGINS[i] = min(MARGINS[i], m)
+
+
+def fake_quant(x, mode, input_scale, positions=None):
     if mode is None:
         return x
     if mode == "fp8_static":
@@ -107,6 +142,7 @@ def fake_quant(x, mode, input_scale):
         amax = x.abs().amax(dim=-1, keepdim=True)
         s = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
     v = x / s
+    note_margins(v, mode.startswith("fp8"), -2, positions)  # x: [batch, positions, K], or MoE rows [n, K]
     if mode.startswith("fp8"):
         q = v.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).to(torch.float32)
     else:
@@ -133,6 +169,7 @@ KV_SCALES = {}  # layer index -> (k scale, v scale, "fp8" | "int8"), for the att
 
 def fake_quant_kv(x, scale, kind):
     v = x / scale
+    note_margins(v, kind == "FP8", -2)  # [batch, kv heads, positions, head dim]
     if kind == "FP8":
         return v.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).to(torch.float32) * scale
     return v.round().clamp(-128.0, 127.0).to(torch.int8).to(torch.float32) * scale
@@ -147,12 +184,42 @@ def kv_quant_attention(module, query, key, value, attention_mask, **kwargs):
 AttentionInterface.register("kiln_kv_quant", kv_quant_attention)
 
 
+class FakeQuantMoe(torch.nn.Module):
+    """Mixtral's sparse MoE written out (softmax over the router logits, top-k, renormalized weights, SiLU-gated
+    experts) so that each expert's inputs can be fake-quantized; returns what the replaced block returns."""
+
+    def __init__(self, block, router, gate_up, down, top_k, mode):
+        super().__init__()
+        self.block, self.router, self.gate_up, self.down, self.top_k, self.mode = block, router, gate_up, down, top_k, mode
+
+    def forward(self, hidden):
+        orig = self.block(hidden)
+        shape = hidden.shape
+        x = hidden.reshape(-1, shape[-1])
+        probs = torch.softmax(F.linear(x, self.router).float(), dim=-1)
+        w, idx = torch.topk(probs, self.top_k, dim=-1)
+        w = w / w.sum(dim=-1, keepdim=True)
+        out = torch.zeros_like(x)
+        I = self.gate_up.shape[1] // 2
+        for e in range(self.gate_up.shape[0]):
+            rows, slot = torch.where(idx == e)
+            if rows.numel() == 0:
+                continue
+            xe = fake_quant(x[rows], self.mode, None, rows)  # batch 1: row r of x is position r
+            gu = F.linear(xe, self.gate_up[e])
+            act = F.silu(gu[:, :I]) * gu[:, I:]
+            y = F.linear(fake_quant(act, self.mode, None, rows), self.down[e])
+            out.index_add_(0, rows, y * w[rows, slot].unsqueeze(-1))
+        out = out.reshape(shape)
+        return (out,) + tuple(orig[1:]) if isinstance(orig, tuple) else out
+
+
 def hf_tensors(t, cfg, quant, hf_cfg):
     """kiln tensors -> {HF checkpoint name: float32 tensor}, and the quantized HF linear modules' parameters."""
     L, nh, nkv, hd = cfg["num_layers"], cfg["num_heads"], cfg["num_kv_heads"], cfg["head_dim"]
     I = cfg["intermediate_size"]
     excluded = quant.get("exclude_modules") or []
-    out, linears = {}, {}
+    out, linears, moes = {}, {}, {}
 
     def weight(module):
         if module + ".weight_scale" in t:
@@ -200,7 +267,8 @@ def hf_tensors(t, cfg, quant, hf_cfg):
                 out[m + f"experts.{e}.w1.weight"] = gu[e, :I]
                 out[m + f"experts.{e}.w3.weight"] = gu[e, I:]
                 out[m + f"experts.{e}.w2.weight"] = dn[e]
-            assert act_mode(quant["quant_algo"]) is None or k + "moe.gate_up.weight_scale" not in t
+            if act_mode(quant["quant_algo"]) is not None and k + "moe.gate_up.weight_scale" in t:
+                moes[i] = (t[k + "moe.router.weight"].float(), gu, dn, cfg["experts_top_k"])
         else:
             m = h + "mlp."
             gu, _ = weight(k + "mlp.gate_up")
@@ -209,7 +277,7 @@ def hf_tensors(t, cfg, quant, hf_cfg):
             params(k + "mlp.gate_up", [m + "gate_proj", m + "up_proj"])
             out[m + "down_proj.weight"], _ = weight(k + "mlp.down")
             params(k + "mlp.down", [m + "down_proj"])
-    return {n: v.clone().contiguous() for n, v in out.items()}, linears  # no shared storage (save_file)
+    return {n: v.clone().contiguous() for n, v in out.items()}, linears, moes  # no shared storage (save_file)
 
 
 def reference(name, model, out_dir):
@@ -221,7 +289,7 @@ def reference(name, model, out_dir):
     if any(v.dtype == torch.uint8 for v in t.values()):
         assert meta.get("kiln.int4_packing") == "int4x2-low-first", meta
     hf_cfg = json.load(open(os.path.join(fixture, "config.json")))
-    tensors, linears = hf_tensors(t, cfg, quant, hf_cfg)
+    tensors, linears, moes = hf_tensors(t, cfg, quant, hf_cfg)
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(os.path.join(fixture, "config.json"), tmp)
         save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
@@ -244,12 +312,20 @@ def reference(name, model, out_dir):
         parent = mods[parent_name] if parent_name else m
         setattr(parent, child, FakeQuantLinear(getattr(parent, child), p["mode"], p["input_scale"],
                                                p["pre_quant_scale"]))
+    for i, (router, gu, dn, top_k) in moes.items():
+        layer = m.model.layers[i]
+        attr = "block_sparse_moe" if hasattr(layer, "block_sparse_moe") else "mlp"
+        setattr(layer, attr, FakeQuantMoe(getattr(layer, attr), router, gu, dn, top_k, act_mode(quant["quant_algo"])))
     golden, _ = read_safetensors(os.path.join(fixture, "golden.safetensors"))
     result = {}
     with torch.no_grad():
         for i in (1, 2):
             ids = golden[f"tokens_{i}"].to(torch.int64)
+            MARGINS[:] = [float("inf")] * ids.numel()
             logits = m(ids.unsqueeze(0)).logits[0].float()
+            unsafe = [p for p, v in enumerate(MARGINS) if v < MARGIN]
+            result[f"first_unsafe_{i}"] = torch.tensor([unsafe[0] if unsafe else ids.numel()], dtype=torch.int32)
+            result[f"margins_{i}"] = torch.tensor([min(v, 1.0) for v in MARGINS], dtype=torch.float32)
             result[f"tokens_{i}"] = golden[f"tokens_{i}"].to(torch.int32).contiguous()
             result[f"logits_{i}"] = logits.contiguous()
     save_file(result, os.path.join(out_dir, name + ".safetensors"))
