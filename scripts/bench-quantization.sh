@@ -4,16 +4,23 @@
 # (tests/data/quant/sympy-eval.jsonl, windows of 512 tokens); token perplexity relative to the unquantized engine,
 # engine and checkpoint sizes. Writes bench/results/quantization-tiny-code.json.
 #   usage: scripts/bench-quantization.sh [build/bin/kiln] [calib-size]
+# With WORK=DIR the checkpoints, engines and per-row results are kept there, and a row whose result is already there
+# is not run again (to redo one row, remove its ppl-NAME.json).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kiln="${1:-$root/build/bin/kiln}"
 calib_size="${2:-128}"
 model="$root/tests/data/models/tiny-code"
 data="$root/tests/data/quant/sympy-eval.jsonl"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+if [ -n "${WORK:-}" ]; then
+  work="$WORK"
+  mkdir -p "$work"
+else
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+fi
 # Calibration text: the standard library's modules in name order, one JSONL document each.
-python3 - "$work/calib.jsonl" <<'PY'
+[ -f "$work/calib.jsonl" ] || python3 - "$work/calib.jsonl" <<'PY'
 import glob, json, sys
 with open(sys.argv[1], "w") as f:
     for p in sorted(glob.glob("/usr/lib/python3.11/*.py")):
@@ -38,6 +45,8 @@ for r in "${rows[@]}"; do
   name="${r%%|*}"
   flags="${r#*|}"
   ck="$work/ck-$name"
+  [ -f "$work/ppl-$name.json" ] && continue
+  rm -rf "$ck" "$work/engine-$name"
   if [ -z "$flags" ]; then
     "$kiln" convert --model "$model" --output "$ck" > /dev/null
   else
@@ -54,7 +63,7 @@ import json, sys
 work, out, calib_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 budget = {"fp8": 1.5, "fp8_rowwise": 1.0, "int8_sq": 2.0, "int8_wo": 0.5, "int4_awq": 6.0, "kv_fp8": 1.0,
           "kv_int8": 1.0}
-sizes = {l.split()[0]: (int(l.split()[1]), int(l.split()[2])) for l in open(work + "/sizes.txt")}
+sizes = {l.split()[0]: (int(l.split()[1]), int(l.split()[2])) for l in open(work + "/sizes.txt")}  # last wins
 base = json.load(open(work + "/ppl-bf16.json"))
 rows = []
 for name, (engine, ckpt) in sizes.items():

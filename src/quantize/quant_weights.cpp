@@ -16,7 +16,8 @@ float weight_qmax(const QuantScheme& s) {
   }
 }
 
-QuantizedWeight quantize_weight(const QuantScheme& s, const float* w, int64_t lead, int64_t N, int64_t K) {
+QuantizedWeight quantize_weight(const QuantScheme& s, const float* w, int64_t lead, int64_t N, int64_t K,
+                                const std::vector<float>* scales) {
   const float qmax = weight_qmax(s);
   const int64_t groups = s.granularity == QuantGranularity::PerGroup ? K / s.group_size : 1;
   const int64_t per_matrix = s.granularity == QuantGranularity::PerTensor ? 1 : N * groups;
@@ -27,7 +28,10 @@ QuantizedWeight quantize_weight(const QuantScheme& s, const float* w, int64_t le
   for (int64_t e = 0; e < lead; ++e) {
     const float* m = w + e * N * K;
     float* sc = q.scale.data() + e * per_matrix;
-    if (s.granularity == QuantGranularity::PerTensor) {
+    if (scales) {
+      if (scales->size() != q.scale.size()) fail("quantize: {} scales for {}", scales->size(), q.scale.size());
+      std::copy_n(scales->data() + e * per_matrix, per_matrix, sc);
+    } else if (s.granularity == QuantGranularity::PerTensor) {
       sc[0] = absmax_scale(m, N * K, qmax);
     } else {
       const int64_t g = K / groups;

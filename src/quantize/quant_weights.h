@@ -14,8 +14,10 @@ struct QuantizedWeight {
   std::vector<float> scale;    // scheme.scale_shape
 };
 
-// w: `lead` matrices [N, K] one after the other (lead 1 for a plain linear, E for MoE experts).
-QuantizedWeight quantize_weight(const QuantScheme& s, const float* w, int64_t lead, int64_t N, int64_t K);
+// w: `lead` matrices [N, K] one after the other (lead 1 for a plain linear, E for MoE experts). `scales`, when
+// given, replaces the absmax scales (the scheme's scale shape; AWQ's clipped ones).
+QuantizedWeight quantize_weight(const QuantScheme& s, const float* w, int64_t lead, int64_t N, int64_t K,
+                                const std::vector<float>* scales = nullptr);
 
 // The largest magnitude a scheme's weight type holds (448, 127 or 7).
 float weight_qmax(const QuantScheme& s);

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/fs_util.h"
 #include "core/progress.h"
+#include "core/quant_math.h"
 #include "io/json_file.h"
 #include "model/carried_files.h"
 #include "model/weight_file.h"
@@ -108,7 +109,53 @@ struct AwqResult {
   QuantizedWeight q;
   std::vector<float> pre_quant_scale;
   double alpha = 0, error = 0, error_plain = 0;
+  double clip_mean = 1;  // the mean clipping ratio chosen per group
 };
+
+// AWQ's clipping search (auto_clip): per output row and group of the scaled weight ws [N, K], the ratio r of the
+// group's absmax (20 values from 1 down to 0.5) whose int4 quantization error e minimizes the output error over
+// the calibration inputs xs [S, K] of that group, e^T (xs_g^T xs_g) e. Returns the per-group scales [N, K / G].
+std::vector<float> awq_clip(const std::vector<float>& ws, const std::vector<float>& xs, int64_t S, int64_t N,
+                            int64_t K, int64_t G, double* clip_mean) {
+  const int64_t groups = K / G;
+  std::vector<float> scales(static_cast<size_t>(N * groups));
+  double ratio_sum = 0;
+  std::vector<double> C(static_cast<size_t>(G * G)), e(static_cast<size_t>(G));
+  for (int64_t g = 0; g < groups; ++g) {
+    std::fill(C.begin(), C.end(), 0.0);  // [G, G] Gram matrix of the group's inputs
+    for (int64_t r = 0; r < S; ++r) {
+      const float* x = &xs[size_t(r * K + g * G)];
+      for (int64_t i = 0; i < G; ++i)
+        for (int64_t j = 0; j < G; ++j) C[size_t(i * G + j)] += double(x[i]) * double(x[j]);
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const float* w = &ws[size_t(n * K + g * G)];
+      const float amax = absmax_scale(w, G, 1.0f);
+      double best = INFINITY;
+      float best_scale = amax / kInt4Max, best_ratio = 1;
+      for (int step = 0; step < 20; ++step) {
+        const float ratio = 1.0f - 0.5f * float(step) / 20.0f;
+        const float sc = ratio * amax / kInt4Max;
+        for (int64_t i = 0; i < G; ++i) e[size_t(i)] = double(w[i]) - double(quantize_int4(w[i] / sc)) * sc;
+        double err = 0;
+        for (int64_t i = 0; i < G; ++i) {
+          double row = 0;
+          for (int64_t j = 0; j < G; ++j) row += C[size_t(i * G + j)] * e[size_t(j)];
+          err += e[size_t(i)] * row;
+        }
+        if (err < best) {
+          best = err;
+          best_scale = sc;
+          best_ratio = ratio;
+        }
+      }
+      scales[size_t(n * groups + g)] = best_scale;
+      ratio_sum += best_ratio;
+    }
+  }
+  *clip_mean = ratio_sum / double(N * groups);
+  return scales;
+}
 
 // awq-lite over the kept input rows: the alpha whose scales give the smallest output error.
 AwqResult awq_search(const QuantScheme& s, const float* w, int64_t N, int64_t K, const LinearStats& st) {
@@ -150,6 +197,23 @@ AwqResult awq_search(const QuantScheme& s, const float* w, int64_t N, int64_t K,
       best.q = std::move(q);
       best.pre_quant_scale = std::move(pqs);
     }
+  }
+  // Then the clipping search on the weight scaled by the chosen alpha's factors.
+  std::vector<float> ws(static_cast<size_t>(N * K)), xs(st.samples.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) ws[size_t(n * K + k)] = w[n * K + k] / best.pre_quant_scale[size_t(k)];
+  for (int64_t r = 0; r < S; ++r)
+    for (int64_t k = 0; k < K; ++k) xs[size_t(r * K + k)] = st.samples[size_t(r * K + k)] * best.pre_quant_scale[size_t(k)];
+  const std::vector<float> scales = awq_clip(ws, xs, S, N, K, s.group_size, &best.clip_mean);
+  QuantizedWeight q = quantize_weight(s, ws.data(), 1, N, K, &scales);
+  const std::vector<float> got = matmul(xs, S, dequantize_int4(s, q, N, K).data(), N, K);
+  double err = 0;
+  for (size_t i = 0; i < got.size(); ++i) err += double(got[i] - ref[i]) * double(got[i] - ref[i]);
+  if (err < best.error) {
+    best.error = err;
+    best.q = std::move(q);
+  } else {
+    best.clip_mean = 1;
   }
   return best;
 }
@@ -256,7 +320,9 @@ void quantize_checkpoint(const QuantizeOptions& o) {
       AwqResult a = awq_search(scheme, src, l.N, l.K, st.linears.at(l.module));
       qw = std::move(a.q);
       quantized[l.module + ".pre_quant_scale"] = f32_bytes(a.pre_quant_scale);
-      layers[l.module] = {{"awq_alpha", a.alpha}, {"error_ratio", a.error_plain > 0 ? a.error / a.error_plain : 1.0}};
+      layers[l.module] = {{"awq_alpha", a.alpha},
+                          {"clip_mean", a.clip_mean},
+                          {"error_ratio", a.error_plain > 0 ? a.error / a.error_plain : 1.0}};
     } else {
       qw = quantize_weight(scheme, src, lead, l.N, l.K);
     }
@@ -300,7 +366,9 @@ void quantize_checkpoint(const QuantizeOptions& o) {
                   {"group_size", q.group_size > 0 ? json(q.group_size) : json(nullptr)},
                   {"exclude_modules", q.exclude_modules}};
   if (f.algo == QuantAlgo::W8A8_SQ_PER_CHANNEL_PER_TOKEN) summary["smoothquant_alpha"] = o.smoothquant_alpha;
-  if (f.algo == QuantAlgo::W4A16_AWQ) summary["awq"] = {{"search", "awq_lite"}, {"grid", 20}, {"layers", layers}};
+  if (f.algo == QuantAlgo::W4A16_AWQ)
+    summary["awq"] = {{"search", "scales (20 alphas) then clipping (20 ratios in [0.5, 1] per group)"},
+                      {"layers", layers}};
   if (calibrated)
     summary["calibration"] = {{"dataset", o.calib_source},
                               {"sequences", st.sequences},

@@ -71,9 +71,12 @@ TEST_P(QuantizeFormat, QuantizesBuildsAndRunsWithinHalfAStep) {
       const float sc = scale.numel() == 1 ? s[0] : f.group ? s[n * (K / f.group) + k / f.group] : s[n];
       // AWQ stores Q(w * S) with pre_quant_scale 1 / S: the weight it applies is deq * pre_quant_scale.
       const double deq = double(stored(data, n * K + k)) * sc * (pqs ? pqs[k] : 1.0f);
+      // AWQ clips: a weight beyond its group's clipped range (qmax * scale) saturates there.
+      const double applied = double(sc) * (pqs ? pqs[k] : 1.0f);
+      const double qmax = data.dtype == DType::I8 ? 127.0 : 7.0;
       const double step = data.dtype == DType::F8_E4M3
                               ? std::max(std::fabs(double(w[size_t(n * K + k)])) / 16.0, std::ldexp(double(sc), -10))
-                              : double(sc) / 2 * (pqs ? pqs[k] : 1.0f);
+                              : std::max(applied / 2, std::fabs(double(w[size_t(n * K + k)])) - qmax * applied);
       worse += std::fabs(deq - w[size_t(n * K + k)]) > step * (1 + 1e-5) + 1e-12;
     }
   // SmoothQuant rescales the columns of down by its smoothing factors first (tests/quantize/smooth_test.cpp).
