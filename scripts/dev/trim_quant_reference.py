@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Copies scripts/dev/quant_reference.py's output into tests/data/quant/reference, keeping only the last ROWS logits
-rows of each sequence (every earlier position still shapes them through attention), so the tracked data stays
-small: NAME.safetensors (tokens_i int32 [P], logits_i float32 [ROWS, V]) and versions.json.
+"""Copies scripts/dev/quant_reference.py's output into tests/data/quant/reference, keeping only ROWS logits rows of
+each sequence, so the tracked data stays small: the last ROWS before the first position whose rounding margin is
+below --margin (tests/e2e/quant_reference_test.cpp's kTieMargin; every position when the file has no margins), from
+first_row_i on: NAME.safetensors (tokens_i int32 [P], logits_i float32 [ROWS, V], first_row_i, margins_i) and
+versions.json.
 
     python3 scripts/dev/trim_quant_reference.py /work/gpu-out/quant tests/data/quant/reference [--rows 8]
 """
@@ -39,6 +41,7 @@ def main():
     ap.add_argument("src")
     ap.add_argument("dst")
     ap.add_argument("--rows", type=int, default=8)
+    ap.add_argument("--margin", type=float, default=4e-6)
     a = ap.parse_args()
     os.makedirs(a.dst, exist_ok=True)
     for f in sorted(os.listdir(a.src)):
@@ -48,10 +51,17 @@ def main():
         out = {}
         for name, (dtype, shape, b) in t.items():
             if name.startswith("logits_"):
+                i = name.split("_")[1]
                 rows, v = shape
-                keep = min(a.rows, rows)
-                out[name] = (dtype, [keep, v], b[(rows - keep) * v * 4:])
-            else:
+                safe = rows
+                if "margins_" + i in t:
+                    m = struct.unpack("<%df" % rows, t["margins_" + i][2])
+                    safe = next((p for p, x in enumerate(m) if x < a.margin), rows)
+                end = max(safe, 1)
+                start = max(0, end - a.rows)
+                out[name] = (dtype, [end - start, v], b[start * v * 4:end * v * 4])
+                out["first_row_" + i] = ("I32", [1], struct.pack("<i", start))
+            elif not name.startswith("first_unsafe_"):
                 out[name] = (dtype, shape, b)
         write(os.path.join(a.dst, f), out)
     shutil.copy(os.path.join(a.src, "versions.json"), a.dst)

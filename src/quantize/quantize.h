@@ -15,9 +15,10 @@
 // calibration absmax / qmax. SmoothQuant (alpha): s_k = amax_x[k]^alpha / amax_w[k]^(1 - alpha), x / s folded
 // into the op before (input_norm for qkv, post_norm for gate_up / fc, the v rows of qkv for dense (s shared by the
 // query heads of a kv head), the up rows of gate_up for down; none for GELU's down), w * s into the weight.
-// AWQ (awq-lite): per linear layer, s = mean|x|^alpha normalized by sqrt(max s * min s), alpha on a grid of 20 in
-// [0, 1), the one that minimizes the output error over the kept calibration rows; weight Q(w * s),
-// pre_quant_scale 1 / s. The lm_head stays in float unless asked; embeddings and norms always do.
+// AWQ: per linear layer, s = mean|x|^alpha normalized by sqrt(max s * min s), alpha on a grid of 20 in [0, 1), the
+// one that minimizes the output error over the kept calibration rows; then AWQ's clipping search on w * s (per
+// output row and group, the group's scale from 20 ratios of its absmax in [0.5, 1], the one of least output error
+// over the calibration inputs); weight Q(w * s), pre_quant_scale 1 / s. The lm_head stays in float unless asked; embeddings and norms always do.
 #pragma once
 #include <cstdint>
 #include <string>
