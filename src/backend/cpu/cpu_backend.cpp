@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -53,7 +54,12 @@ struct CacheLayer {
     if (dtype == DType::F32) {
       std::memcpy(x, reinterpret_cast<const float*>(base) + at, size_t(n) * 4);
     } else if (dtype == DType::F8_E4M3) {
-      for (int64_t i = 0; i < n; ++i) x[i] = f8e4m3_to_f32(base[at + i]) * scale[kv];
+      static const auto lut = [] {  // every e4m3 code's value: attention decodes each cached element per query
+        std::array<float, 256> t{};
+        for (int c = 0; c < 256; ++c) t[size_t(c)] = f8e4m3_to_f32(uint8_t(c));
+        return t;
+      }();
+      for (int64_t i = 0; i < n; ++i) x[i] = lut[base[at + i]] * scale[kv];
     } else {
       for (int64_t i = 0; i < n; ++i) x[i] = float(reinterpret_cast<const int8_t*>(base)[at + i]) * scale[kv];
     }
