@@ -12,9 +12,9 @@ the choice (argmax of log-likelihood per byte, first of equals), with the answer
 prompts' token counts; and per subject / overall accuracy of both methods.
 
 The prompt is kiln's (src/eval/mmlu.cpp), Hendrycks' and TensorRT-LLM's mmlu.py format, built here independently:
-  "The following are multiple choice questions (with answers) about" + " " + subject with "_" -> " " + ".\\n\\n"
-  (so two spaces after "about", as the original), then k dev examples, each
-  question + "\\nA. " + a + "\\nB. " + b + "\\nC. " + c + "\\nD. " + d + "\\nAnswer:" + " " + answer + "\\n\\n",
+  "The following are multiple choice questions (with answers) about {}.\\n\\n" with format_subject(SUBJECT), which
+  puts a space before each "_"-separated word (so two spaces after "about", as the original), then k dev examples,
+  each question + "\\nA. " + a + "\\nB. " + b + "\\nC. " + c + "\\nD. " + d + "\\nAnswer:" + " " + answer + "\\n\\n",
   then the test question the same way up to "\\nAnswer:". CSV fields are taken as they are (no type conversion).
   k = ntrain, lowered while the prompt's tokens exceed max_input_len.
 The continuation (cloze) prompt, lm-eval's mmlu_continuation format:
@@ -56,9 +56,12 @@ def format_example(row, include_answer):
     return s
 
 
+def format_subject(subject):
+    return "".join(" " + part for part in subject.split("_"))
+
+
 def build_prompt(subject, dev, row, k):
-    s = "The following are multiple choice questions (with answers) about" + " " + " ".join(subject.split("_"))
-    s += ".\n\n"
+    s = "The following are multiple choice questions (with answers) about {}.\n\n".format(format_subject(subject))
     for i in range(k):
         s += format_example(dev[i], True)
     return s + format_example(row, False)
