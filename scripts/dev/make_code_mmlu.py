@@ -2,9 +2,11 @@
 """Writes tests/data/eval/code_mmlu: a small MMLU-layout set (Hendrycks: dev/SUBJECT_dev.csv, test/SUBJECT_test.csv,
 no header, columns question,A,B,C,D,answer) built from real Python source, the stdlib of Debian's python3.11.
 
-Each question is a code fragment (the lines before a chosen line of a stdlib file) and four candidate next lines:
-the real one and three other lines of the same file, taken from far away. A code model that reads the fragment
-can tell the real line apart, so it scores far above chance (25%).
+Each question is a code fragment (the 6 lines before a chosen line of a stdlib file) and four candidate next
+lines: the real one and three other lines of the same file, taken from far away. A code model that reads the
+fragment tells the real line apart when it scores each candidate as the fragment's next line (kiln eval mmlu
+--method continuation --continuation-format plain): tiny-code scores far above chance (25%) so. Answering with a
+letter (the standard prompt) asks more of a model than tiny-code has: it scores about chance that way.
 
 Usage: python3 scripts/dev/make_code_mmlu.py [OUT_DIR] [--stdlib /usr/lib/python3.11]
 Deterministic (seeded); rerun it to check the committed files.
@@ -82,8 +84,7 @@ def questions_from_file(path, rng, want):
         options = [real] + distractors
         rng.shuffle(options)
         answer = LETTERS[options.index(real)]
-        question = "Which line comes next in this Python code?\n" + fragment
-        out.append([question] + options + [answer])
+        out.append([fragment] + options + [answer])
     return out
 
 

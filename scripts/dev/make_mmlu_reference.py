@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """MMLU references for tests/data/eval/code_mmlu with tiny-code in transformers (float32, CPU), for the agreement
-test of `kiln eval mmlu --method loglikelihood|continuation` (tests/eval/mmlu_agreement_test.cpp).
+test of `kiln eval mmlu`, methods loglikelihood and continuation (tests/eval/mmlu_agreement_test.cpp).
 
     make_mmlu_reference.py OUT_DIR [--model tests/data/models/tiny-code] [--data-dir tests/data/eval/code_mmlu]
                            [--ntrain 5] [--max-input-len 2048]
 
-Writes OUT_DIR/mmlu_reference.json: per subject (sorted), per test question, for --method loglikelihood the
-log-likelihood of each of " A", " B", " C", " D" after the prompt and the argmax choice (first of equals), for
---method continuation the log-likelihood of each choice's text after the cloze prompt, its UTF-8 byte count and
-the choice (argmax of log-likelihood per byte, first of equals), with the answer, k (examples used) and the
-prompts' token counts; and per subject / overall accuracy of both methods.
+Writes OUT_DIR/mmlu_reference.json: per subject (sorted), per test question, its answer and for each method
+  loglikelihood: the log-likelihood of each of " A", " B", " C", " D" after the letter prompt, and the choice (the
+      largest, first of equals);
+  continuation_qa, continuation_plain: the log-likelihood of each cloze candidate after the cloze prompt of that
+      format, its UTF-8 byte count, the choice (largest log-likelihood per byte, first of equals) and choice_sum
+      (largest sum);
+  each with k (examples used) and the prompt's token count; and per subject / overall accuracy of each method.
 
 The prompt is kiln's (src/eval/mmlu.cpp), Hendrycks' and TensorRT-LLM's mmlu.py format, built here independently:
   "The following are multiple choice questions (with answers) about {}.\\n\\n" with format_subject(SUBJECT), which
@@ -17,11 +19,14 @@ The prompt is kiln's (src/eval/mmlu.cpp), Hendrycks' and TensorRT-LLM's mmlu.py 
   each question + "\\nA. " + a + "\\nB. " + b + "\\nC. " + c + "\\nD. " + d + "\\nAnswer:" + " " + answer + "\\n\\n",
   then the test question the same way up to "\\nAnswer:". CSV fields are taken as they are (no type conversion).
   k = ntrain, lowered while the prompt's tokens exceed max_input_len.
-The continuation (cloze) prompt, lm-eval's mmlu_continuation format:
-  "The following are questions (with answers) about " + subject with "_" -> " " + ".\\n\\n", then k dev examples,
-  each "Question: " + question + "\\nAnswer: " + the answer's text + "\\n\\n", then "Question: " + question +
-  "\\nAnswer:"; the continuations are " " + each choice's text. k is lowered while the prompt's tokens plus the
-  longest continuation's (encoded alone, no special tokens) exceed max_input_len.
+The cloze prompts (kiln eval mmlu --method continuation --continuation-format qa|plain):
+  qa, lm-eval's mmlu_continuation format: "The following are questions (with answers) about " + subject with
+  "_" -> " " + ".\\n\\n", then k dev examples "Question: " + question + "\\nAnswer:" + " " + the answer's text +
+  "\\n\\n", then "Question: " + question + "\\nAnswer:"; the candidates are " " + each choice's text;
+  plain: no header; k dev examples question + "\\n" + the answer's text + "\\n\\n", then the question; the candidates
+  are "\\n" + each choice's text.
+  k is lowered while the prompt's tokens plus the longest candidate's (encoded alone, no special tokens) exceed
+  max_input_len.
 Log-likelihood of a continuation C (" A" for letter A), as lm-eval: ctx = encode(prompt), whole =
 encode(prompt + C) (the tokenizer adds <|bos|> as its post-processor says); C's tokens are whole[len(ctx):] (ctx
 must be a proper prefix); its log-likelihood is the sum over them of log_softmax(logits of the position before
@@ -67,18 +72,23 @@ def build_prompt(subject, dev, row, k):
     return s + format_example(row, False)
 
 
-def format_cloze(row, include_answer):
-    s = "Question: " + row[0] + "\nAnswer:"
+def format_cloze(row, include_answer, fmt):
+    s = "Question: " + row[0] + "\nAnswer:" if fmt == "qa" else row[0]
     if include_answer:
-        s += " " + row[1 + LETTERS.index(row[5])] + "\n\n"
+        s += cloze_candidate(row, LETTERS.index(row[5]), fmt) + "\n\n"
     return s
 
 
-def build_cloze_prompt(subject, dev, row, k):
-    s = "The following are questions (with answers) about " + " ".join(subject.split("_")) + ".\n\n"
+def cloze_candidate(row, j, fmt):
+    return (" " if fmt == "qa" else "\n") + row[1 + j]
+
+
+def build_cloze_prompt(subject, dev, row, k, fmt):
+    s = "The following are questions (with answers) about " + " ".join(subject.split("_")) + ".\n\n" \
+        if fmt == "qa" else ""
     for i in range(k):
-        s += format_cloze(dev[i], True)
-    return s + format_cloze(row, False)
+        s += format_cloze(dev[i], True, fmt)
+    return s + format_cloze(row, False, fmt)
 
 
 def loglikelihoods(tok, model, prompt, continuations):
@@ -116,7 +126,8 @@ def main():
     out = {"source": f"transformers {transformers.__version__}, torch {torch.__version__}, float32 cpu",
            "model": os.path.relpath(args.model, ROOT), "data_dir": os.path.relpath(args.data_dir, ROOT),
            "ntrain": args.ntrain, "max_input_len": args.max_input_len, "subjects": {}}
-    total = correct = correct_c = 0
+    methods = ["loglikelihood", "continuation_qa", "continuation_plain"]
+    total, correct = 0, {m: 0 for m in methods}
     for subject in subjects:
         dev = read_csv(os.path.join(args.data_dir, "dev", f"{subject}_dev.csv"))
         test = read_csv(os.path.join(args.data_dir, "test", f"{subject}_test.csv"))
@@ -128,36 +139,36 @@ def main():
                 k -= 1
                 prompt = build_prompt(subject, dev, row, k)
             lls, ctx_len = loglikelihoods(tok, model, prompt, [" " + letter for letter in LETTERS])
-            conts = [" " + row[1 + j] for j in range(4)]
-            kc = min(args.ntrain, len(dev))
-            longest = max(len(tok.encode(c, add_special_tokens=False).ids) for c in conts)
-            cloze = build_cloze_prompt(subject, dev, row, kc)
-            while kc > 0 and len(tok.encode(cloze).ids) + longest > args.max_input_len:
-                kc -= 1
-                cloze = build_cloze_prompt(subject, dev, row, kc)
-            clls, cloze_len = loglikelihoods(tok, model, cloze, conts)
-            nbytes = [len(c.encode("utf-8")) for c in conts]
-            rows.append({"loglikelihoods": lls, "choice": argmax_first(lls), "answer": row[5], "k": k,
-                         "prompt_tokens": ctx_len,
-                         "continuation": {"loglikelihoods": clls, "bytes": nbytes, "k": kc,
-                                          "prompt_tokens": cloze_len,
-                                          "choice": argmax_first([l / b for l, b in zip(clls, nbytes)]),
-                                          "choice_sum": argmax_first(clls)}})
+            q = {"answer": row[5], "loglikelihood": {"loglikelihoods": lls, "choice": argmax_first(lls), "k": k,
+                                                     "prompt_tokens": ctx_len}}
+            for fmt in ("qa", "plain"):
+                conts = [cloze_candidate(row, j, fmt) for j in range(4)]
+                kc = min(args.ntrain, len(dev))
+                longest = max(len(tok.encode(c, add_special_tokens=False).ids) for c in conts)
+                cloze = build_cloze_prompt(subject, dev, row, kc, fmt)
+                while kc > 0 and len(tok.encode(cloze).ids) + longest > args.max_input_len:
+                    kc -= 1
+                    cloze = build_cloze_prompt(subject, dev, row, kc, fmt)
+                clls, cloze_len = loglikelihoods(tok, model, cloze, conts)
+                nbytes = [len(c.encode("utf-8")) for c in conts]
+                q["continuation_" + fmt] = {"loglikelihoods": clls, "bytes": nbytes, "k": kc,
+                                            "prompt_tokens": cloze_len,
+                                            "choice": argmax_first([l / b for l, b in zip(clls, nbytes)]),
+                                            "choice_sum": argmax_first(clls)}
+            rows.append(q)
             total += 1
-            correct += rows[-1]["choice"] == row[5]
-            correct_c += rows[-1]["continuation"]["choice"] == row[5]
-        acc = sum(r["choice"] == r["answer"] for r in rows) / len(rows)
-        acc_c = sum(r["continuation"]["choice"] == r["answer"] for r in rows) / len(rows)
-        out["subjects"][subject] = {"accuracy": acc, "accuracy_continuation": acc_c, "questions": rows}
-        print(f"{subject}: loglikelihood {acc:.3f}, continuation {acc_c:.3f} ({len(rows)} questions)", flush=True)
-    out["accuracy"] = correct / total
-    out["accuracy_continuation"] = correct_c / total
+            for m in methods:
+                correct[m] += q[m]["choice"] == row[5]
+        acc = {m: sum(r[m]["choice"] == r["answer"] for r in rows) / len(rows) for m in methods}
+        out["subjects"][subject] = {"accuracy": acc, "questions": rows}
+        print(f"{subject}: " + ", ".join(f"{m} {a:.3f}" for m, a in acc.items()) + f" ({len(rows)} questions)",
+              flush=True)
+    out["accuracy"] = {m: c / total for m, c in correct.items()}
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "mmlu_reference.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1)
-    print(f"wrote {path}: {total} questions, accuracy {out['accuracy']:.4f} (loglikelihood), "
-          f"{out['accuracy_continuation']:.4f} (continuation)")
+    print(f"wrote {path}: {total} questions, accuracy " + ", ".join(f"{m} {a:.4f}" for m, a in out["accuracy"].items()))
 
 
 if __name__ == "__main__":
