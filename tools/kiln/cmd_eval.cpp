@@ -235,6 +235,7 @@ struct CompareArgs {
 };
 
 void compare(const CompareArgs& a) {
+  if (a.reports.size() < 2) fail("kiln eval compare: give at least two reports (the first is the baseline)");
   eval::CompareOptions o;
   if (!(a.tolerance >= 0)) fail("--tolerance {}: must not be negative", a.tolerance);
   o.tolerance = a.tolerance;
