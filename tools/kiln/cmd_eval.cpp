@@ -163,6 +163,9 @@ void mmlu(const MmluArgs& a) {
   eval::MmluRunOptions o;
   o.method = eval::mmlu_method_from_name(a.method);
   o.format = eval::cloze_format_from_name(a.format);
+  if (o.method == eval::MmluMethod::Continuation && a.runtime.enable_prefix_reuse)
+    fail("--enable-prefix-reuse: not with --method continuation (its requests need the logits of every prompt "
+         "position, and reused blocks are not computed)");
   if (a.ntrain < 0) fail("--ntrain {}: must not be negative", a.ntrain);
   if (a.max_input_len < 0) fail("--max-input-len {}: must be positive (0: the engine's)", a.max_input_len);
   o.ntrain = a.ntrain;
