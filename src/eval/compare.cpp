@@ -1,9 +1,9 @@
 #include "eval/compare.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/ranges.h>
 
 #include "core/error.h"
 
@@ -32,7 +32,8 @@ std::string CompareResult::table(const std::vector<std::string>& names) const {
   size_t w = 6;
   for (const auto& r : rows) w = std::max(w, r.figure.size());
   std::string s = fmt::format("{:<{}}", "figure", w);
-  for (size_t i = 0; i < names.size(); ++i) s += fmt::format("  {:>22}", names[i].size() > 22 ? names[i].substr(names[i].size() - 22) : names[i]);
+  for (size_t i = 0; i < names.size(); ++i)
+    s += fmt::format("  {:>22}", names[i].size() > 22 ? names[i].substr(names[i].size() - 22) : names[i]);
   s += "  tolerance  result\n";
   for (const auto& r : rows) {
     s += fmt::format("{:<{}}", r.figure, w);
@@ -70,8 +71,7 @@ CompareResult compare_reports(const std::vector<nlohmann::json>& reports, const 
     row.tolerance = o.per_figure.count(f) ? o.per_figure.at(f) : o.tolerance;
     for (size_t i = 0; i < reports.size(); ++i) {
       const auto& figs = member(reports[i], "figures", names[i]);
-      if (!figs.is_object() || !figs.contains(f) || !figs[f].is_number())
-        fail("{}: no figure \"{}\"", names[i], f);
+      if (!figs.is_object() || !figs.contains(f) || !figs[f].is_number()) fail("{}: no figure \"{}\"", names[i], f);
       row.values.push_back(figs[f].get<double>());
       if (i > 0 && row.values[0] - row.values[i] > row.tolerance) row.pass = false;
     }

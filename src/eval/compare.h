@@ -11,9 +11,9 @@
 namespace kiln::eval {
 
 struct CompareOptions {
-  double tolerance = 1.0;                  // default tolerance, in points
+  double tolerance = 1.0;                    // default tolerance, in points
   std::map<std::string, double> per_figure;  // NAME -> tolerance
-  std::vector<std::string> figures;        // compare only these (default: every figure of the baseline)
+  std::vector<std::string> figures;          // compare only these (default: every figure of the baseline)
 };
 
 struct CompareRow {

@@ -41,8 +41,8 @@ std::vector<CsvRecord> parse_csv(std::string_view text, const std::string& name)
                line);
       } else {
         while (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
-          if (text[i] == '"') fail("{}:{}: a quote inside an unquoted field (quote the field, double its quotes)", name,
-                                   line);
+          if (text[i] == '"')
+            fail("{}:{}: a quote inside an unquoted field (quote the field, double its quotes)", name, line);
           field += text[i++];
         }
       }

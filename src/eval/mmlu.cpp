@@ -21,25 +21,23 @@ const std::map<std::string, std::string>& builtin_categories() {
     std::map<std::string, std::string> c;
     for (const char* s :
          {"abstract_algebra", "astronomy", "college_biology", "college_chemistry", "college_computer_science",
-          "college_mathematics", "college_physics", "computer_security", "conceptual_physics",
-          "electrical_engineering", "elementary_mathematics", "high_school_biology", "high_school_chemistry",
-          "high_school_computer_science", "high_school_mathematics", "high_school_physics",
-          "high_school_statistics", "machine_learning"})
+          "college_mathematics", "college_physics", "computer_security", "conceptual_physics", "electrical_engineering",
+          "elementary_mathematics", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
+          "high_school_mathematics", "high_school_physics", "high_school_statistics", "machine_learning"})
       c[s] = "STEM";
     for (const char* s :
          {"formal_logic", "high_school_european_history", "high_school_us_history", "high_school_world_history",
-          "international_law", "jurisprudence", "logical_fallacies", "moral_disputes", "moral_scenarios",
-          "philosophy", "prehistory", "professional_law", "world_religions"})
+          "international_law", "jurisprudence", "logical_fallacies", "moral_disputes", "moral_scenarios", "philosophy",
+          "prehistory", "professional_law", "world_religions"})
       c[s] = "humanities";
     for (const char* s :
-         {"econometrics", "high_school_geography", "high_school_government_and_politics",
-          "high_school_macroeconomics", "high_school_microeconomics", "high_school_psychology", "human_sexuality",
-          "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy"})
+         {"econometrics", "high_school_geography", "high_school_government_and_politics", "high_school_macroeconomics",
+          "high_school_microeconomics", "high_school_psychology", "human_sexuality", "professional_psychology",
+          "public_relations", "security_studies", "sociology", "us_foreign_policy"})
       c[s] = "social sciences";
-    for (const char* s :
-         {"anatomy", "business_ethics", "clinical_knowledge", "college_medicine", "global_facts", "human_aging",
-          "management", "marketing", "medical_genetics", "miscellaneous", "nutrition", "professional_accounting",
-          "professional_medicine", "virology"})
+    for (const char* s : {"anatomy", "business_ethics", "clinical_knowledge", "college_medicine", "global_facts",
+                          "human_aging", "management", "marketing", "medical_genetics", "miscellaneous", "nutrition",
+                          "professional_accounting", "professional_medicine", "virology"})
       c[s] = "other";
     return c;
   }();

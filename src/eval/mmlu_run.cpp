@@ -15,7 +15,7 @@ constexpr int kGenerateTokens = 2;
 // One scoring job: a prompt and its continuations' token ids.
 struct Job {
   size_t subject = 0, question = 0;
-  std::vector<int32_t> ctx;                     // the prompt's ids
+  std::vector<int32_t> ctx;                   // the prompt's ids
   std::array<std::vector<int32_t>, 4> conts;  // each continuation's ids after ctx (empty for generate)
   std::array<size_t, 4> bytes{};              // continuation: UTF-8 bytes of each continuation
   int k = 0;
@@ -58,9 +58,10 @@ Job make_job(const Tokenizer& tok, const MmluSubject& s, size_t qi, const MmluRu
   for (size_t j = 0; j < 4; ++j) {
     std::vector<int32_t> whole = tok.encode(prompt + conts[j]);
     if (whole.size() <= job.ctx.size() || !std::equal(job.ctx.begin(), job.ctx.end(), whole.begin()))
-      fail("test/{}_test.csv:{}: the prompt's tokens are not a prefix of the tokens of prompt + '{}' (the tokenizer "
-           "merges across the boundary)",
-           s.name, q.line, conts[j].substr(0, 20));
+      fail(
+          "test/{}_test.csv:{}: the prompt's tokens are not a prefix of the tokens of prompt + '{}' (the tokenizer "
+          "merges across the boundary)",
+          s.name, q.line, conts[j].substr(0, 20));
     job.conts[j].assign(whole.begin() + ptrdiff_t(job.ctx.size()), whole.end());
     job.bytes[j] = conts[j].size();
   }
@@ -158,9 +159,10 @@ std::vector<std::vector<MmluAnswer>> run_mmlu(Executor& ex, const Tokenizer& tok
     const auto& cont = j.conts[r % per];
     const size_t rows = j.ctx.size() + cont.size() - 1;
     if (resp.context_logits.size() != rows * V)
-      fail("{}: {} context-logits rows came back for a {}-token prompt (--enable-prefix-reuse skips the rows of "
-           "reused blocks; leave it off for this method)",
-           describe(r), resp.context_logits.size() / V, rows);
+      fail(
+          "{}: {} context-logits rows came back for a {}-token prompt (--enable-prefix-reuse skips the rows of "
+          "reused blocks; leave it off for this method)",
+          describe(r), resp.context_logits.size() / V, rows);
     double ll = 0;
     for (size_t t = 0; t < cont.size(); ++t)
       ll += log_softmax_at(resp.context_logits.data() + (j.ctx.size() - 1 + t) * V, V, cont[t]);

@@ -107,8 +107,7 @@ std::string step1b(std::string_view w) {
 }
 
 std::string step1c(std::string_view w) {
-  if (ends_with(w, "y") && w.size() >= 3 && is_consonant(w, w.size() - 2))
-    return std::string(strip(w, "y")) + "i";
+  if (ends_with(w, "y") && w.size() >= 3 && is_consonant(w, w.size() - 2)) return std::string(strip(w, "y")) + "i";
   return std::string(w);
 }
 
@@ -144,11 +143,11 @@ std::string step3(std::string_view w) {
 std::string step4(std::string_view w) {
   const Cond ion = [](std::string_view s) { return m_above_one(s) && (s.back() == 's' || s.back() == 't'); };
   static const std::array<Rule, 19> rules{{
-      {"al", "", m_above_one},   {"ance", "", m_above_one}, {"ence", "", m_above_one}, {"er", "", m_above_one},
-      {"ic", "", m_above_one},   {"able", "", m_above_one}, {"ible", "", m_above_one}, {"ant", "", m_above_one},
-      {"ement", "", m_above_one}, {"ment", "", m_above_one}, {"ent", "", m_above_one}, {"ion", "", ion},
-      {"ou", "", m_above_one},   {"ism", "", m_above_one},  {"ate", "", m_above_one},  {"iti", "", m_above_one},
-      {"ous", "", m_above_one},  {"ive", "", m_above_one},  {"ize", "", m_above_one},
+      {"al", "", m_above_one},    {"ance", "", m_above_one}, {"ence", "", m_above_one}, {"er", "", m_above_one},
+      {"ic", "", m_above_one},    {"able", "", m_above_one}, {"ible", "", m_above_one}, {"ant", "", m_above_one},
+      {"ement", "", m_above_one}, {"ment", "", m_above_one}, {"ent", "", m_above_one},  {"ion", "", ion},
+      {"ou", "", m_above_one},    {"ism", "", m_above_one},  {"ate", "", m_above_one},  {"iti", "", m_above_one},
+      {"ous", "", m_above_one},   {"ive", "", m_above_one},  {"ize", "", m_above_one},
   }};
   return apply_rules(w, rules);
 }
@@ -169,10 +168,22 @@ std::string step5b(std::string_view w) {
 // NLTK's irregular forms.
 std::string_view irregular(std::string_view w) {
   static const std::array<std::pair<std::string_view, std::string_view>, 16> pool{{
-      {"skies", "sky"},       {"sky", "sky"},         {"dying", "die"},       {"lying", "lie"},
-      {"tying", "tie"},       {"news", "news"},       {"innings", "inning"},  {"inning", "inning"},
-      {"outings", "outing"},  {"outing", "outing"},   {"cannings", "canning"}, {"canning", "canning"},
-      {"howe", "howe"},       {"proceed", "proceed"}, {"exceed", "exceed"},   {"succeed", "succeed"},
+      {"skies", "sky"},
+      {"sky", "sky"},
+      {"dying", "die"},
+      {"lying", "lie"},
+      {"tying", "tie"},
+      {"news", "news"},
+      {"innings", "inning"},
+      {"inning", "inning"},
+      {"outings", "outing"},
+      {"outing", "outing"},
+      {"cannings", "canning"},
+      {"canning", "canning"},
+      {"howe", "howe"},
+      {"proceed", "proceed"},
+      {"exceed", "exceed"},
+      {"succeed", "succeed"},
   }};
   for (const auto& [form, stem] : pool)
     if (w == form) return stem;

@@ -140,11 +140,16 @@ std::vector<std::string> rouge_tokenize(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
     const char32_t cp = next_code_point(text, i);
     char c = 0;
-    if (cp >= 'a' && cp <= 'z') c = char(cp);
-    else if (cp >= 'A' && cp <= 'Z') c = char(cp - 'A' + 'a');
-    else if (cp >= '0' && cp <= '9') c = char(cp);
-    else if (cp == kCapitalIDot) c = 'i';  // then U+0307, a separator
-    else if (cp == kKelvin) c = 'k';
+    if (cp >= 'a' && cp <= 'z')
+      c = char(cp);
+    else if (cp >= 'A' && cp <= 'Z')
+      c = char(cp - 'A' + 'a');
+    else if (cp >= '0' && cp <= '9')
+      c = char(cp);
+    else if (cp == kCapitalIDot)
+      c = 'i';  // then U+0307, a separator
+    else if (cp == kKelvin)
+      c = 'k';
     if (c) {
       cur += c;
       if (cp == kCapitalIDot) flush();

@@ -1,8 +1,9 @@
 // kiln eval compare's rule: a figure fails when a report falls more than its tolerance below the baseline.
+#include "eval/compare.h"
+
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
-#include "eval/compare.h"
 
 namespace kiln::eval {
 namespace {
@@ -37,17 +38,25 @@ TEST(Compare, RefusesReportsThatCannotBeCompared) {
   CompareOptions o;
   EXPECT_EQ(error_of([&] { compare_reports({report(1, 1)}, {"a"}, o); }),
             "kiln eval compare: give at least two reports (the first is the baseline)");
-  EXPECT_EQ(error_of([&] { compare_reports({report(1, 1), report(1, 1, "def")}, {"a", "b"}, o); }),
+  EXPECT_EQ(error_of([&] {
+              compare_reports({report(1, 1), report(1, 1, "def")}, {"a", "b"}, o);
+            }),
             "a and b were made on different datasets (sha256 abc and def)");
-  EXPECT_EQ(error_of([&] { compare_reports({report(1, 1), report(1, 1, "abc", "mmlu")}, {"a", "b"}, o); }),
+  EXPECT_EQ(error_of([&] {
+              compare_reports({report(1, 1), report(1, 1, "abc", "mmlu")}, {"a", "b"}, o);
+            }),
             "a is a kiln eval \"summarize\" report, b a kiln eval \"mmlu\" report");
-  EXPECT_EQ(error_of([&] { compare_reports({report(1, 1), json{{"x", 1}}}, {"a", "b"}, o); }),
+  EXPECT_EQ(error_of([&] {
+              compare_reports({report(1, 1), json{{"x", 1}}}, {"a", "b"}, o);
+            }),
             "b: not a kiln eval report (no \"eval\")");
   json partial = report(1, 1);
   partial["figures"].erase("rougeL");
   EXPECT_EQ(error_of([&] { compare_reports({report(1, 1), partial}, {"a", "b"}, o); }), "b: no figure \"rougeL\"");
   o.per_figure["rouge9"] = 1;
-  EXPECT_EQ(error_of([&] { compare_reports({report(1, 1), report(1, 1)}, {"a", "b"}, o); }),
+  EXPECT_EQ(error_of([&] {
+              compare_reports({report(1, 1), report(1, 1)}, {"a", "b"}, o);
+            }),
             "--tolerance-for rouge9: no such figure is compared (figures: rouge1, rougeL)");
 }
 

@@ -1,9 +1,10 @@
 // The strict CSV reader: what Python's csv module writes reads back field for field; malformed lines are errors
 // naming the file and line.
+#include "eval/csv.h"
+
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
-#include "eval/csv.h"
 
 namespace kiln::eval {
 namespace {

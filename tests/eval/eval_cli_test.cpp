@@ -33,8 +33,7 @@ struct Fixture {
         {"with open(name) as f:\n    data = f.read()\n", "read the whole file into data"},
         {"try:\n    import json\nexcept ImportError:\n", "import json when it is there"},
     };
-    for (auto& r : records)
-      f << nlohmann::json{{"code", r[0]}, {"summary", r[1]}}.dump() << "\n";
+    for (auto& r : records) f << nlohmann::json{{"code", r[0]}, {"summary", r[1]}}.dump() << "\n";
   }
 };
 
@@ -73,8 +72,8 @@ TEST(EvalCli, SummarizeReportsRougeOfItsPredictionsAndTheDataset) {
   std::ofstream req(t / "req.jsonl");
   std::ifstream f2(fx().dataset);
   while (std::getline(f2, line))
-    req << nlohmann::json{{"prompt", parse_json(line)["code"].get<std::string>() + " TL;DR: "},
-                          {"max_new_tokens", 16}}.dump()
+    req << nlohmann::json{{"prompt", parse_json(line)["code"].get<std::string>() + " TL;DR: "}, {"max_new_tokens", 16}}
+               .dump()
         << "\n";
   req.close();
   auto run = run_kiln("run --engine " + fx().engine + " --input-file " + (t / "req.jsonl") + " --output-file " +
@@ -172,7 +171,8 @@ TEST(EvalCli, MmluGenerateAndCompareReports) {
   EXPECT_EQ(c.exit_code, 0) << c.out;
   EXPECT_NE(c.out.find("pass: every figure within its tolerance"), std::string::npos) << c.out;
   if (acc_g != acc_l) {
-    const std::string lower = acc_l < acc_g ? t / "l.json" : t / "g.json", higher = acc_l < acc_g ? t / "g.json" : t / "l.json";
+    const std::string lower = acc_l < acc_g ? t / "l.json" : t / "g.json",
+                      higher = acc_l < acc_g ? t / "g.json" : t / "l.json";
     c = run_kiln("eval compare " + higher + " " + lower + " --tolerance 0");
     EXPECT_EQ(c.exit_code, 1) << c.out;
     EXPECT_NE(c.out.find("FAIL"), std::string::npos) << c.out;

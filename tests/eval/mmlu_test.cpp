@@ -1,12 +1,13 @@
 // MMLU data: the Hendrycks layout, the prompts (written out by hand here from Hendrycks' and lm-eval's formats),
 // accuracy tallies, and one clear error per bad input.
+#include "eval/mmlu.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "common/test_util.h"
-#include "eval/mmlu.h"
 
 namespace kiln::eval {
 namespace {
@@ -96,8 +97,9 @@ TEST(MmluBadInput, OneClearErrorEach) {
             "--data-dir " + dir + "/nowhere: no test/ directory (expected test/SUBJECT_test.csv)");
 
   write(dir + "/test/high_school_physics_test.csv", "Q1?,a,b,c,d,A\nQ2?,e,f,g,C\n");  // missing a field
-  EXPECT_EQ(error_of([&] { load_mmlu(dir, {}); }),
-            dir + "/test/high_school_physics_test.csv:2: 5 fields; an MMLU record has 6 (question, A, B, C, D, answer)");
+  EXPECT_EQ(
+      error_of([&] { load_mmlu(dir, {}); }),
+      dir + "/test/high_school_physics_test.csv:2: 5 fields; an MMLU record has 6 (question, A, B, C, D, answer)");
   write(dir + "/test/high_school_physics_test.csv", "Q1?,a,b,c,d,E\n");
   EXPECT_EQ(error_of([&] { load_mmlu(dir, {}); }),
             dir + "/test/high_school_physics_test.csv:1: answer 'E' is not one of A, B, C, D");

@@ -1,7 +1,7 @@
 // ROUGE: cases worked out by hand from the definitions (rouge.h).
-#include <gtest/gtest.h>
-
 #include "eval/rouge.h"
+
+#include <gtest/gtest.h>
 
 namespace kiln::eval {
 namespace {

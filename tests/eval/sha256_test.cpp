@@ -1,12 +1,13 @@
 // SHA-256 against FIPS 180-4's example digests and coreutils' sha256sum at every length around the block and
 // padding boundaries.
+#include "eval/sha256.h"
+
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cstdio>
 
 #include "common/test_util.h"
-#include "eval/sha256.h"
 
 namespace kiln::eval {
 namespace {

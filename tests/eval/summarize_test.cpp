@@ -1,10 +1,11 @@
 // kiln eval summarize's inputs: the JSONL dataset and saved predictions, one clear error per bad input.
+#include "eval/summarize.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 
 #include "common/test_util.h"
-#include "eval/summarize.h"
 
 namespace kiln::eval {
 namespace {
@@ -38,7 +39,8 @@ TEST(SummarizeData, ReadsFieldsAndMaxSamples) {
 
 TEST(SummarizeBadInput, OneClearErrorEach) {
   test::TempDir d;
-  const std::string missing = write(d, "m.jsonl", "{\"article\": \"x\", \"highlights\": \"y\"}\n{\"article\": \"x\"}\n");
+  const std::string missing =
+      write(d, "m.jsonl", "{\"article\": \"x\", \"highlights\": \"y\"}\n{\"article\": \"x\"}\n");
   EXPECT_EQ(error_of([&] { read_summarize_dataset(missing, {}); }),
             missing + ":2: no field \"highlights\" (set the field's name with --reference-field)");
   DatasetFields f;
@@ -46,14 +48,18 @@ TEST(SummarizeBadInput, OneClearErrorEach) {
   EXPECT_EQ(error_of([&] { read_summarize_dataset(missing, f); }),
             missing + ":1: no field \"document\" (set the field's name with --input-field)");
   const std::string not_string = write(d, "n.jsonl", "{\"article\": 5, \"highlights\": \"y\"}\n");
-  EXPECT_EQ(error_of([&] { read_summarize_dataset(not_string, {}); }), not_string + ":1: field \"article\" is not a string");
+  EXPECT_EQ(error_of([&] { read_summarize_dataset(not_string, {}); }),
+            not_string + ":1: field \"article\" is not a string");
   const std::string empty = write(d, "e.jsonl", "\n  \n");
-  EXPECT_EQ(error_of([&] { read_summarize_dataset(empty, {}); }), "--dataset " + empty + ": no records (an empty dataset)");
+  EXPECT_EQ(error_of([&] { read_summarize_dataset(empty, {}); }),
+            "--dataset " + empty + ": no records (an empty dataset)");
   const std::string bad_json = write(d, "b.jsonl", "{\"article\": \"x\", \"highlights\": \"y\"}\n{\"article\": \n");
   EXPECT_EQ(error_of([&] { read_summarize_dataset(bad_json, {}); }).rfind(bad_json + ":2: malformed JSON: ", 0), 0u);
   const std::string not_object = write(d, "o.jsonl", "[1, 2]\n");
-  EXPECT_EQ(error_of([&] { read_summarize_dataset(not_object, {}); }), not_object + ":1: expected a JSON object per line");
-  EXPECT_EQ(error_of([&] { read_summarize_dataset(d / "none.jsonl", {}); }).rfind(d / "none.jsonl: cannot open", 0), 0u);
+  EXPECT_EQ(error_of([&] { read_summarize_dataset(not_object, {}); }),
+            not_object + ":1: expected a JSON object per line");
+  EXPECT_EQ(error_of([&] { read_summarize_dataset(d / "none.jsonl", {}); }).rfind(d / "none.jsonl: cannot open", 0),
+            0u);
 }
 
 TEST(SummarizePredictions, PredictionOrTextFieldAndCount) {

@@ -67,7 +67,9 @@ LoadedEngine load_engine(const std::string& dir, const RuntimeFlags& rt, int thr
   return e;
 }
 
-bool is_engine_dir(const std::string& path) { return fs::is_directory(path) && fs::exists(fs::path(path) / "engine.json"); }
+bool is_engine_dir(const std::string& path) {
+  return fs::is_directory(path) && fs::exists(fs::path(path) / "engine.json");
+}
 
 // ---- summarize ----
 
@@ -120,7 +122,8 @@ void summarize(const SummarizeArgs& a) {
   std::printf("\n");
   for (int k = 0; k < eval::kNumRougeKeys; ++k) {
     std::printf("  %-10s %12.4f", eval::rouge_key_name(eval::RougeKey(k)), 100 * mine[k].fmeasure);
-    if (other) std::printf(" %12.4f %+10.4f", 100 * (*other)[k].fmeasure, 100 * (mine[k].fmeasure - (*other)[k].fmeasure));
+    if (other)
+      std::printf(" %12.4f %+10.4f", 100 * (*other)[k].fmeasure, 100 * (mine[k].fmeasure - (*other)[k].fmeasure));
     std::printf("\n");
   }
   if (!a.json_out.empty()) {
@@ -164,8 +167,9 @@ void mmlu(const MmluArgs& a) {
   o.method = eval::mmlu_method_from_name(a.method);
   o.format = eval::cloze_format_from_name(a.format);
   if (o.method == eval::MmluMethod::Continuation && a.runtime.enable_prefix_reuse)
-    fail("--enable-prefix-reuse: not with --method continuation (its requests need the logits of every prompt "
-         "position, and reused blocks are not computed)");
+    fail(
+        "--enable-prefix-reuse: not with --method continuation (its requests need the logits of every prompt "
+        "position, and reused blocks are not computed)");
   if (a.ntrain < 0) fail("--ntrain {}: must not be negative", a.ntrain);
   if (a.max_input_len < 0) fail("--max-input-len {}: must be positive (0: the engine's)", a.max_input_len);
   o.ntrain = a.ntrain;
@@ -187,8 +191,10 @@ void mmlu(const MmluArgs& a) {
                   {"choice", ans.choice < 0 ? std::string() : std::string(1, char('A' + ans.choice))},
                   {"k", ans.k},
                   {"prompt_tokens", ans.prompt_tokens}};
-      if (o.method == eval::MmluMethod::Generate) row["output"] = ans.output;
-      else row["loglikelihoods"] = ans.scores;
+      if (o.method == eval::MmluMethod::Generate)
+        row["output"] = ans.output;
+      else
+        row["loglikelihoods"] = ans.scores;
       list.push_back(std::move(row));
     }
     questions[sub.name] = std::move(list);
@@ -213,17 +219,21 @@ void mmlu(const MmluArgs& a) {
   if (!a.json_out.empty()) {
     json subjects = json::array();
     for (const auto& s : data.subjects) subjects.push_back(s.name);
-    write_json_file(a.json_out,
-                    {{"eval", "mmlu"},
-                     {"format_version", kReportFormat},
-                     {"command", command_line()},
-                     {"engine", engine_summary(a.engine_dir)},
-                     {"dataset", {{"path", a.data_dir}, {"sha256", data.sha256}, {"subjects", subjects},
-                                  {"questions", data.num_test()}}},
-                     {"settings", {{"method", a.method}, {"continuation_format", a.format}, {"ntrain", a.ntrain},
-                                   {"max_input_len", a.max_input_len}}},
-                     {"figures", figures},
-                     {"questions", questions}});
+    write_json_file(
+        a.json_out,
+        {{"eval", "mmlu"},
+         {"format_version", kReportFormat},
+         {"command", command_line()},
+         {"engine", engine_summary(a.engine_dir)},
+         {"dataset",
+          {{"path", a.data_dir}, {"sha256", data.sha256}, {"subjects", subjects}, {"questions", data.num_test()}}},
+         {"settings",
+          {{"method", a.method},
+           {"continuation_format", a.format},
+           {"ntrain", a.ntrain},
+           {"max_input_len", a.max_input_len}}},
+         {"figures", figures},
+         {"questions", questions}});
   }
   if (a.accuracy_threshold && 100 * tally.all.accuracy() < *a.accuracy_threshold)
     fail("accuracy {:.2f}% is below --accuracy-threshold {}", 100 * tally.all.accuracy(), *a.accuracy_threshold);
@@ -259,7 +269,8 @@ void compare(const CompareArgs& a) {
   std::printf("%s", res.table(a.reports).c_str());
   size_t failed = 0;
   for (const auto& r : res.rows) failed += !r.pass;
-  if (failed) fail("{} of {} figures fell below {} by more than their tolerance", failed, res.rows.size(), a.reports[0]);
+  if (failed)
+    fail("{} of {} figures fell below {} by more than their tolerance", failed, res.rows.size(), a.reports[0]);
   std::printf("pass: every figure within its tolerance of %s\n", a.reports[0].c_str());
 }
 
