@@ -144,6 +144,7 @@ void summarize(const SummarizeArgs& a) {
     if (other) j["compare_with"] = {{"source", a.compare_with}, {"figures", rouge_figures(*other)}};
     write_json_file(a.json_out, j);
   }
+  std::fflush(stdout);  // the figures before the error line
   if (a.rouge1_threshold && 100 * mine[eval::kRouge1].fmeasure < *a.rouge1_threshold)
     fail("rouge1 {:.4f} is below --rouge1-threshold {}", 100 * mine[eval::kRouge1].fmeasure, *a.rouge1_threshold);
 }
@@ -235,6 +236,7 @@ void mmlu(const MmluArgs& a) {
          {"figures", figures},
          {"questions", questions}});
   }
+  std::fflush(stdout);
   if (a.accuracy_threshold && 100 * tally.all.accuracy() < *a.accuracy_threshold)
     fail("accuracy {:.2f}% is below --accuracy-threshold {}", 100 * tally.all.accuracy(), *a.accuracy_threshold);
 }
@@ -269,6 +271,7 @@ void compare(const CompareArgs& a) {
   std::printf("%s", res.table(a.reports).c_str());
   size_t failed = 0;
   for (const auto& r : res.rows) failed += !r.pass;
+  std::fflush(stdout);
   if (failed)
     fail("{} of {} figures fell below {} by more than their tolerance", failed, res.rows.size(), a.reports[0]);
   std::printf("pass: every figure within its tolerance of %s\n", a.reports[0].c_str());
