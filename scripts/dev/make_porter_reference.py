@@ -3,12 +3,16 @@
 PorterStemmer in its default mode (NLTK_EXTENSIONS: what rouge-score uses).
 
 Words: every distinct [a-z0-9]+ run longer than 3 characters in the lower-cased text of Debian's python3.11
-stdlib modules listed below (docstrings, comments and identifiers: English and code words), and a list of words
-chosen for the rules' edge cases. NLTK from Debian: `apt-get install python3-nltk`, run with /usr/bin/python3.
+stdlib modules listed below (docstrings, comments and identifiers: English and code words) and of the ROUGE pairs
+(tests/data/eval/rouge_pairs.jsonl, lower-cased as rouge-score does), and a list of words chosen for the rules'
+edge cases. scripts/dev/make_rouge_reference.py stems the pairs' tokens with this table on a machine without NLTK.
+NLTK from Debian: `apt-get install python3-nltk`, run with /usr/bin/python3.
 
-Usage: python3 scripts/dev/make_porter_reference.py [OUT.tsv] [--stdlib /usr/lib/python3.11]
+Usage: /usr/bin/python3 scripts/dev/make_porter_reference.py [OUT.tsv] [--stdlib /usr/lib/python3.11]
+                                                              [--pairs tests/data/eval/rouge_pairs.jsonl]
 """
 import argparse
+import json
 import os
 import re
 
@@ -33,12 +37,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out", nargs="?", default="tests/data/eval/porter_reference.tsv")
     ap.add_argument("--stdlib", default="/usr/lib/python3.11")
+    ap.add_argument("--pairs", default="tests/data/eval/rouge_pairs.jsonl")
     args = ap.parse_args()
     words = set(w for w in EDGE if len(w) > 3)
     for rel in FILES:
         with open(os.path.join(args.stdlib, rel), encoding="utf-8") as f:
             text = re.sub(r"[^a-z0-9]+", " ", f.read().lower())
         words.update(w for w in text.split() if len(w) > 3)
+    with open(args.pairs, encoding="utf-8") as f:
+        for line in f:
+            p = json.loads(line)
+            for text in (p["prediction"], p["reference"]):
+                words.update(w for w in re.sub(r"[^a-z0-9]+", " ", text.lower()).split() if len(w) > 3)
     stemmer = PorterStemmer()
     with open(args.out, "w", encoding="utf-8") as f:
         for w in sorted(words):

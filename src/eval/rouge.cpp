@@ -129,12 +129,12 @@ RougeScore rouge_lsum(const std::vector<std::vector<std::string>>& pred,
 
 }  // namespace
 
-std::vector<std::string> rouge_tokenize(std::string_view text) {
+std::vector<std::string> rouge_tokenize(std::string_view text, bool stem) {
   std::vector<std::string> tokens;
   std::string cur;
   auto flush = [&] {
     if (cur.empty()) return;
-    tokens.push_back(cur.size() > 3 ? porter_stem(cur) : cur);
+    tokens.push_back(stem && cur.size() > 3 ? porter_stem(cur) : cur);
     cur.clear();
   };
   for (size_t i = 0; i < text.size();) {
@@ -178,16 +178,16 @@ const char* rouge_key_name(RougeKey k) {
   return names[k];
 }
 
-RougeScores rouge(std::string_view prediction, std::string_view reference) {
-  const auto pred = rouge_tokenize(prediction), ref = rouge_tokenize(reference);
+RougeScores rouge(std::string_view prediction, std::string_view reference, bool stem) {
+  const auto pred = rouge_tokenize(prediction, stem), ref = rouge_tokenize(reference, stem);
   RougeScores s;
   s[kRouge1] = rouge_n(pred, ref, 1);
   s[kRouge2] = rouge_n(pred, ref, 2);
   const auto t = lcs_table(ref, pred);
   s[kRougeL] = from_counts(double(t[ref.size()][pred.size()]), double(pred.size()), double(ref.size()));
   std::vector<std::vector<std::string>> ps, rs;
-  for (std::string_view x : rouge_sentences(prediction)) ps.push_back(rouge_tokenize(x));
-  for (std::string_view x : rouge_sentences(reference)) rs.push_back(rouge_tokenize(x));
+  for (std::string_view x : rouge_sentences(prediction)) ps.push_back(rouge_tokenize(x, stem));
+  for (std::string_view x : rouge_sentences(reference)) rs.push_back(rouge_tokenize(x, stem));
   s[kRougeLsum] = rouge_lsum(ps, rs);
   return s;
 }

@@ -16,7 +16,8 @@
 
 namespace kiln::eval {
 
-std::vector<std::string> rouge_tokenize(std::string_view text);
+// stem = false: no stemming (rouge-score's use_stemmer=False).
+std::vector<std::string> rouge_tokenize(std::string_view text, bool stem = true);
 // The text's sentences for ROUGE-Lsum: split at '\n', empty pieces dropped (a piece of only spaces is kept).
 std::vector<std::string_view> rouge_sentences(std::string_view text);
 
@@ -29,7 +30,7 @@ const char* rouge_key_name(RougeKey k);  // "rouge1", "rouge2", "rougeL", "rouge
 
 using RougeScores = std::array<RougeScore, kNumRougeKeys>;
 
-RougeScores rouge(std::string_view prediction, std::string_view reference);
+RougeScores rouge(std::string_view prediction, std::string_view reference, bool stem = true);
 
 // Mean precision, recall and F over pairs (0 for none).
 struct RougeSummary {
