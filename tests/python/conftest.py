@@ -15,8 +15,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-SOURCE_DIR = Path(os.environ.get("KILN_SOURCE_DIR") or Path(__file__).resolve().parents[2])
-BUILD_DIR = Path(os.environ.get("KILN_BUILD_DIR") or SOURCE_DIR / "build")
+SOURCE_DIR = Path(os.environ.get("KILN_SOURCE_DIR") or Path(__file__).resolve().parents[2]).resolve()
+BUILD_DIR = Path(os.environ.get("KILN_BUILD_DIR") or SOURCE_DIR / "build").resolve()
 KILN = os.environ.get("KILN_BINARY") or str(BUILD_DIR / "bin" / "kiln")
 MODELS = SOURCE_DIR / "tests" / "data" / "models"
 TOKENIZERS = SOURCE_DIR / "third_party" / "tokenizers"
