@@ -61,9 +61,11 @@ class Tokenizer:
         return list(self._tok.stop_ids)
 
     def token_to_id(self, token: str) -> Optional[int]:
+        """The id of a vocabulary or added token (None when there is none)."""
         return self._tok.token_to_id(token)
 
     def id_to_token(self, id: int) -> Optional[str]:
+        """The token string of an id (None outside the vocabulary)."""
         return self._tok.id_to_token(id)
 
     @property

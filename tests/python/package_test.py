@@ -1,0 +1,53 @@
+"""The package's surface: the .pyi stub declares exactly what the native module has, every public name is
+documented, and the build tree's package is the one under test."""
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import kiln
+from kiln import _kiln
+from conftest import BUILD_DIR, SOURCE_DIR
+
+
+def stub_names(tree):
+    top, members = set(), {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            top.add(node.name)
+        if isinstance(node, ast.ClassDef):
+            names = set()
+            for n in node.body:
+                if isinstance(n, ast.FunctionDef):
+                    names.add(n.name)
+                elif isinstance(n, ast.AnnAssign):
+                    names.add(n.target.id)
+            members[node.name] = names - {"__init__"}
+    return top, members
+
+
+def test_stub_matches_the_native_module():
+    tree = ast.parse((SOURCE_DIR / "python" / "kiln" / "_kiln.pyi").read_text())
+    top, members = stub_names(tree)
+    assert top == {n for n in dir(_kiln) if not n.startswith("_")}
+    for cls, names in members.items():
+        if cls == "Error":
+            continue
+        have = {n for n in dir(getattr(_kiln, cls)) if not n.startswith("_")}
+        assert names == have, cls
+
+
+def test_public_api_is_documented():
+    for name in kiln.__all__:
+        obj = getattr(kiln, name)
+        if name == "__version__":
+            assert obj == _kiln.build_info()["version"]
+            continue
+        assert inspect.getdoc(obj), name
+        if inspect.isclass(obj) and obj.__module__.startswith("kiln"):
+            for m, f in vars(obj).items():
+                if not m.startswith("_") and callable(f):
+                    assert inspect.getdoc(f), f"{name}.{m}"
+    assert Path(kiln.__file__).parent == BUILD_DIR / "python" / "kiln"
+    assert (Path(kiln.__file__).parent / "py.typed").exists() and (Path(kiln.__file__).parent / "_kiln.pyi").exists()
