@@ -217,7 +217,8 @@ class GenerationRequest:
                 self.cancel()
                 raise
             with self._lock:
-                yield self._absorb(r)
+                out = self._absorb(r)
+            yield out
 
     def result(self, timeout: Optional[float] = None) -> RequestOutput:
         """Waits for the end of the request (at most ``timeout`` seconds between two responses) and returns the

@@ -1,4 +1,4 @@
-"""SamplingParams: how one request decodes (the fields of ``kiln::Request``, under the names vLLM and TensorRT-LLM use)."""
+"""SamplingParams: how one request decodes (``kiln::Request``'s fields, named as vLLM and TensorRT-LLM name them)."""
 from __future__ import annotations
 
 import math

@@ -21,7 +21,8 @@ def test_sampling_params_are_checked_when_made():
            (dict(seed=-1), "seed = -1"), (dict(min_p=2), "min_p = 2"), (dict(repetition_penalty=0), "repetition"),
            (dict(n=2), "n = 2 without beam search needs sampling"),
            (dict(beam_width=2, temperature=0.5), "beam search .* does not sample"),
-           (dict(beam_width=2, n=3), "n = 3 exceeds beam_width 2"), (dict(early_stopping="sometimes"), "early_stopping"),
+           (dict(beam_width=2, n=3), "n = 3 exceeds beam_width 2"),
+           (dict(early_stopping="sometimes"), "early_stopping"),
            (dict(end_id=-2), "end_id = -2"), (dict(top_k=-2), "top_k = -2")]
     for kwargs, msg in bad:
         with pytest.raises(kiln.InvalidArgumentError, match=msg):

@@ -1,5 +1,5 @@
-"""llm.generate equals `kiln run` for the same requests (greedy, seeded sampling, n, beams, log-probs), and transformers'
-goldens where the fixtures have them."""
+"""llm.generate equals `kiln run` for the same requests (greedy, seeded sampling, n, beams, log-probs), and
+transformers' goldens where the fixtures have them."""
 from __future__ import annotations
 
 import json
@@ -111,6 +111,21 @@ def test_fixture_models_greedy_and_beams(model, tmp_path):
             [o] = llm.generate(c["prompt"], sp)
             assert [x.token_ids for x in o.outputs] == c["sequences"]
             assert [x.score for x in o.outputs] == pytest.approx(c["sequences_scores"], abs=1e-4)
+        # Seeded sampling from token ids, several requests at once, against kiln run --input-file.
+        prompt = read_i32(MODELS / model / "golden.safetensors", "tokens_1")[:golden[1]["prompt_len"]]
+        sampled = [dict(temperature=0.9, seed=21, max_new_tokens=20),
+                   dict(temperature=0.6, top_k=8, top_p=0.9, seed=22, max_new_tokens=16, return_log_probs=True),
+                   dict(temperature=1.1, seed=23, max_new_tokens=12, num_return_sequences=2)]
+        refs = run_jsonl(engine, tmp_path, [{"input_ids": prompt, "ignore_eos": True, **s} for s in sampled])
+        params = [kiln.SamplingParams(ignore_eos=True, max_tokens=s["max_new_tokens"], temperature=s["temperature"],
+                                      top_k=s.get("top_k", 0), top_p=s.get("top_p", 1.0), seed=s["seed"],
+                                      n=s.get("num_return_sequences", 1), logprobs=s.get("return_log_probs", False))
+                  for s in sampled]
+        outs = llm.generate([prompt] * 3, params)
+        assert outs[0].outputs[0].token_ids == refs[0]["output_ids"]
+        assert outs[1].outputs[0].token_ids == refs[1]["output_ids"]
+        assert outs[1].outputs[0].logprobs == pytest.approx(refs[1]["log_probs"], abs=1e-6)
+        assert [c.token_ids for c in outs[2].outputs] == refs[2]["output_ids"]
         c = beams[0]
         ref = run_prompt(engine, tmp_path, "--input-ids", ",".join(map(str, c["prompt"])), "--max-new-tokens",
                          str(c["max_new_tokens"]), "--beam-width", "4", "--num-return-sequences", "4", "--end-id",

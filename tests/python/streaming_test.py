@@ -120,3 +120,17 @@ def test_generate_async_and_await(tiny_llm):
 def test_beam_search_does_not_stream(tiny_llm):
     with pytest.raises(kiln.InvalidArgumentError, match="streaming is not supported with beam search"):
         tiny_llm.generate_stream(PROMPTS[0], kiln.SamplingParams(beam_width=2))
+
+
+def test_result_after_part_of_a_stream(tiny_llm):
+    """Some outputs iterated, then result() inside the loop: the whole output (what was iterated and the rest)."""
+    sp = kiln.SamplingParams(max_tokens=30, temperature=0.8, seed=9)
+    [whole] = tiny_llm.generate(PROMPTS[0], sp)
+    h = tiny_llm.generate_stream(PROMPTS[0], sp)
+    for first in h:
+        got = h.result(timeout=60)
+        break
+    n = len(first.outputs[0].token_ids)
+    assert not first.finished and first.outputs[0].token_ids == whole.outputs[0].token_ids[:n]
+    assert got.outputs[0].token_ids == whole.outputs[0].token_ids and got.outputs[0].text == whole.outputs[0].text
+    assert list(h) == []  # nothing left to iterate
