@@ -55,21 +55,22 @@ def test_cancel_frees_kv_blocks(tiny_engine):
 def test_async_task_cancellation_cancels_the_request(tiny_engine):
     import asyncio
     with kiln.LLM(tiny_engine, num_threads=2) as llm:
-        async def consume():
+        async def consume(started):
             async for _ in llm.generate_stream_async(PROMPT, kiln.SamplingParams(max_tokens=400, ignore_eos=True)):
-                pass
+                started.set()
 
         async def main():
-            t = asyncio.ensure_future(consume())
-            await asyncio.sleep(0.2)
+            started = asyncio.Event()
+            t = asyncio.ensure_future(consume(started))
+            await started.wait()
             t.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await t
 
         asyncio.run(main())
-        s = stats_settle(llm, lambda s: s["running_requests"] == 0 and s["kv_blocks_used"] == 0)
-        assert s["running_requests"] == 0 and s["kv_blocks_used"] == 0
-        assert s["completed_requests"] == 1  # it ended (cancelled), it did not run its 400 tokens out unseen
+        s = stats_settle(llm, lambda s: s["completed_requests"] == 1)
+        assert s["running_requests"] == 0 and s["queued_requests"] == 0 and s["kv_blocks_used"] == 0
+        assert s["completed_requests"] == 1 and s["steps"] < 400  # cancelled, it did not run its 400 tokens out
 
 
 def test_context_manager_and_close(tiny_engine):
@@ -143,3 +144,22 @@ def test_gil_released_while_the_executor_waits_and_works(tiny_llm):
     # Encoding a long text in C++ (about half a second).
     text = "def f(x):\n    return x * 2\n" * 400000
     assert spin_rate(lambda: tiny_llm.tokenizer.encode(text)) > baseline / 4
+
+
+def test_keyboard_interrupt_while_waiting_cancels(tiny_engine):
+    import signal
+    with kiln.LLM(tiny_engine, num_threads=2) as llm:
+        main = threading.main_thread().ident
+
+        def interrupt():  # once the request runs
+            stats_settle(llm, lambda s: s["steps"] > 0)
+            signal.pthread_kill(main, signal.SIGINT)
+
+        threading.Thread(target=interrupt).start()
+        with pytest.raises(KeyboardInterrupt):
+            llm.generate(PROMPT, kiln.SamplingParams(max_tokens=450, ignore_eos=True))
+        s = stats_settle(llm, lambda s: s["completed_requests"] == 1)
+        assert s["running_requests"] == 0 and s["queued_requests"] == 0 and s["kv_blocks_used"] == 0
+        assert s["completed_requests"] == 1 and s["steps"] < 450
+        [o] = llm.generate(PROMPT, kiln.SamplingParams(max_tokens=4))  # still serving
+        assert len(o.outputs[0].token_ids) == 4
