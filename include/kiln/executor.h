@@ -87,6 +87,9 @@ class Executor {
   // Checks the request against the engine's limits and the KV pool, then queues it (FCFS).
   // Throws kiln::Error with a message naming the field or limit; the executor keeps serving the others.
   RequestId enqueue(const Request& r);
+  // Everything enqueue checks, without queuing: throws kiln::Error as enqueue would (callers that submit several
+  // requests together check them all first, so that a bad one stops the batch before any of it runs).
+  void check(const Request& r) const;
   // Stops a request: its final response has finish reason `cancelled` (with the tokens generated so far) and
   // its KV blocks are freed. False when the id is unknown or its final response was already produced.
   bool cancel(RequestId id);
