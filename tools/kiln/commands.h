@@ -10,5 +10,6 @@ void register_build(CLI::App& app);
 void register_run(CLI::App& app);
 void register_tokenize(CLI::App& app);  // tokenize and detokenize
 void register_bench(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace kiln::cli
