@@ -119,9 +119,21 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
   }
-  // Drain deadline: stop this session's choices.
+  // Drain deadline: stop this session's choices, and end its response with an error (an error event, then
+  // [DONE], when streaming).
   void abort_generation() {
-    if (gen_) finish_generation(true);
+    if (!gen_) return;
+    const ApiError e(503, "the server shut down before the request finished (--drain-timeout)", "", "shutdown",
+                     "server_error");
+    const bool stream = gen_->c->request().stream;
+    finish_generation(true);
+    if (stream) {
+      send_chunk(sse_event(e.to_json()) + "data: [DONE]\n\n");
+      response_done_ = true;
+      send_raw("0\r\n\r\n");
+    } else {
+      send_error(e);
+    }
   }
   bool busy() const { return gen_ || writing_; }
 

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
+import assert from 'node:assert/strict';
 
 export const KILN = process.env.KILN_BINARY;
 export const SERVE_DIR = process.env.KILN_SERVE_DIR;
@@ -92,4 +93,40 @@ export function kilnRun(prompt, maxNewTokens) {
   const j = JSON.parse(readFileSync(out, 'utf8'));
   rmSync(dir, { recursive: true, force: true });
   return j;
+}
+
+// One streaming client. hangUp: destroy the connection at the first SSE bytes. Resolves { kind, body }.
+export function streamClient(port, body, hangUp) {
+  return new Promise((resolve) => {
+    const data = JSON.stringify(body);
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/completions', agent: false,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        text += d;
+        if (hangUp) { req.destroy(); resolve({ kind: 'hung-up', status: res.statusCode }); }
+      });
+      res.on('end', () => resolve({ kind: 'done', status: res.statusCode, body: text }));
+      res.on('error', () => {});
+    });
+    req.on('error', (e) => resolve({ kind: hangUp ? 'hung-up' : 'error', error: String(e) }));
+    req.end(data);
+  });
+}
+
+// A completed stream: SSE events, JSON chunks of one id, exactly one finish reason, [DONE] last, n tokens of text.
+export function checkStream(r, maxTokens) {
+  assert.equal(r.kind, 'done', r.error);
+  assert.equal(r.status, 200, r.body);
+  const events = sseEvents(r.body);
+  assert.equal(events.at(-1), '[DONE]');
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+  assert.ok(chunks.length >= 1);
+  assert.ok(chunks.every((c) => c.id === chunks[0].id && c.object === 'text_completion' && c.model === MODEL));
+  const finishes = chunks.map((c) => c.choices[0].finish_reason).filter((f) => f !== null);
+  assert.equal(finishes.length, 1);
+  assert.equal(chunks.at(-1).choices[0].finish_reason, finishes[0]);
+  assert.ok(['stop', 'length'].includes(finishes[0]));
+  if (finishes[0] === 'length') assert.ok(chunks.length <= maxTokens);
 }
