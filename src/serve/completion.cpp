@@ -178,7 +178,9 @@ std::string Completion::on_response(size_t i, const Response& r, bool* cancel) {
   if (req_.stream) {
     const std::string delta = c.text.substr(c.sent);
     c.sent = c.text.size();
-    if (ends || !delta.empty() || (req_.logprobs && c.reported_tokens < c.tokens.size()))
+    // A chunk per executor response that brought tokens, even when they complete no character yet (its text is
+    // then empty): clients time tokens by chunks (kiln bench --url).
+    if (ends || !delta.empty() || (!r.output_ids.empty() && !r.output_ids[0].empty()))
       out += sse_event(chunk(json::array({choice_delta(i, delta, ends ? c.finish.c_str() : nullptr, true)})));
   }
   return out;

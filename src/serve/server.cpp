@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <utility>  // before asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
