@@ -99,7 +99,8 @@ json Completion::logprobs_json(const Choice& c, size_t from, size_t to, bool wit
         return b;
       };
       json alts = json::array();
-      for (auto [lp, id] : top(j)) alts.push_back({{"token", piece(id)}, {"logprob", lp}, {"bytes", bytes_of(piece(id))}});
+      for (auto [lp, id] : top(j))
+        alts.push_back({{"token", piece(id)}, {"logprob", lp}, {"bytes", bytes_of(piece(id))}});
       const std::string t = piece(c.tokens[j]);
       content.push_back({{"token", t}, {"logprob", c.log_probs.at(j)}, {"bytes", bytes_of(t)}, {"top_logprobs", alts}});
     }
@@ -114,7 +115,9 @@ json Completion::logprobs_json(const Choice& c, size_t from, size_t to, bool wit
     for (auto [lp, id] : top(j)) alt[piece(id)] = lp;
     tops.push_back(alt);
   }
-  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", req_.top_logprobs ? tops : json(nullptr)},
+  return {{"tokens", tokens},
+          {"token_logprobs", lps},
+          {"top_logprobs", req_.top_logprobs ? tops : json(nullptr)},
           {"text_offset", offs}};
 }
 
@@ -234,12 +237,9 @@ json Completion::body() const {
     ch["finish_reason"] = c.finish;
     choices.push_back(ch);
   }
-  return {{"id", id_},
-          {"object", req_.chat ? "chat.completion" : "text_completion"},
-          {"created", created_},
-          {"model", m_.model_name},
-          {"choices", choices},
-          {"usage", usage()}};
+  return {{"id", id_},           {"object", req_.chat ? "chat.completion" : "text_completion"},
+          {"created", created_}, {"model", m_.model_name},
+          {"choices", choices},  {"usage", usage()}};
 }
 
 int64_t Completion::prompt_tokens() const {

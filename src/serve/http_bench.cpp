@@ -1,9 +1,12 @@
 #include "serve/http_bench.h"
 
-#include <utility>  // before asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <fmt/format.h>
+
 #include <boost/asio.hpp>
 #include <deque>
-#include <fmt/format.h>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -158,9 +161,10 @@ std::vector<HttpBenchTiming> run_http_bench(const HttpBenchConfig& cfg, const st
   std::vector<std::string> requests(n);
   const std::string auth = cfg.api_key.empty() ? "" : "Authorization: Bearer " + cfg.api_key + "\r\n";
   for (size_t i = 0; i < n; ++i)
-    requests[i] = fmt::format("POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n{}"
-                              "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-                              cfg.path, cfg.host, cfg.port, auth, bodies[i].size(), bodies[i]);
+    requests[i] = fmt::format(
+        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n{}"
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        cfg.path, cfg.host, cfg.port, auth, bodies[i].size(), bodies[i]);
   size_t next = 0, done = 0, inflight = 0;
   asio::steady_timer timer(ioc);
   *start = Clock::now();
@@ -179,8 +183,8 @@ std::vector<HttpBenchTiming> run_http_bench(const HttpBenchConfig& cfg, const st
       })->start();
     }
     if (next < n && (cfg.concurrency == 0 || int64_t(inflight) < cfg.concurrency)) {
-      timer.expires_at(*start + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(cfg.arrival_s[next])));
+      timer.expires_at(*start +
+                       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg.arrival_s[next])));
       timer.async_wait([&](boost::system::error_code ec) {
         if (!ec) launch();
       });

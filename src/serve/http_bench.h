@@ -11,18 +11,18 @@ namespace kiln::serve {
 
 struct HttpBenchTiming {
   std::chrono::steady_clock::time_point sent, first, last;
-  bool started = false;           // a chunk with tokens arrived
-  int64_t tokens = 0;             // completion tokens (the final usage chunk)
-  std::vector<double> gaps_ms;    // between consecutive chunks that carried tokens
-  std::string error;              // non-empty: the request failed (HTTP status, an error event, a broken stream)
+  bool started = false;         // a chunk with tokens arrived
+  int64_t tokens = 0;           // completion tokens (the final usage chunk)
+  std::vector<double> gaps_ms;  // between consecutive chunks that carried tokens
+  std::string error;            // non-empty: the request failed (HTTP status, an error event, a broken stream)
 };
 
 struct HttpBenchConfig {
-  std::string host, port;                  // from --url http://HOST:PORT
+  std::string host, port;  // from --url http://HOST:PORT
   std::string path = "/v1/completions";
-  std::string api_key;                     // sent as Authorization: Bearer KEY when set
-  int64_t concurrency = 0;                 // requests in flight at most (0: no limit)
-  std::vector<double> arrival_s;           // per request: seconds after the start
+  std::string api_key;            // sent as Authorization: Bearer KEY when set
+  int64_t concurrency = 0;        // requests in flight at most (0: no limit)
+  std::vector<double> arrival_s;  // per request: seconds after the start
 };
 
 // Sends bodies[i] (a JSON request with "stream": true and stream_options.include_usage) at arrival_s[i]; returns

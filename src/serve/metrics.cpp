@@ -37,7 +37,8 @@ void histogram(std::string& out, const char* name, const char* help, const std::
 std::string render_metrics(const Metrics& m, const Stats& s, const std::string& model_name) {
   const std::string l = fmt::format("model_name=\"{}\"", model_name);
   std::string out;
-  metric(out, "num_requests_running", "gauge", "Requests admitted and holding KV blocks.", l, double(s.running_requests));
+  metric(out, "num_requests_running", "gauge", "Requests admitted and holding KV blocks.", l,
+         double(s.running_requests));
   metric(out, "num_requests_waiting", "gauge", "Requests waiting for admission.", l, double(s.queued_requests));
   metric(out, "kv_cache_usage_perc", "gauge", "Fraction of KV blocks in use (1 = all).", l,
          s.kv_blocks_total ? double(s.kv_blocks_used) / double(s.kv_blocks_total) : 0.0);
@@ -51,8 +52,9 @@ std::string render_metrics(const Metrics& m, const Stats& s, const std::string& 
          double(s.preemptions));
   metric(out, "prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", l, double(m.prompt_tokens));
   metric(out, "generation_tokens_total", "counter", "Tokens generated.", l, double(m.generation_tokens));
-  out += "# HELP kiln:request_success_total Finished requests by finish reason.\n"
-         "# TYPE kiln:request_success_total counter\n";
+  out +=
+      "# HELP kiln:request_success_total Finished requests by finish reason.\n"
+      "# TYPE kiln:request_success_total counter\n";
   for (const char* reason : {"stop", "length", "abort", "error"}) {
     auto it = m.success_by_reason.find(reason);
     out += fmt::format("kiln:request_success_total{{{},finished_reason=\"{}\"}} {}\n", l, reason,

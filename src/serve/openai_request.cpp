@@ -1,7 +1,8 @@
 #include "serve/openai_request.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "core/error.h"
 #include "io/json_value.h"
@@ -16,12 +17,21 @@ nlohmann::json ApiError::to_json() const {
 
 ApiError api_error_from_executor(const std::string& message, bool chat) {
   // The executor names its own fields; the client knows them by their OpenAI names.
-  static const std::pair<const char*, const char*> names[] = {
-      {"max_new_tokens", "max_tokens"}, {"prompt", ""},       {"input_ids", ""},       {"temperature", "temperature"},
-      {"top_k", "top_k"},               {"top_p", "top_p"},   {"min_p", "min_p"},      {"stop_sequences", "stop"},
-      {"bad_words", "logit_bias"},      {"end_id", "stop_token_ids"}, {"num_return_sequences", "n"},
-      {"repetition_penalty", "repetition_penalty"}, {"presence_penalty", "presence_penalty"},
-      {"frequency_penalty", "frequency_penalty"},   {"KV", "max_tokens"}};
+  static const std::pair<const char*, const char*> names[] = {{"max_new_tokens", "max_tokens"},
+                                                              {"prompt", ""},
+                                                              {"input_ids", ""},
+                                                              {"temperature", "temperature"},
+                                                              {"top_k", "top_k"},
+                                                              {"top_p", "top_p"},
+                                                              {"min_p", "min_p"},
+                                                              {"stop_sequences", "stop"},
+                                                              {"bad_words", "logit_bias"},
+                                                              {"end_id", "stop_token_ids"},
+                                                              {"num_return_sequences", "n"},
+                                                              {"repetition_penalty", "repetition_penalty"},
+                                                              {"presence_penalty", "presence_penalty"},
+                                                              {"frequency_penalty", "frequency_penalty"},
+                                                              {"KV", "max_tokens"}};
   size_t best = std::string::npos;
   std::string param;
   for (auto [k, v] : names) {
@@ -44,12 +54,18 @@ using nlohmann::json;
 
 const char* type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "a number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "a number";
   }
 }
 
@@ -93,8 +109,8 @@ std::vector<int32_t> token_list(const json& v, const char* name, const ModelCont
 void check_prompt_len(const std::vector<int32_t>& ids, const char* name, const ModelContext& m) {
   if (ids.empty()) bad(name, "the prompt is empty");
   if (int64_t(ids.size()) > m.max_input_len)
-    bad(name, fmt::format("the prompt has {} tokens, more than the engine's max_input_len {}", ids.size(),
-                          m.max_input_len),
+    bad(name,
+        fmt::format("the prompt has {} tokens, more than the engine's max_input_len {}", ids.size(), m.max_input_len),
         "context_length_exceeded");
 }
 
@@ -115,9 +131,12 @@ void read_prompts(const json& v, const ModelContext& m, CompletionRequest& c) {
       add_ids(v);
     } else {
       for (const auto& x : v) {
-        if (x.is_string()) add_text(x.get<std::string>());
-        else if (x.is_array() && !x.empty()) add_ids(x);
-        else bad("prompt", "expected a string, a list of strings, a list of token ids or a list of such lists");
+        if (x.is_string())
+          add_text(x.get<std::string>());
+        else if (x.is_array() && !x.empty())
+          add_ids(x);
+        else
+          bad("prompt", "expected a string, a list of strings, a list of token ids or a list of such lists");
       }
     }
   } else {
@@ -191,8 +210,10 @@ void read_logit_bias(const json& v, const ModelContext& m, Request& r) {
     if (key.empty() || *end != '\0' || id < 0 || id >= m.vocab_size)
       bad("logit_bias", fmt::format("key '{}' is not a token id of the vocabulary (size {})", key, m.vocab_size));
     const float b = get_float(bias, "logit_bias", -100, 100);
-    if (b == -100) r.bad_words.push_back({int32_t(id)});
-    else if (b != 0) bad("logit_bias", fmt::format("bias {} for token {}: only -100 (never generate it) is supported", b, id));
+    if (b == -100)
+      r.bad_words.push_back({int32_t(id)});
+    else if (b != 0)
+      bad("logit_bias", fmt::format("bias {} for token {}: only -100 (never generate it) is supported", b, id));
   }
 }
 
@@ -233,7 +254,8 @@ CompletionRequest parse_completion_request(const json& body, const ModelContext&
   for (auto& [key, v] : body.items()) {
     const char* k = key.c_str();
     if (key == "model") continue;
-    if (key == "prompt" && !chat) read_prompts(v, m, c);
+    if (key == "prompt" && !chat)
+      read_prompts(v, m, c);
     else if (key == "messages" && chat) {
       const std::string text = render_chat(v, m);
       c.prompts.push_back(m.tok->encode(text, false));  // the template carries its special tokens
@@ -241,18 +263,27 @@ CompletionRequest parse_completion_request(const json& body, const ModelContext&
       check_prompt_len(c.prompts.back(), "messages", m);
     } else if (key == "max_tokens" || (key == "max_completion_tokens" && chat)) {
       if (!v.is_null()) max_tokens = get_int(v, k, 1, m.max_seq_len);
-    } else if (key == "temperature") { if (!v.is_null()) s.temperature = get_float(v, k, 0, 2); }
-    else if (key == "top_p") {
+    } else if (key == "temperature") {
+      if (!v.is_null()) s.temperature = get_float(v, k, 0, 2);
+    } else if (key == "top_p") {
       if (!v.is_null()) s.top_p = get_float(v, k, 0, 1);
       if (!(s.top_p > 0)) bad(k, "must be greater than 0");
-    } else if (key == "n") { if (!v.is_null()) c.n = int(get_int(v, k, 1, kMaxN)); }
-    else if (key == "stream") { if (!v.is_null()) c.stream = get_bool(v, k); }
-    else if (key == "stream_options") { if (!v.is_null()) stream_options = v; }
-    else if (key == "stop") c.stop = read_stop(v);
-    else if (key == "seed") { if (!v.is_null()) s.seed = uint64_t(get_int(v, k, INT64_MIN, INT64_MAX)); }
-    else if (key == "presence_penalty") { if (!v.is_null()) s.presence_penalty = get_float(v, k, -2, 2); }
-    else if (key == "frequency_penalty") { if (!v.is_null()) s.frequency_penalty = get_float(v, k, -2, 2); }
-    else if (key == "logit_bias") read_logit_bias(v, m, r);
+    } else if (key == "n") {
+      if (!v.is_null()) c.n = int(get_int(v, k, 1, kMaxN));
+    } else if (key == "stream") {
+      if (!v.is_null()) c.stream = get_bool(v, k);
+    } else if (key == "stream_options") {
+      if (!v.is_null()) stream_options = v;
+    } else if (key == "stop")
+      c.stop = read_stop(v);
+    else if (key == "seed") {
+      if (!v.is_null()) s.seed = uint64_t(get_int(v, k, INT64_MIN, INT64_MAX));
+    } else if (key == "presence_penalty") {
+      if (!v.is_null()) s.presence_penalty = get_float(v, k, -2, 2);
+    } else if (key == "frequency_penalty") {
+      if (!v.is_null()) s.frequency_penalty = get_float(v, k, -2, 2);
+    } else if (key == "logit_bias")
+      read_logit_bias(v, m, r);
     else if (key == "logprobs") {
       if (v.is_null()) continue;
       if (chat) {
@@ -261,16 +292,23 @@ CompletionRequest parse_completion_request(const json& body, const ModelContext&
         top_logprobs = get_int(v, k, 0, kMaxCompletionTopLogprobs);
         logprobs_flag = true;
       }
-    } else if (key == "top_logprobs" && chat) { if (!v.is_null()) top_logprobs = get_int(v, k, 0, kMaxChatTopLogprobs); }
-    else if (key == "echo" && !chat) { if (!v.is_null()) c.echo = get_bool(v, k); }
-    else if (key == "user") { if (!v.is_null()) get_string(v, k); }
-    else if (key == "top_k") { if (!v.is_null()) s.top_k = int32_t(get_int(v, k, -1, m.vocab_size)); if (s.top_k < 0) s.top_k = 0; }
-    else if (key == "min_p") { if (!v.is_null()) s.min_p = get_float(v, k, 0, 1); }
-    else if (key == "repetition_penalty") {
+    } else if (key == "top_logprobs" && chat) {
+      if (!v.is_null()) top_logprobs = get_int(v, k, 0, kMaxChatTopLogprobs);
+    } else if (key == "echo" && !chat) {
+      if (!v.is_null()) c.echo = get_bool(v, k);
+    } else if (key == "user") {
+      if (!v.is_null()) get_string(v, k);
+    } else if (key == "top_k") {
+      if (!v.is_null()) s.top_k = int32_t(get_int(v, k, -1, m.vocab_size));
+      if (s.top_k < 0) s.top_k = 0;
+    } else if (key == "min_p") {
+      if (!v.is_null()) s.min_p = get_float(v, k, 0, 1);
+    } else if (key == "repetition_penalty") {
       if (!v.is_null()) s.repetition_penalty = get_float(v, k, 0, 1e6);
       if (!(s.repetition_penalty > 0)) bad(k, "must be greater than 0");
-    } else if (key == "ignore_eos") { if (!v.is_null()) ignore_eos = get_bool(v, k); }
-    else if (key == "stop_token_ids") {
+    } else if (key == "ignore_eos") {
+      if (!v.is_null()) ignore_eos = get_bool(v, k);
+    } else if (key == "stop_token_ids") {
       if (v.is_null()) continue;
       if (!v.is_array()) bad(k, fmt::format("expected an array of token ids, got {}", type_name(v)));
       stop_token_ids = token_list(v, k, m);
@@ -287,8 +325,10 @@ CompletionRequest parse_completion_request(const json& body, const ModelContext&
     if (!stream_options->is_object())
       bad("stream_options", fmt::format("expected an object, got {}", type_name(*stream_options)));
     for (auto& [key, v] : stream_options->items()) {
-      if (key == "include_usage") c.include_usage = get_bool(v, "stream_options.include_usage");
-      else if (key != "continuous_usage_stats") bad("stream_options." + key, "unknown field");
+      if (key == "include_usage")
+        c.include_usage = get_bool(v, "stream_options.include_usage");
+      else if (key != "continuous_usage_stats")
+        bad("stream_options." + key, "unknown field");
     }
   }
   if (top_logprobs && chat && !logprobs_flag) bad("top_logprobs", "needs 'logprobs': true");
@@ -308,7 +348,8 @@ CompletionRequest parse_completion_request(const json& body, const ModelContext&
           "context_length_exceeded");
     r.max_new_tokens = int32_t(*max_tokens);
   } else {
-    r.max_new_tokens = int32_t(std::max<int64_t>(1, chat ? m.max_seq_len - longest : std::min<int64_t>(16, m.max_seq_len - longest)));
+    r.max_new_tokens =
+        int32_t(std::max<int64_t>(1, chat ? m.max_seq_len - longest : std::min<int64_t>(16, m.max_seq_len - longest)));
   }
   s.ignore_eos = ignore_eos;
   std::vector<int32_t> ends;

@@ -27,7 +27,10 @@ struct ApiError : std::runtime_error {
   std::string code;   // "" -> null
   ApiError(int status_, std::string message, std::string param_ = "", std::string code_ = "",
            std::string type_ = "invalid_request_error")
-      : std::runtime_error(std::move(message)), status(status_), type(std::move(type_)), param(std::move(param_)),
+      : std::runtime_error(std::move(message)),
+        status(status_),
+        type(std::move(type_)),
+        param(std::move(param_)),
         code(std::move(code_)) {}
   nlohmann::json to_json() const;
 };
@@ -46,8 +49,8 @@ struct ModelContext {
   int64_t max_seq_len = 0;
 };
 
-constexpr int kMaxN = 128;            // choices per request
-constexpr int kMaxStop = 4;           // stop strings, as OpenAI
+constexpr int kMaxN = 128;   // choices per request
+constexpr int kMaxStop = 4;  // stop strings, as OpenAI
 constexpr int kMaxCompletionTopLogprobs = 5;
 constexpr int kMaxChatTopLogprobs = 20;
 
@@ -59,8 +62,8 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool echo = false;
-  bool logprobs = false;   // report each token's log-probability
-  int top_logprobs = 0;    // and its k most likely alternatives
+  bool logprobs = false;          // report each token's log-probability
+  int top_logprobs = 0;           // and its k most likely alternatives
   std::vector<std::string> stop;  // text stop sequences, trimmed from the output
   Request base;                   // everything but input_ids
 };

@@ -1,14 +1,16 @@
 #include "serve/server.h"
 
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <fmt/format.h>
 #include <sys/resource.h>
 
-#include <utility>  // before asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
-#include <fmt/format.h>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -37,17 +39,28 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -153,17 +166,16 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(uint64_t(srv_.o.max_body_bytes));
     parser_->header_limit(64 * 1024);
     stream_.expires_after(std::chrono::milliseconds(int64_t(srv_.o.idle_timeout_s * 1000)));
-    http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      self->on_read(ec);
-    });
+    http::async_read(stream_, buf_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
-      return send_error(ApiError(413, fmt::format("the request body is larger than {} bytes (--max-body-bytes)",
-                                                  srv_.o.max_body_bytes),
-                                 "", "request_too_large"));
+      return send_error(ApiError(
+          413, fmt::format("the request body is larger than {} bytes (--max-body-bytes)", srv_.o.max_body_bytes), "",
+          "request_too_large"));
     }
     if (ec == http::error::header_limit) {
       keep_alive_ = false;
@@ -214,8 +226,11 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (path == "/v1/models") {
       only(get, "GET");
-      json model = {{"id", srv_.m.model_name}, {"object", "model"}, {"created", created_},
-                    {"owned_by", "kiln"},      {"max_model_len", srv_.m.max_seq_len}};
+      json model = {{"id", srv_.m.model_name},
+                    {"object", "model"},
+                    {"created", created_},
+                    {"owned_by", "kiln"},
+                    {"max_model_len", srv_.m.max_seq_len}};
       return send(200, "application/json", dump_json({{"object", "list"}, {"data", json::array({model})}}));
     }
     only(post, "POST");
@@ -236,8 +251,9 @@ class Session : public std::enable_shared_from_this<Session> {
     const size_t n = creq.prompts.size() * size_t(creq.n);
     const Stats st = srv_.ex.stats();
     if (st.queued_requests + int64_t(n) > srv_.o.max_queued) {
-      throw ApiError(429, fmt::format("the queue is full ({} requests waiting, --max-queued {})", st.queued_requests,
-                                      srv_.o.max_queued),
+      throw ApiError(429,
+                     fmt::format("the queue is full ({} requests waiting, --max-queued {})", st.queued_requests,
+                                 srv_.o.max_queued),
                      "", "queue_full", "rate_limit_error");
     }
     auto g = std::make_unique<Generation>();
@@ -267,9 +283,10 @@ class Session : public std::enable_shared_from_this<Session> {
     gen_ = std::move(g);
     ++srv_.active_generations;
     if (gen_->c->request().stream) {
-      send_raw("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-               "Transfer-Encoding: chunked\r\n" +
-               std::string(keep_alive_ ? "" : "Connection: close\r\n") + "\r\n");
+      send_raw(
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+          "Transfer-Encoding: chunked\r\n" +
+          std::string(keep_alive_ ? "" : "Connection: close\r\n") + "\r\n");
       send_chunk(gen_->c->stream_start());
     }
     watch();
@@ -281,8 +298,10 @@ class Session : public std::enable_shared_from_this<Session> {
     const Clock::time_point now = Clock::now();
     const size_t got = r.output_ids.empty() ? 0 : r.output_ids[0].size();
     if (got > 0) {
-      if (!g.first_token) srv_.metrics.ttft.observe(seconds(now - g.start));
-      else srv_.metrics.itl.observe(seconds(now - g.last[i]));
+      if (!g.first_token)
+        srv_.metrics.ttft.observe(seconds(now - g.start));
+      else
+        srv_.metrics.itl.observe(seconds(now - g.last[i]));
       g.first_token = true;
       g.last[i] = now;
       srv_.metrics.generation_tokens += got;
@@ -393,7 +412,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       if (!self->out_.empty()) return self->write();
       if (self->gen_ || !self->response_done_) return;  // more to come
-      if (self->watching_) {  // its handler goes on with maybe_next
+      if (self->watching_) {                            // its handler goes on with maybe_next
         beast::error_code ignored;
         self->stream_.socket().cancel(ignored);
         return;

@@ -17,13 +17,13 @@ namespace kiln::serve {
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;           // 0: any free port (written to port_file)
-  std::string port_file;     // when set: the bound port is written here once the server listens
-  std::string api_key;       // when set: /v1/* needs "Authorization: Bearer KEY"
-  int64_t max_queued = 1024;             // choices waiting for admission before requests get 429
-  int64_t max_body_bytes = 8 << 20;      // larger bodies get 413
-  double drain_timeout_s = 30;           // SIGTERM: in-flight requests get this long to finish
-  double idle_timeout_s = 60;            // a connection that sends nothing for this long is closed
+  int port = 8000;                   // 0: any free port (written to port_file)
+  std::string port_file;             // when set: the bound port is written here once the server listens
+  std::string api_key;               // when set: /v1/* needs "Authorization: Bearer KEY"
+  int64_t max_queued = 1024;         // choices waiting for admission before requests get 429
+  int64_t max_body_bytes = 8 << 20;  // larger bodies get 413
+  double drain_timeout_s = 30;       // SIGTERM: in-flight requests get this long to finish
+  double idle_timeout_s = 60;        // a connection that sends nothing for this long is closed
 };
 
 // Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish (cancelling those still

@@ -41,7 +41,8 @@ const catalogue = [
   ['max_tokens a string', { body: C({ max_tokens: '16' }) }, 400, 'max_tokens'],
   ['max_tokens a fraction', { body: C({ max_tokens: 2.5 }) }, 400, 'max_tokens'],
   ['max_tokens over max_seq_len', { body: C({ max_tokens: 100000 }) }, 400, 'max_tokens'],
-  ['prompt + max_tokens over max_seq_len', { body: C({ prompt: 'y = 2\n'.repeat(60), max_tokens: 500 }) }, 400, 'max_tokens'],
+  ['prompt + max_tokens over max_seq_len', { body: C({ prompt: 'y = 2\n'.repeat(60), max_tokens: 500 }) }, 400,
+    'max_tokens'],
   ['temperature negative', { body: C({ temperature: -0.5 }) }, 400, 'temperature'],
   ['temperature above 2', { body: C({ temperature: 2.5 }) }, 400, 'temperature'],
   ['temperature a string', { body: C({ temperature: 'hot' }) }, 400, 'temperature'],
@@ -86,7 +87,8 @@ const catalogue = [
   ['chat: messages not a list', { path: chat, body: CHAT({ messages: 'hi' }) }, 400, 'messages'],
   ['chat: messages empty', { path: chat, body: CHAT({ messages: [] }) }, 400, 'messages'],
   ['chat: a message not an object', { path: chat, body: CHAT({ messages: ['hi'] }) }, 400, 'messages[0]'],
-  ['chat: a message without role', { path: chat, body: CHAT({ messages: [{ content: 'hi' }] }) }, 400, 'messages[0].role'],
+  ['chat: a message without role', { path: chat, body: CHAT({ messages: [{ content: 'hi' }] }) }, 400,
+    'messages[0].role'],
   ['chat: an unknown role', { path: chat, body: CHAT({ messages: [{ role: 'wizard', content: 'hi' }] }) }, 400,
     'messages[0].role'],
   ['chat: a message without content', { path: chat, body: CHAT({ messages: [{ role: 'user' }] }) }, 400,
@@ -99,7 +101,8 @@ const catalogue = [
     { type: 'text' }] }] }) }, 400, 'messages[0].content[0].text'],
   ['chat: logprobs an integer', { path: chat, body: CHAT({ logprobs: 2 }) }, 400, 'logprobs'],
   ['chat: top_logprobs without logprobs', { path: chat, body: CHAT({ top_logprobs: 2 }) }, 400, 'top_logprobs'],
-  ['chat: top_logprobs above 20', { path: chat, body: CHAT({ logprobs: true, top_logprobs: 21 }) }, 400, 'top_logprobs'],
+  ['chat: top_logprobs above 20', { path: chat, body: CHAT({ logprobs: true, top_logprobs: 21 }) }, 400,
+    'top_logprobs'],
   ['chat: max_completion_tokens zero', { path: chat, body: CHAT({ max_completion_tokens: 0 }) }, 400,
     'max_completion_tokens'],
   ['chat: echo (a completions field)', { path: chat, body: CHAT({ echo: true }) }, 400, 'echo'],
@@ -133,7 +136,8 @@ test('the catalogue has at least 60 entries', () => assert.ok(catalogue.length >
 
 // Raw bytes that are not HTTP, or stop half way: the connection closes, the server lives on.
 test('garbage and truncated requests do not hurt the server', async () => {
-  for (const bytes of ['\x00\x01\x02 garbage\r\n\r\n', 'POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"mo',
+  for (const bytes of ['\x00\x01\x02 garbage\r\n\r\n',
+    'POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"mo',
     'GET / HTTP/1.1\r\n' + 'X: y\r\n'.repeat(20000) + '\r\n']) {
     await new Promise((resolve) => {
       const s = net.connect(srv.port, '127.0.0.1', () => { s.write(bytes); s.end(); });

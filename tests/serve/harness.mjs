@@ -52,11 +52,13 @@ export function request(port, { method = 'POST', path = '/v1/completions', body,
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body));
     const req = http.request({ host: '127.0.0.1', port, method, path, agent: false,
-      headers: { 'Content-Type': 'application/json', ...(data !== undefined ? { 'Content-Length': Buffer.byteLength(data) } : {}), ...headers } },
+      headers: { 'Content-Type': 'application/json',
+        ...(data !== undefined ? { 'Content-Length': Buffer.byteLength(data) } : {}), ...headers } },
     (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
+        body: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -77,7 +79,8 @@ export async function metrics(port) {
 
 // Splits an SSE body into its events' data fields; throws on anything that is not "data: ...\n\n".
 export function sseEvents(body) {
-  if (!body.endsWith('\n\n')) throw new Error(`SSE body does not end with a blank line: ${JSON.stringify(body.slice(-40))}`);
+  if (!body.endsWith('\n\n'))
+    throw new Error(`SSE body does not end with a blank line: ${JSON.stringify(body.slice(-40))}`);
   return body.slice(0, -2).split('\n\n').map((e) => {
     if (!e.startsWith('data: ') || e.includes('\n')) throw new Error(`not an SSE data event: ${JSON.stringify(e)}`);
     return e.slice(6);

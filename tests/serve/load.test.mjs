@@ -29,7 +29,8 @@ test('1,000 concurrent streams, a third hanging up mid-stream: well-formed strea
   let m;
   for (let i = 0; i < 200; ++i) {
     m = await metrics(srv.port);
-    if (m['kiln:num_requests_running'] === 0 && m['kiln:num_requests_waiting'] === 0 && m['kiln:kv_blocks_used'] === 0) break;
+    if (m['kiln:num_requests_running'] === 0 && m['kiln:num_requests_waiting'] === 0 &&
+      m['kiln:kv_blocks_used'] === 0) break;
     await sleep(50);
   }
   assert.equal(m['kiln:num_requests_running'], 0);

@@ -71,7 +71,8 @@ test('stream_options.include_usage ends with a usage chunk with no choices', asy
 });
 
 test('a list of prompts and n: choices indexed prompt-major', async () => {
-  const r = await client.completions.create({ model: MODEL, prompt: ['def a():\n', 'def b():\n'], n: 2, max_tokens: 6 });
+  const r = await client.completions.create({ model: MODEL, prompt: ['def a():\n', 'def b():\n'], n: 2,
+    max_tokens: 6 });
   assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2, 3]);
   // Greedy: the two choices of a prompt agree, and each equals the single request.
   assert.equal(r.choices[0].text, r.choices[1].text);

@@ -15,8 +15,10 @@ test('SIGTERM during load loses no accepted request and exits 0', async () => {
   const clients = [];
   for (let i = 0; i < n; ++i) {
     clients.push(new Promise((resolve) => {
-      const data = JSON.stringify({ model: MODEL, prompt: `class C${i}:\n`, max_tokens: 24, ignore_eos: true, stream: true });
-      const req = http.request({ host: '127.0.0.1', port: srv.port, method: 'POST', path: '/v1/completions', agent: false,
+      const data = JSON.stringify({ model: MODEL, prompt: `class C${i}:\n`, max_tokens: 24, ignore_eos: true,
+        stream: true });
+      const req = http.request({ host: '127.0.0.1', port: srv.port, method: 'POST', path: '/v1/completions',
+        agent: false,
         headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } }, (res) => {
         ++accepted;
         let body = '';
@@ -47,7 +49,8 @@ test('SIGTERM during load loses no accepted request and exits 0', async () => {
 
 test('a stream still running at the drain deadline is ended, and the server exits 0', async () => {
   const srv = await startServer(['--drain-timeout', '0.5']);
-  const client = streamClient(srv.port, { model: MODEL, prompt: 'x', max_tokens: 400, ignore_eos: true, stream: true }, false);
+  const body = { model: MODEL, prompt: 'x', max_tokens: 400, ignore_eos: true, stream: true };
+  const client = streamClient(srv.port, body, false);
   await sleep(300);
   srv.proc.kill('SIGTERM');
   const r = await client;

@@ -22,7 +22,9 @@ function exchange(raw, count) {
         const head = buf.subarray(0, end).toString('latin1');
         const lines = head.split('\r\n');
         const headers = {};
-        for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+        for (const l of lines.slice(1)) {
+          headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+        }
         let pos = end + 4;
         let body;
         if (headers['transfer-encoding'] === 'chunked') {
@@ -57,11 +59,13 @@ function exchange(raw, count) {
 
 const post = (path, body) => {
   const data = JSON.stringify(body);
-  return `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(data)}\r\n\r\n${data}`;
+  return `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(data)}\r\n\r\n${data}`;
 };
 
 test('a completion stream: chunked SSE, exact framing, [DONE] last', async () => {
-  const [r] = await exchange(post('/v1/completions', { model: MODEL, prompt: 'def f(x):\n', max_tokens: 10, stream: true }), 1);
+  const body = { model: MODEL, prompt: 'def f(x):\n', max_tokens: 10, stream: true };
+  const [r] = await exchange(post('/v1/completions', body), 1);
   assert.match(r.head, /^HTTP\/1\.1 200 OK\r\n/);
   assert.equal(r.headers['content-type'], 'text/event-stream');
   assert.equal(r.headers['cache-control'], 'no-cache');
@@ -85,7 +89,10 @@ test('a chat stream starts with the role chunk, byte for byte', async () => {
   const [r] = await exchange(post('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'hi' }],
     max_tokens: 3, stream: true, stream_options: { include_usage: true } }), 1);
   const events = r.body.split('\n\n');
-  assert.match(events[0], /^data: \{"choices":\[\{"delta":\{"content":"","role":"assistant"\},"finish_reason":null,"index":0,"logprobs":null\}\],"created":\d+,"id":"chatcmpl-[0-9a-f]{24}","model":"tiny-code","object":"chat\.completion\.chunk","usage":null\}$/);
+  assert.match(events[0], new RegExp('^data: ' +
+    '\\{"choices":\\[\\{"delta":\\{"content":"","role":"assistant"\\},"finish_reason":null,"index":0,' +
+    '"logprobs":null\\}\\],"created":\\d+,"id":"chatcmpl-[0-9a-f]{24}","model":"tiny-code",' +
+    '"object":"chat\\.completion\\.chunk","usage":null\\}$'));
   const usage = JSON.parse(events.at(-3).slice(6));
   assert.deepEqual(usage.choices, []);
   assert.equal(usage.usage.completion_tokens, 3);
@@ -108,7 +115,8 @@ test('keep-alive: a stream, then a plain request, then an error, on one connecti
 
 test('Connection: close is honoured', async () => {
   const data = JSON.stringify({ model: MODEL, prompt: 'a', max_tokens: 1 });
-  const [r] = await exchange(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${data.length}\r\n\r\n${data}`, 1);
+  const raw = `POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${data.length}\r\n\r\n`;
+  const [r] = await exchange(raw + data, 1);
   assert.equal(r.status, 200);
   assert.equal(r.headers.connection, 'close');
 });
@@ -120,9 +128,11 @@ test('health, version and metrics', async () => {
   assert.match(JSON.parse(v.body).version, /^\d+\.\d+\.\d+$/);
   const m = await request(srv.port, { method: 'GET', path: '/metrics' });
   assert.match(m.headers['content-type'], /^text\/plain; version=0\.0\.4/);
-  for (const name of ['num_requests_running', 'num_requests_waiting', 'kv_cache_usage_perc', 'prefix_cache_queries_total',
+  for (const name of ['num_requests_running', 'num_requests_waiting', 'kv_cache_usage_perc',
+    'prefix_cache_queries_total',
     'prefix_cache_hits_total', 'num_preemptions_total', 'prompt_tokens_total', 'generation_tokens_total',
-    'request_success_total', 'time_to_first_token_seconds', 'inter_token_latency_seconds', 'e2e_request_latency_seconds'])
+    'request_success_total', 'time_to_first_token_seconds', 'inter_token_latency_seconds',
+    'e2e_request_latency_seconds'])
     assert.match(m.body, new RegExp(`^# TYPE kiln:${name} (gauge|counter|histogram)$`, 'm'), name);
   assert.match(m.body, /^kiln:request_success_total\{model_name="tiny-code",finished_reason="length"\} [1-9]\d*$/m);
   assert.match(m.body, /^kiln:time_to_first_token_seconds_bucket\{model_name="tiny-code",le="\+Inf"\} [1-9]\d*$/m);
