@@ -59,7 +59,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--api-key", f->o.api_key, "require 'Authorization: Bearer KEY' on /v1/*");
   cmd->add_option("--max-queued", f->o.max_queued, "requests waiting for admission before 429 (default 1024)");
   cmd->add_option("--max-body-bytes", f->o.max_body_bytes, "largest request body; larger gets 413 (default 8 MiB)");
-  cmd->add_option("--drain-timeout", f->o.drain_timeout_s, "SIGTERM: seconds in-flight requests may finish (default 30)");
+  cmd->add_option("--drain-timeout", f->o.drain_timeout_s,
+                  "SIGTERM: seconds in-flight requests may finish (default 30)");
   cmd->add_option("--idle-timeout", f->o.idle_timeout_s, "close a connection silent this many seconds (default 60)");
   cmd->add_option("--chat-template", f->chat_template, "Jinja chat template file (default: the tokenizer's)");
   cmd->add_option("--threads", f->threads, "cpu threads (default: all cores)");
