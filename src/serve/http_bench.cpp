@@ -1,5 +1,7 @@
 #include "serve/http_bench.h"
 
+#include <sys/resource.h>
+
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
 
@@ -151,6 +153,12 @@ class Stream : public std::enable_shared_from_this<Stream> {
 std::vector<HttpBenchTiming> run_http_bench(const HttpBenchConfig& cfg, const std::vector<std::string>& bodies,
                                             Clock::time_point* start, Clock::time_point* end,
                                             const std::function<void(size_t)>& progress) {
+  // A request in flight is a connection: 2,000 at once need more than the usual soft limit of 1,024 descriptors.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
   asio::io_context ioc(1);
   tcp::resolver resolver(ioc);
   boost::system::error_code ec;

@@ -166,6 +166,23 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(uint64_t(srv_.o.max_body_bytes));
     parser_->header_limit(64 * 1024);
     stream_.expires_after(std::chrono::milliseconds(int64_t(srv_.o.idle_timeout_s * 1000)));
+    // The head first: a client that sent "Expect: 100-continue" (curl, for bodies over 1 KiB) waits for a 100
+    // before it sends the body.
+    http::async_read_header(stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec || self->parser_->is_done()) return self->on_read(ec);
+      auto it = self->parser_->get().find(http::field::expect);
+      if (it != self->parser_->get().end() && beast::iequals(it->value(), "100-continue")) {
+        static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        return asio::async_write(self->stream_.socket(), asio::buffer(cont), [self](beast::error_code ec, size_t) {
+          if (ec) return self->close();
+          self->read_body();
+        });
+      }
+      self->read_body();
+    });
+  }
+
+  void read_body() {
     http::async_read(stream_, buf_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
@@ -294,6 +311,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_response(uint64_t gen, size_t i, Response r) {
     if (!gen_ || gen != generation_) return;  // a cancelled generation's late responses
+    try {
+      respond(i, std::move(r));
+    } catch (const std::exception& e) {  // its choices stop and the connection closes; the server goes on
+      std::fprintf(stderr, "kiln serve: error in a response: %s\n", e.what());
+      if (gen_) finish_generation(true);
+      close();
+    }
+  }
+
+  void respond(size_t i, Response r) {
     Generation& g = *gen_;
     const Clock::time_point now = Clock::now();
     const size_t got = r.output_ids.empty() ? 0 : r.output_ids[0].size();
@@ -510,7 +537,16 @@ void serve(Executor& ex, const ModelContext& m, const ServeOptions& o) {
     if (!ec) srv.start_drain();
   });
   srv.accept();
-  srv.ioc.run();
+  // A handler that throws (it should not: requests are answered with their error) costs its connection, never
+  // the server: the loop goes on.
+  for (;;) {
+    try {
+      srv.ioc.run();
+      break;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "kiln serve: error: %s\n", e.what());
+    }
+  }
   std::fprintf(stderr, "kiln serve: stopped\n");
 }
 

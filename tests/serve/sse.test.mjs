@@ -137,3 +137,22 @@ test('health, version and metrics', async () => {
   assert.match(m.body, /^kiln:request_success_total\{model_name="tiny-code",finished_reason="length"\} [1-9]\d*$/m);
   assert.match(m.body, /^kiln:time_to_first_token_seconds_bucket\{model_name="tiny-code",le="\+Inf"\} [1-9]\d*$/m);
 });
+
+test('Expect: 100-continue gets its 100 before the body is sent', async () => {
+  const data = JSON.stringify({ model: MODEL, prompt: 'def g():\n', max_tokens: 2 });
+  const text = await new Promise((resolve, reject) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => s.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\n` +
+      `Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${data.length}\r\n\r\n`));
+    let got = '';
+    let sent = false;
+    s.on('data', (d) => {
+      got += d;
+      if (!sent && got.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) { sent = true; s.write(data); }
+      if (sent && /\r\n\r\n\{.*\}$/s.test(got)) { clearTimeout(timer); s.end(); resolve(got); }
+    });
+    s.on('error', reject);
+    const timer = setTimeout(() => reject(new Error(`no answer: ${JSON.stringify(got)}`)), 20000);
+  });
+  assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+  assert.equal(JSON.parse(text.slice(text.lastIndexOf('\r\n\r\n') + 4)).usage.completion_tokens, 2);
+});
