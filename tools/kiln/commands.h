@@ -21,5 +21,6 @@ inline CLI::App* eval_group(CLI::App& app) {
   ev->require_subcommand(1);
   return ev;
 }
+void register_serve(CLI::App& app);
 
 }  // namespace kiln::cli

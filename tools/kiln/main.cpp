@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_tokenize(app);
   kiln::cli::register_bench(app);
   kiln::cli::register_eval(app);
+  kiln::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
