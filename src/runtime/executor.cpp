@@ -89,7 +89,8 @@ Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const Execut
   limits_.tokens_per_block = cfg_.tokens_per_block;
 
   runner_ = std::make_unique<ModelRunner>(
-      engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block));
+      engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block,
+                                 kv_cache_scales(engine_)));
   sampler_ = std::make_unique<BackendSampler>(engine_.backend());
   blocks_ = std::make_unique<BlockManager>(int32_t(num_blocks), cfg_.tokens_per_block);
   sched_ = std::make_unique<Scheduler>(sc, *blocks_);
