@@ -67,7 +67,7 @@ def convert(model_dir: PathLike, output_dir: PathLike, *, dtype: Optional[str] =
 def build(checkpoint_dir: PathLike, output_dir: PathLike, *, target: Optional[str] = None,
           dtype: Optional[str] = None, max_batch_size: Optional[int] = None, max_input_len: Optional[int] = None,
           max_seq_len: Optional[int] = None, max_num_tokens: Optional[int] = None,
-          max_beam_width: Optional[int] = None, batch_invariant: bool = False) -> str:
+          max_beam_width: Optional[int] = None, batch_invariant: bool = False, progress: bool = True) -> str:
     """Builds an engine for one target from a kiln checkpoint (``kiln build``); returns ``output_dir``.
 
     Args:
@@ -76,6 +76,7 @@ def build(checkpoint_dir: PathLike, output_dir: PathLike, *, target: Optional[st
         max_batch_size, max_input_len, max_seq_len, max_num_tokens, max_beam_width: the engine's limits (None: the
             defaults of ``kiln build``: 8, max_seq_len, the model's positions, min(8192, B x S), 1).
         batch_invariant: outputs independent of the batch (cuda; cpu engines always are).
+        progress: draw a progress bar on stderr when it is a terminal.
 
     Raises kiln.BuildError with the builder's message (naming the limit or file).
     """
@@ -94,7 +95,7 @@ def build(checkpoint_dir: PathLike, output_dir: PathLike, *, target: Optional[st
     if not isinstance(batch_invariant, bool):
         raise ArgumentTypeError(f"build: batch_invariant: expected True or False, got {batch_invariant!r}")
     with translate(BuildError):
-        _kiln.build(src, out, target, dtype, limits, batch_invariant)
+        _kiln.build(src, out, target, dtype, limits, batch_invariant, bool(progress))
     return out
 
 

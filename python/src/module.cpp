@@ -37,7 +37,7 @@ void convert(const std::string& model_dir, const std::string& output_dir, const 
 }
 
 void build(const std::string& checkpoint_dir, const std::string& output_dir, const std::string& target,
-           const std::optional<std::string>& dtype, const EngineLimits& limits, bool batch_invariant) {
+           const std::optional<std::string>& dtype, const EngineLimits& limits, bool batch_invariant, bool progress) {
   BuildOptions o;
   o.checkpoint_dir = checkpoint_dir;
   o.output_dir = output_dir;
@@ -45,6 +45,7 @@ void build(const std::string& checkpoint_dir, const std::string& output_dir, con
   if (dtype) o.dtype = dtype_from_name(*dtype);
   o.limits = limits;
   o.batch_invariant = batch_invariant;
+  o.progress = progress;
   o.plan = target_planner(target);
   pb::gil_scoped_release nogil;
   build_engine(o);
@@ -84,7 +85,7 @@ PYBIND11_MODULE(_kiln, m) {
       .def_readwrite("max_beam_width", &EngineLimits::max_beam_width);
 
   m.def("build", &py::build, pb::arg("checkpoint_dir"), pb::arg("output_dir"), pb::arg("target"), pb::arg("dtype"),
-        pb::arg("limits"), pb::arg("batch_invariant"),
+        pb::arg("limits"), pb::arg("batch_invariant"), pb::arg("progress"),
         "kiln build: kiln checkpoint -> engine for one target (GIL released).");
 
   py::bind_tokenizer(m);

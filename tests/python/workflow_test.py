@@ -61,3 +61,38 @@ def test_llm_from_a_model_folder_uses_a_cache(tmp_path):
     # A kiln checkpoint is built (not converted) into the cache too.
     with kiln.LLM(tmp_path / "ckpt", target="cpu", cache_dir=cache, max_seq_len=256, num_threads=2) as llm:
         same_tree(llm.engine_dir, tmp_path / "engine")
+
+
+def test_progress_bars_on_a_terminal(tmp_path):
+    """convert and build draw their progress bars when stderr is a terminal (a pty here), and not when told not to."""
+    import pty
+    import subprocess
+    import sys
+
+    def stderr_on_tty(code):
+        master, slave = pty.openpty()
+        p = subprocess.Popen([sys.executable, "-c", code], stderr=slave, stdout=subprocess.DEVNULL)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        assert p.wait(120) == 0
+        return out.decode()
+
+    ckpt, engine = tmp_path / "ckpt", tmp_path / "engine"
+    err = stderr_on_tty(f"import kiln; kiln.convert({str(MODELS / 'llama')!r}, {str(ckpt)!r}); "
+                        f"kiln.build({str(ckpt)!r}, {str(engine)!r}, target='cpu')")
+    assert "convert [" in err and "build [" in err, err
+    done, total = err.replace("\r", "\n").strip().splitlines()[-1].split()[-1].split("/")
+    assert done == total, err  # the build's bar ends full
+    quiet = stderr_on_tty(f"import kiln; kiln.convert({str(MODELS / 'llama')!r}, {str(tmp_path / 'c2')!r}, "
+                          f"progress=False); kiln.build({str(ckpt)!r}, {str(tmp_path / 'e2')!r}, target='cpu', "
+                          "progress=False)")
+    assert "[" not in quiet, quiet
