@@ -6,8 +6,10 @@ import filecmp
 import os
 import shutil
 
+import pytest
+
 import kiln
-from conftest import MODELS, kiln_cli
+from conftest import MODELS, cli_error, kiln_cli
 
 
 def same_tree(a, b):
@@ -96,3 +98,36 @@ def test_progress_bars_on_a_terminal(tmp_path):
                           f"progress=False); kiln.build({str(ckpt)!r}, {str(tmp_path / 'e2')!r}, target='cpu', "
                           "progress=False)")
     assert "[" not in quiet, quiet
+
+
+def test_quantize_equals_the_cli(tmp_path):
+    """kiln.quantize writes what `kiln quantize` writes: weight-only int8 (no calibration), and fp8 with an fp8 KV
+    cache calibrated on the same token sequences (the CLI cuts them from a pre-tokenized dataset)."""
+    model = str(MODELS / "llama")
+    kiln_cli("quantize", "--model", model, "--output", str(tmp_path / "cli-w8"), "--qformat", "int8_wo",
+             "--no-progress")
+    kiln.quantize(model, tmp_path / "py-w8", "int8_wo", progress=False)
+    same_tree(tmp_path / "cli-w8", tmp_path / "py-w8")
+
+    ids = [(7 * i + 3) % 300 + 4 for i in range(40)]
+    data = tmp_path / "calib.jsonl"
+    data.write_text('{"input_ids": %s}\n' % ids)
+    kiln_cli("quantize", "--model", model, "--output", str(tmp_path / "cli-fp8"), "--qformat", "fp8",
+             "--kv-cache-dtype", "fp8", "--calib-dataset", str(data), "--calib-size", "2",
+             "--calib-max-seq-length", "16", "--no-progress")
+    kiln.quantize(model, tmp_path / "py-fp8", "fp8", kv_cache_dtype="fp8", calib=[ids[:16], ids[16:32]],
+                  calib_source="calib.jsonl", progress=False)
+    same_tree(tmp_path / "cli-fp8", tmp_path / "py-fp8")
+    with kiln.LLM(tmp_path / "py-fp8", target="cpu", cache_dir=tmp_path / "cache", num_threads=2) as llm:
+        assert llm.generate([5, 6, 7], kiln.SamplingParams(max_tokens=4, ignore_eos=True))[0].outputs[0].token_ids
+
+    with pytest.raises(kiln.InvalidArgumentError, match="qformat 'int3'"):
+        kiln.quantize(model, tmp_path / "q", "int3")
+    ref = cli_error("quantize", "--model", model, "--output", str(tmp_path / "q"), "--qformat", "int8_sq",
+                    "--calib-dataset", str(data), "--calib-size", "1", "--calib-max-seq-length", "16",
+                    "--exclude", "layers.9.mlp.down")
+    with pytest.raises(kiln.QuantizeError) as e:
+        kiln.quantize(model, tmp_path / "q", "int8_sq", calib=[ids[:16]], exclude=["layers.9.mlp.down"])
+    assert str(e.value) == ref
+    with pytest.raises(kiln.QuantizeError, match="needs calibration data"):
+        kiln.quantize(model, tmp_path / "q", "fp8")
