@@ -9,16 +9,16 @@ See docs/python.md.
 """
 from . import _kiln
 from .errors import (ArgumentTypeError, BuildError, ConvertError, EngineError, Error, GenerationError,
-                     InvalidArgumentError, RequestError, TokenizerError)
+                     InvalidArgumentError, QuantizeError, RequestError, TokenizerError)
 from .llm import LLM
 from .outputs import CompletionOutput, RequestOutput
 from .requests import GenerationRequest
 from .sampling_params import SamplingParams
 from .tokenizer import Tokenizer
-from .workflow import build, convert
+from .workflow import build, convert, quantize
 
 __version__ = _kiln.build_info()["version"]
 
 __all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "GenerationRequest", "Tokenizer", "convert",
-           "build", "Error", "InvalidArgumentError", "ArgumentTypeError", "RequestError", "ConvertError", "BuildError",
-           "EngineError", "TokenizerError", "GenerationError", "__version__"]
+           "quantize", "build", "Error", "InvalidArgumentError", "ArgumentTypeError", "RequestError", "ConvertError",
+           "QuantizeError", "BuildError", "EngineError", "TokenizerError", "GenerationError", "__version__"]

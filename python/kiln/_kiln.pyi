@@ -11,6 +11,24 @@ def build_info() -> Dict[str, Union[str, bool]]:
 def convert(model_dir: str, output_dir: str, dtype: Optional[str], rope_freq_dtype: str, tp_size: int, pp_size: int,
             progress: bool) -> None: ...
 
+class QuantizeOptions:
+    model_dir: str
+    output_dir: str
+    qformat: str
+    kv_cache_dtype: str
+    group_size: int
+    smoothquant_alpha: float
+    exclude: List[str]
+    quantize_lm_head: bool
+    calib: List[List[int]]
+    calib_source: str
+    rope_freq_checkpoint_dtype: bool
+    progress: bool
+    def __init__(self) -> None: ...
+
+def quantize(options: QuantizeOptions) -> None: ...
+def needs_calibration(qformat: str, kv_cache_dtype: str) -> bool: ...
+
 class EngineLimits:
     max_batch_size: int
     max_input_len: int
@@ -20,7 +38,7 @@ class EngineLimits:
     def __init__(self) -> None: ...
 
 def build(checkpoint_dir: str, output_dir: str, target: str, dtype: Optional[str], limits: EngineLimits,
-          batch_invariant: bool) -> None: ...
+          batch_invariant: bool, progress: bool) -> None: ...
 
 class Tokenizer:
     @staticmethod

@@ -27,6 +27,10 @@ class ConvertError(Error):
     """``kiln.convert`` failed (a missing tensor, an unsupported architecture, an existing output ...)."""
 
 
+class QuantizeError(Error):
+    """``kiln.quantize`` failed (an unsupported format for the model, bad calibration data ...)."""
+
+
 class BuildError(Error):
     """``kiln.build`` failed (limits the model cannot hold, a target this kiln lacks ...)."""
 

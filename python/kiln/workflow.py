@@ -7,10 +7,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from . import _kiln
-from .errors import ArgumentTypeError, BuildError, ConvertError, InvalidArgumentError, translate
+from .errors import ArgumentTypeError, BuildError, ConvertError, InvalidArgumentError, QuantizeError, translate
 
 PathLike = Union[str, "os.PathLike[str]"]
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -64,10 +64,63 @@ def convert(model_dir: PathLike, output_dir: PathLike, *, dtype: Optional[str] =
     return out
 
 
+_QFORMATS = ("fp8", "fp8_rowwise", "int8_sq", "int8_wo", "int4_wo", "int4_awq", "none")
+
+
+def quantize(model_dir: PathLike, output_dir: PathLike, qformat: str, *,
+             calib: Optional[Sequence[Sequence[int]]] = None, calib_source: str = "python",
+             kv_cache_dtype: Optional[str] = None, group_size: Optional[int] = None, smoothquant_alpha: float = 0.5,
+             exclude: Sequence[str] = (), quantize_lm_head: bool = False, rope_freq_dtype: str = "float32",
+             progress: bool = True) -> str:
+    """Quantizes a Hugging Face checkpoint into a kiln checkpoint (``kiln quantize``); returns ``output_dir``.
+
+    Args:
+        qformat: "fp8", "fp8_rowwise", "int8_sq", "int8_wo", "int4_wo", "int4_awq" or "none" (KV cache only).
+        calib: calibration sequences (token ids; each one forward pass), for the formats that need activation
+            statistics (fp8, int8_sq, int4_awq, a quantized KV cache). ``kiln quantize --calib-dataset`` cuts them
+            from its dataset; from Python, encode and cut them with ``kiln.Tokenizer``.
+        calib_source: the name recorded as the calibration dataset in the checkpoint.
+        kv_cache_dtype: None, "fp8" or "int8".
+        group_size: inputs per scale (None: the format's default).
+        smoothquant_alpha, exclude, quantize_lm_head, rope_freq_dtype: as ``kiln quantize``'s flags.
+
+    Raises kiln.QuantizeError with the quantizer's message.
+    """
+    o = _kiln.QuantizeOptions()
+    o.model_dir, o.output_dir = _path(model_dir, "quantize: model_dir"), _path(output_dir, "quantize: output_dir")
+    if qformat not in _QFORMATS:
+        raise InvalidArgumentError(f"quantize: qformat {qformat!r}: expected one of {', '.join(_QFORMATS)}")
+    o.qformat = qformat
+    if kv_cache_dtype not in (None, "fp8", "int8"):
+        raise InvalidArgumentError(f"quantize: kv_cache_dtype {kv_cache_dtype!r}: expected None, 'fp8' or 'int8'")
+    o.kv_cache_dtype = kv_cache_dtype or ""
+    o.group_size = _opt_int(group_size, "quantize: group_size")
+    if not isinstance(smoothquant_alpha, (int, float)) or isinstance(smoothquant_alpha, bool):
+        raise ArgumentTypeError(f"quantize: smoothquant_alpha: expected a number, got {smoothquant_alpha!r}")
+    o.smoothquant_alpha = float(smoothquant_alpha)
+    if isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude):
+        raise ArgumentTypeError(f"quantize: exclude: expected a list of module patterns, got {exclude!r}")
+    o.exclude = list(exclude)
+    o.quantize_lm_head = bool(quantize_lm_head)
+    if rope_freq_dtype not in ("float32", "checkpoint"):
+        raise InvalidArgumentError(f"quantize: rope_freq_dtype {rope_freq_dtype!r}: expected 'float32' or 'checkpoint'")
+    o.rope_freq_checkpoint_dtype = rope_freq_dtype == "checkpoint"
+    seqs = []
+    for i, s in enumerate(calib or []):
+        if isinstance(s, (str, bytes)) or not isinstance(s, (list, tuple)) or not s or \
+                not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**31 for t in s):
+            raise ArgumentTypeError(f"quantize: calib[{i}]: expected a non-empty list of token ids")
+        seqs.append(list(s))
+    o.calib, o.calib_source, o.progress = seqs, str(calib_source), bool(progress)
+    with translate(QuantizeError):
+        _kiln.quantize(o)
+    return o.output_dir
+
+
 def build(checkpoint_dir: PathLike, output_dir: PathLike, *, target: Optional[str] = None,
           dtype: Optional[str] = None, max_batch_size: Optional[int] = None, max_input_len: Optional[int] = None,
           max_seq_len: Optional[int] = None, max_num_tokens: Optional[int] = None,
-          max_beam_width: Optional[int] = None, batch_invariant: bool = False) -> str:
+          max_beam_width: Optional[int] = None, batch_invariant: bool = False, progress: bool = True) -> str:
     """Builds an engine for one target from a kiln checkpoint (``kiln build``); returns ``output_dir``.
 
     Args:
@@ -76,6 +129,7 @@ def build(checkpoint_dir: PathLike, output_dir: PathLike, *, target: Optional[st
         max_batch_size, max_input_len, max_seq_len, max_num_tokens, max_beam_width: the engine's limits (None: the
             defaults of ``kiln build``: 8, max_seq_len, the model's positions, min(8192, B x S), 1).
         batch_invariant: outputs independent of the batch (cuda; cpu engines always are).
+        progress: draw a progress bar on stderr when it is a terminal.
 
     Raises kiln.BuildError with the builder's message (naming the limit or file).
     """
@@ -94,7 +148,7 @@ def build(checkpoint_dir: PathLike, output_dir: PathLike, *, target: Optional[st
     if not isinstance(batch_invariant, bool):
         raise ArgumentTypeError(f"build: batch_invariant: expected True or False, got {batch_invariant!r}")
     with translate(BuildError):
-        _kiln.build(src, out, target, dtype, limits, batch_invariant)
+        _kiln.build(src, out, target, dtype, limits, batch_invariant, bool(progress))
     return out
 
 

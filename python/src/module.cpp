@@ -8,6 +8,7 @@
 #include "build/engine_format.h"
 #include "convert/convert.h"
 #include "core/error.h"
+#include "quantize/quantize.h"
 #include "runtime/backend_factory.h"
 
 namespace kiln::py {
@@ -37,7 +38,7 @@ void convert(const std::string& model_dir, const std::string& output_dir, const 
 }
 
 void build(const std::string& checkpoint_dir, const std::string& output_dir, const std::string& target,
-           const std::optional<std::string>& dtype, const EngineLimits& limits, bool batch_invariant) {
+           const std::optional<std::string>& dtype, const EngineLimits& limits, bool batch_invariant, bool progress) {
   BuildOptions o;
   o.checkpoint_dir = checkpoint_dir;
   o.output_dir = output_dir;
@@ -45,9 +46,19 @@ void build(const std::string& checkpoint_dir, const std::string& output_dir, con
   if (dtype) o.dtype = dtype_from_name(*dtype);
   o.limits = limits;
   o.batch_invariant = batch_invariant;
+  o.progress = progress;
   o.plan = target_planner(target);
   pb::gil_scoped_release nogil;
   build_engine(o);
+}
+
+void quantize(QuantizeOptions o) {
+  qformat_algo(o.qformat);  // an unknown format is refused before any work
+  if (needs_calibration(o.qformat, o.kv_cache_dtype) && o.calib.empty())
+    fail("qformat {}{} needs calibration data: give calib (token-id sequences)", o.qformat,
+         o.kv_cache_dtype.empty() ? "" : " with kv_cache_dtype " + o.kv_cache_dtype);
+  pb::gil_scoped_release nogil;
+  quantize_checkpoint(o);
 }
 
 }  // namespace
@@ -83,8 +94,26 @@ PYBIND11_MODULE(_kiln, m) {
       .def_readwrite("max_num_tokens", &EngineLimits::max_num_tokens)
       .def_readwrite("max_beam_width", &EngineLimits::max_beam_width);
 
+  pb::class_<QuantizeOptions>(m, "QuantizeOptions", "kiln::QuantizeOptions (src/quantize/quantize.h).")
+      .def(pb::init<>())
+      .def_readwrite("model_dir", &QuantizeOptions::model_dir)
+      .def_readwrite("output_dir", &QuantizeOptions::output_dir)
+      .def_readwrite("qformat", &QuantizeOptions::qformat)
+      .def_readwrite("kv_cache_dtype", &QuantizeOptions::kv_cache_dtype)
+      .def_readwrite("group_size", &QuantizeOptions::group_size)
+      .def_readwrite("smoothquant_alpha", &QuantizeOptions::smoothquant_alpha)
+      .def_readwrite("exclude", &QuantizeOptions::exclude)
+      .def_readwrite("quantize_lm_head", &QuantizeOptions::quantize_lm_head)
+      .def_readwrite("calib", &QuantizeOptions::calib)
+      .def_readwrite("calib_source", &QuantizeOptions::calib_source)
+      .def_readwrite("rope_freq_checkpoint_dtype", &QuantizeOptions::rope_freq_checkpoint_dtype)
+      .def_readwrite("progress", &QuantizeOptions::progress);
+  m.def("quantize", &py::quantize, pb::arg("options"),
+        "kiln quantize: Hugging Face folder -> quantized kiln checkpoint (GIL released).");
+  m.def("needs_calibration", &needs_calibration, pb::arg("qformat"), pb::arg("kv_cache_dtype"));
+
   m.def("build", &py::build, pb::arg("checkpoint_dir"), pb::arg("output_dir"), pb::arg("target"), pb::arg("dtype"),
-        pb::arg("limits"), pb::arg("batch_invariant"),
+        pb::arg("limits"), pb::arg("batch_invariant"), pb::arg("progress"),
         "kiln build: kiln checkpoint -> engine for one target (GIL released).");
 
   py::bind_tokenizer(m);

@@ -43,13 +43,10 @@ def cli_error(*args: str) -> str:
     return lines[-1][len("error: "):]
 
 
-def make_engine(out: Path, model: str, *, rope_checkpoint: bool = False, **limits: Any) -> str:
+def make_engine(out: Path, model: str, **limits: Any) -> str:
     """Converts and builds a fixture model with the CLI into out/engine (cpu target); returns the engine folder."""
     ckpt, engine = out / "checkpoint", out / "engine"
-    args = ["convert", "--model", str(MODELS / model), "--output", str(ckpt)]
-    if rope_checkpoint:
-        args += ["--rope-freq-dtype", "checkpoint"]
-    kiln_cli(*args)
+    kiln_cli("convert", "--model", str(MODELS / model), "--output", str(ckpt))
     build = ["build", "--checkpoint", str(ckpt), "--output", str(engine), "--target", "cpu"]
     for k, v in limits.items():
         build += ["--" + k.replace("_", "-"), str(v)]
@@ -89,10 +86,9 @@ def read_i32(path: Path, name: str) -> List[int]:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """tiny-code (the trained demo model, with its tokenizer) built by the CLI: beams up to 4, 512 positions, its
-    goldens' rounded RoPE frequencies."""
-    return make_engine(tmp_path_factory.mktemp("tiny"), "tiny-code", rope_checkpoint=True, max_beam_width=4,
-                       max_seq_len=512, max_batch_size=16)
+    """tiny-code (the trained demo model, with its tokenizer) built by the CLI: beams up to 4, 512 positions."""
+    return make_engine(tmp_path_factory.mktemp("tiny"), "tiny-code", max_beam_width=4, max_seq_len=512,
+                       max_batch_size=16)
 
 
 @pytest.fixture(scope="session")

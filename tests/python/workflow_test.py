@@ -6,8 +6,10 @@ import filecmp
 import os
 import shutil
 
+import pytest
+
 import kiln
-from conftest import MODELS, kiln_cli
+from conftest import MODELS, cli_error, kiln_cli
 
 
 def same_tree(a, b):
@@ -61,3 +63,71 @@ def test_llm_from_a_model_folder_uses_a_cache(tmp_path):
     # A kiln checkpoint is built (not converted) into the cache too.
     with kiln.LLM(tmp_path / "ckpt", target="cpu", cache_dir=cache, max_seq_len=256, num_threads=2) as llm:
         same_tree(llm.engine_dir, tmp_path / "engine")
+
+
+def test_progress_bars_on_a_terminal(tmp_path):
+    """convert and build draw their progress bars when stderr is a terminal (a pty here), and not when told not to."""
+    import pty
+    import subprocess
+    import sys
+
+    def stderr_on_tty(code):
+        master, slave = pty.openpty()
+        p = subprocess.Popen([sys.executable, "-c", code], stderr=slave, stdout=subprocess.DEVNULL)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        assert p.wait(120) == 0
+        return out.decode()
+
+    ckpt, engine = tmp_path / "ckpt", tmp_path / "engine"
+    err = stderr_on_tty(f"import kiln; kiln.convert({str(MODELS / 'llama')!r}, {str(ckpt)!r}); "
+                        f"kiln.build({str(ckpt)!r}, {str(engine)!r}, target='cpu')")
+    assert "convert [" in err and "build [" in err, err
+    done, total = err.replace("\r", "\n").strip().splitlines()[-1].split()[-1].split("/")
+    assert done == total, err  # the build's bar ends full
+    quiet = stderr_on_tty(f"import kiln; kiln.convert({str(MODELS / 'llama')!r}, {str(tmp_path / 'c2')!r}, "
+                          f"progress=False); kiln.build({str(ckpt)!r}, {str(tmp_path / 'e2')!r}, target='cpu', "
+                          "progress=False)")
+    assert "[" not in quiet, quiet
+
+
+def test_quantize_equals_the_cli(tmp_path):
+    """kiln.quantize writes what `kiln quantize` writes: weight-only int8 (no calibration), and fp8 with an fp8 KV
+    cache calibrated on the same token sequences (the CLI cuts them from a pre-tokenized dataset)."""
+    model = str(MODELS / "llama")
+    kiln_cli("quantize", "--model", model, "--output", str(tmp_path / "cli-w8"), "--qformat", "int8_wo",
+             "--no-progress")
+    kiln.quantize(model, tmp_path / "py-w8", "int8_wo", progress=False)
+    same_tree(tmp_path / "cli-w8", tmp_path / "py-w8")
+
+    ids = [(7 * i + 3) % 300 + 4 for i in range(40)]
+    data = tmp_path / "calib.jsonl"
+    data.write_text('{"input_ids": %s}\n' % ids)
+    kiln_cli("quantize", "--model", model, "--output", str(tmp_path / "cli-fp8"), "--qformat", "fp8",
+             "--kv-cache-dtype", "fp8", "--calib-dataset", str(data), "--calib-size", "2",
+             "--calib-max-seq-length", "16", "--no-progress")
+    kiln.quantize(model, tmp_path / "py-fp8", "fp8", kv_cache_dtype="fp8", calib=[ids[:16], ids[16:32]],
+                  calib_source="calib.jsonl", progress=False)
+    same_tree(tmp_path / "cli-fp8", tmp_path / "py-fp8")
+    with kiln.LLM(tmp_path / "py-fp8", target="cpu", cache_dir=tmp_path / "cache", num_threads=2) as llm:
+        assert llm.generate([5, 6, 7], kiln.SamplingParams(max_tokens=4, ignore_eos=True))[0].outputs[0].token_ids
+
+    with pytest.raises(kiln.InvalidArgumentError, match="qformat 'int3'"):
+        kiln.quantize(model, tmp_path / "q", "int3")
+    ref = cli_error("quantize", "--model", model, "--output", str(tmp_path / "q"), "--qformat", "int8_sq",
+                    "--calib-dataset", str(data), "--calib-size", "1", "--calib-max-seq-length", "16",
+                    "--exclude", "layers.9.mlp.down")
+    with pytest.raises(kiln.QuantizeError) as e:
+        kiln.quantize(model, tmp_path / "q", "int8_sq", calib=[ids[:16]], exclude=["layers.9.mlp.down"])
+    assert str(e.value) == ref
+    with pytest.raises(kiln.QuantizeError, match="needs calibration data"):
+        kiln.quantize(model, tmp_path / "q", "fp8")
