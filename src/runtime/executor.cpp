@@ -123,6 +123,7 @@ RequestId Executor::Impl::enqueue(const Request& r, ResponseCallback cb) {
   g->prompt_len = int32_t(r.input_ids.size());
   g->end_ids = effective_end_ids(r, engine_.model().eos_token_ids);
   g->num_seqs_max = nseq;
+  g->enqueued = std::chrono::steady_clock::now();
   g->worst_case_blocks = worst;
   Sequence s;
   s.tokens = r.input_ids;

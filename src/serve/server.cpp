@@ -333,6 +333,7 @@ class Session : public std::enable_shared_from_this<Session> {
       g.last[i] = now;
       srv_.metrics.generation_tokens += got;
     }
+    if (r.queue_time_s >= 0) srv_.metrics.queue.observe(r.queue_time_s);
     if (r.is_final) g.finals[i] = true;
     bool cancel = false;
     std::string events = g.c->on_response(i, r, &cancel);
