@@ -155,8 +155,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Generation {
     std::unique_ptr<Completion> c;
     std::vector<RequestId> ids;
-    std::vector<bool> finals;
-    Clock::time_point start, last_token;
+    Clock::time_point start;
     std::vector<Clock::time_point> last;  // per choice: time of its latest tokens
     bool first_token = false;
   };
@@ -277,7 +276,6 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::string id = random_id(creq.chat ? "chatcmpl-" : "cmpl-");
     g->c = std::make_unique<Completion>(std::move(creq), srv_.m, id, std::time(nullptr));
     g->start = Clock::now();
-    g->finals.assign(n, false);
     g->last.assign(n, g->start);
     std::weak_ptr<Session> weak = shared_from_this();
     for (size_t i = 0; i < n; ++i) {
@@ -334,7 +332,6 @@ class Session : public std::enable_shared_from_this<Session> {
       srv_.metrics.generation_tokens += got;
     }
     if (r.queue_time_s >= 0) srv_.metrics.queue.observe(r.queue_time_s);
-    if (r.is_final) g.finals[i] = true;
     bool cancel = false;
     std::string events = g.c->on_response(i, r, &cancel);
     if (cancel) srv_.ex.cancel(g.ids[i]);
