@@ -96,6 +96,10 @@ class Executor {
   RequestId enqueue(const Request& r);
   // The same, with the responses delivered to `on_response` instead of await_responses.
   RequestId enqueue(const Request& r, ResponseCallback on_response);
+
+  // Everything enqueue checks, without queuing: throws kiln::Error as enqueue would (callers that submit several
+  // requests together check them all first, so that a bad one stops the batch before any of it runs).
+  void check(const Request& r) const;
   // Stops a request: its final response has finish reason `cancelled` (with the tokens generated so far) and
   // its KV blocks are freed. False when the id is unknown or its final response was already produced.
   bool cancel(RequestId id);

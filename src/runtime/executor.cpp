@@ -89,7 +89,8 @@ Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const Execut
   limits_.tokens_per_block = cfg_.tokens_per_block;
 
   runner_ = std::make_unique<ModelRunner>(
-      engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block));
+      engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block,
+                                 kv_cache_scales(engine_)));
   sampler_ = std::make_unique<BackendSampler>(engine_.backend());
   blocks_ = std::make_unique<BlockManager>(int32_t(num_blocks), cfg_.tokens_per_block);
   sched_ = std::make_unique<Scheduler>(sc, *blocks_);
@@ -114,34 +115,49 @@ Executor::Impl::~Impl() {
   if (thread_.joinable()) thread_.join();
 }
 
-RequestId Executor::Impl::enqueue(const Request& r, ResponseCallback cb) {
+namespace {
+
+BeamSearchParams beam_params(const Request& r, const std::vector<int32_t>& end_ids) {
+  BeamSearchParams bp;
+  bp.num_beams = r.beam_width;
+  bp.num_return = r.num_return_sequences;
+  bp.max_new_tokens = r.max_new_tokens;
+  bp.length_penalty = r.sampling.length_penalty;
+  bp.early_stopping = r.sampling.early_stopping;
+  bp.end_ids = end_ids;
+  bp.stop_sequences = r.stop_sequences;
+  return bp;
+}
+
+}  // namespace
+
+int64_t Executor::Impl::check(const Request& r) const {
   const int32_t nseq = request_num_seqs(r);
   const int64_t worst = sched_->worst_case_blocks(std::max(nseq, 1), int64_t(r.input_ids.size()), r.max_new_tokens);
   check_request(r, limits_, worst);
+  if (r.beam_width > 1) {
+    const std::vector<int32_t> end_ids = effective_end_ids(r, engine_.model().eos_token_ids);
+    const BeamSearch beam(beam_params(r, end_ids));
+    if (beam.candidates_per_row(vocab_) > kMaxTopLogProbs)
+      fail("beam_width {} with {} end ids needs {} candidates per beam; at most {}", r.beam_width, end_ids.size(),
+           beam.candidates_per_row(vocab_), kMaxTopLogProbs);
+  }
+  return worst;
+}
+
+RequestId Executor::Impl::enqueue(const Request& r, ResponseCallback cb) {
+  const int64_t worst = check(r);
   auto g = std::make_unique<SequenceGroup>();
   g->req = r;
   g->prompt_len = int32_t(r.input_ids.size());
   g->end_ids = effective_end_ids(r, engine_.model().eos_token_ids);
-  g->num_seqs_max = nseq;
+  g->num_seqs_max = request_num_seqs(r);
   g->enqueued = std::chrono::steady_clock::now();
   g->worst_case_blocks = worst;
   Sequence s;
   s.tokens = r.input_ids;
   g->seqs.push_back(std::move(s));
-  if (r.beam_width > 1) {
-    BeamSearchParams bp;
-    bp.num_beams = r.beam_width;
-    bp.num_return = r.num_return_sequences;
-    bp.max_new_tokens = r.max_new_tokens;
-    bp.length_penalty = r.sampling.length_penalty;
-    bp.early_stopping = r.sampling.early_stopping;
-    bp.end_ids = g->end_ids;
-    bp.stop_sequences = r.stop_sequences;
-    g->beam = std::make_unique<BeamSearch>(std::move(bp));
-    if (g->beam->candidates_per_row(vocab_) > kMaxTopLogProbs)
-      fail("beam_width {} with {} end ids needs {} candidates per beam; at most {}", r.beam_width, g->end_ids.size(),
-           g->beam->candidates_per_row(vocab_), kMaxTopLogProbs);
-  }
+  if (r.beam_width > 1) g->beam = std::make_unique<BeamSearch>(beam_params(r, g->end_ids));
   RequestId id;
   {
     std::lock_guard lk(mu_);
@@ -282,6 +298,7 @@ RequestId Executor::enqueue(const Request& r, ResponseCallback on_response) {
   if (!on_response) fail("Executor::enqueue: the response callback is empty");
   return impl_->enqueue(r, std::move(on_response));
 }
+void Executor::check(const Request& r) const { impl_->check(r); }
 bool Executor::cancel(RequestId id) { return impl_->cancel(id); }
 void Executor::release(RequestId id) { impl_->release(id); }
 

@@ -37,6 +37,7 @@ struct Executor::Impl {
   ~Impl();
 
   // caller side
+  int64_t check(const Request& r) const;  // what enqueue checks; returns the request's worst-case KV blocks
   RequestId enqueue(const Request& r, ResponseCallback cb);
   bool cancel(RequestId id);
   void release(RequestId id);
