@@ -152,6 +152,7 @@ RequestId Executor::Impl::enqueue(const Request& r, ResponseCallback cb) {
   g->prompt_len = int32_t(r.input_ids.size());
   g->end_ids = effective_end_ids(r, engine_.model().eos_token_ids);
   g->num_seqs_max = request_num_seqs(r);
+  g->enqueued = std::chrono::steady_clock::now();
   g->worst_case_blocks = worst;
   Sequence s;
   s.tokens = r.input_ids;

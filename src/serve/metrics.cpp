@@ -66,6 +66,7 @@ std::string render_metrics(const Metrics& m, const Stats& s, const std::string& 
   histogram(out, "time_to_first_token_seconds", "Time from the request to its first token.", l, m.ttft);
   histogram(out, "inter_token_latency_seconds", "Time between a choice's consecutive tokens.", l, m.itl);
   histogram(out, "e2e_request_latency_seconds", "Time from the request to its last token.", l, m.e2e);
+  histogram(out, "request_queue_time_seconds", "Time from enqueue to admission into the running batch.", l, m.queue);
   return out;
 }
 

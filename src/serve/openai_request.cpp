@@ -320,6 +320,9 @@ CompletionRequest parse_completion_request(const json& body, const ModelContext&
       bad(k, "unknown field (unrecognized request argument)", "unknown_parameter");
     }
   }
+  if (c.prompts.size() * size_t(c.n) > size_t(kMaxChoices))
+    bad(c.n > 1 ? "n" : input, fmt::format("{} prompts x n {} = {} choices: at most {} in one request", c.prompts.size(),
+                                           c.n, c.prompts.size() * size_t(c.n), kMaxChoices));
   if (stream_options) {
     if (!c.stream) bad("stream_options", "only allowed when 'stream' is true");
     if (!stream_options->is_object())

@@ -49,7 +49,8 @@ struct ModelContext {
   int64_t max_seq_len = 0;
 };
 
-constexpr int kMaxN = 128;   // choices per request
+constexpr int kMaxN = 128;          // choices per prompt
+constexpr int kMaxChoices = 1024;  // choices per request (prompts x n)
 constexpr int kMaxStop = 4;  // stop strings, as OpenAI
 constexpr int kMaxCompletionTopLogprobs = 5;
 constexpr int kMaxChatTopLogprobs = 20;

@@ -86,7 +86,7 @@ struct Poster {
 
 struct Server {
   Server(Executor& ex_, const ModelContext& m_, const ServeOptions& o_)
-      : ex(ex_), m(m_), o(o_), acceptor(ioc), signals(ioc, SIGTERM, SIGINT), drain_timer(ioc) {
+      : ex(ex_), m(m_), o(o_), acceptor(ioc), signals(ioc, SIGTERM, SIGINT), drain_timer(ioc), accept_timer(ioc) {
     poster->ioc = &ioc;
   }
   ~Server() {
@@ -99,7 +99,7 @@ struct Server {
   asio::io_context ioc{1};
   tcp::acceptor acceptor;
   asio::signal_set signals;
-  asio::steady_timer drain_timer;
+  asio::steady_timer drain_timer, accept_timer;
   Clock::time_point drain_deadline;
   bool draining = false, checking = false;
   int64_t active_generations = 0;
@@ -155,8 +155,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Generation {
     std::unique_ptr<Completion> c;
     std::vector<RequestId> ids;
-    std::vector<bool> finals;
-    Clock::time_point start, last_token;
+    Clock::time_point start;
     std::vector<Clock::time_point> last;  // per choice: time of its latest tokens
     bool first_token = false;
   };
@@ -277,7 +276,6 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::string id = random_id(creq.chat ? "chatcmpl-" : "cmpl-");
     g->c = std::make_unique<Completion>(std::move(creq), srv_.m, id, std::time(nullptr));
     g->start = Clock::now();
-    g->finals.assign(n, false);
     g->last.assign(n, g->start);
     std::weak_ptr<Session> weak = shared_from_this();
     for (size_t i = 0; i < n; ++i) {
@@ -333,7 +331,7 @@ class Session : public std::enable_shared_from_this<Session> {
       g.last[i] = now;
       srv_.metrics.generation_tokens += got;
     }
-    if (r.is_final) g.finals[i] = true;
+    if (r.queue_time_s >= 0) srv_.metrics.queue.observe(r.queue_time_s);
     bool cancel = false;
     std::string events = g.c->on_response(i, r, &cancel);
     if (cancel) srv_.ex.cancel(g.ids[i]);
@@ -465,12 +463,17 @@ class Session : public std::enable_shared_from_this<Session> {
 void Server::accept() {
   acceptor.async_accept([this](beast::error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) {
-      beast::error_code ignored;
-      sock.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(*this, std::move(sock))->start();
+    if (ec) {  // too many open files, say: try again a little later (not in a busy loop), never stop
+      accept_timer.expires_after(std::chrono::milliseconds(50));
+      accept_timer.async_wait([this](beast::error_code ec) {
+        if (!ec && acceptor.is_open()) accept();
+      });
+      return;
     }
-    accept();  // an error (too many open files) must not stop the server
+    beast::error_code ignored;
+    sock.set_option(tcp::no_delay(true), ignored);
+    std::make_shared<Session>(*this, std::move(sock))->start();
+    accept();
   });
 }
 

@@ -80,6 +80,10 @@ TEST(ExecutorWait, CallbackGetsEveryResponseInOrderAndAwaitNone) {
   }
   EXPECT_EQ(o.finals, 1);
   EXPECT_TRUE(sink.got.back().is_final);
+  // The first response says how long the request waited for admission; the others do not.
+  EXPECT_GE(sink.got[0].queue_time_s, 0.0);
+  EXPECT_LT(sink.got[0].queue_time_s, 60.0);
+  for (size_t k = 1; k < sink.got.size(); ++k) EXPECT_EQ(sink.got[k].queue_time_s, -1.0);
   EXPECT_EQ(o.ids, ref.ids);
   EXPECT_TRUE(ex.await_responses(0ms).empty());
   EXPECT_EQ(ex.stats().kept_responses, 0);

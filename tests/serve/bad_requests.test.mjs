@@ -51,6 +51,8 @@ const catalogue = [
   ['n zero', { body: C({ n: 0 }) }, 400, 'n'],
   ['n above 128', { body: C({ n: 129 }) }, 400, 'n'],
   ['n a fraction', { body: C({ n: 1.5 }) }, 400, 'n'],
+  ['prompts x n over 1,024 choices', { body: C({ prompt: Array(9).fill('a'), n: 120 }) }, 400, 'n'],
+  ['over 1,024 prompts', { body: C({ prompt: Array(1025).fill([5]) }) }, 400, 'prompt'],
   ['stop a number', { body: C({ stop: 3 }) }, 400, 'stop'],
   ['stop list with a number', { body: C({ stop: ['a', 3] }) }, 400, 'stop'],
   ['stop more than 4', { body: C({ stop: ['a', 'b', 'c', 'd', 'e'] }) }, 400, 'stop'],

@@ -2,6 +2,7 @@
 // completed stream is well-formed; afterwards /metrics shows no running or waiting request and no KV block in use.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startServer, metrics, request, streamClient, checkStream, MODEL } from './harness.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -45,4 +46,35 @@ test('1,000 concurrent streams, a third hanging up mid-stream: well-formed strea
   // And it still serves.
   const ok = await request(srv.port, { body: { model: MODEL, prompt: 'x', max_tokens: 2 } });
   assert.equal(ok.status, 200);
+});
+
+test('a non-streaming client that hangs up is cancelled at once and its blocks freed', async () => {
+  const s = await startServer();
+  try {
+    const data = JSON.stringify({ model: MODEL, prompt: 'def long():\n', max_tokens: 480, ignore_eos: true });
+    const req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: '/v1/completions', agent: false,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } });
+    req.on('error', () => {});
+    req.end(data);
+    let m;
+    for (let i = 0; i < 200; ++i) {  // running, holding blocks
+      m = await metrics(s.port);
+      if (m['kiln:kv_blocks_used'] > 0) break;
+      await sleep(20);
+    }
+    assert.ok(m['kiln:kv_blocks_used'] > 0);
+    req.destroy();
+    const t0 = Date.now();
+    for (let i = 0; i < 200; ++i) {
+      m = await metrics(s.port);
+      if (m['kiln:num_requests_running'] === 0 && m['kiln:kv_blocks_used'] === 0) break;
+      await sleep(10);
+    }
+    assert.equal(m['kiln:num_requests_running'], 0);
+    assert.equal(m['kiln:kv_blocks_used'], 0);
+    assert.ok(Date.now() - t0 < 1000, `freed after ${Date.now() - t0} ms`);
+    assert.ok(m['kiln:generation_tokens_total'] < 480, 'it was cancelled, not run to the end');
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
 });

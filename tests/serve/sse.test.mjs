@@ -132,10 +132,11 @@ test('health, version and metrics', async () => {
     'prefix_cache_queries_total',
     'prefix_cache_hits_total', 'num_preemptions_total', 'prompt_tokens_total', 'generation_tokens_total',
     'request_success_total', 'time_to_first_token_seconds', 'inter_token_latency_seconds',
-    'e2e_request_latency_seconds'])
+    'e2e_request_latency_seconds', 'request_queue_time_seconds'])
     assert.match(m.body, new RegExp(`^# TYPE kiln:${name} (gauge|counter|histogram)$`, 'm'), name);
   assert.match(m.body, /^kiln:request_success_total\{model_name="tiny-code",finished_reason="length"\} [1-9]\d*$/m);
   assert.match(m.body, /^kiln:time_to_first_token_seconds_bucket\{model_name="tiny-code",le="\+Inf"\} [1-9]\d*$/m);
+  assert.match(m.body, /^kiln:request_queue_time_seconds_count\{model_name="tiny-code"\} [1-9]\d*$/m);
 });
 
 test('Expect: 100-continue gets its 100 before the body is sent', async () => {
