@@ -67,6 +67,9 @@ struct Response {
   RequestId request_id = 0;
   bool is_final = false;  // the last response of this request
   std::string error;      // non-empty: the request failed after it was accepted (is_final is then true)
+  // The request's first response after its admission: seconds from enqueue to its first admission (the time it
+  // waited for a place in the batch and KV blocks); -1 in every other response.
+  double queue_time_s = -1;
   // One entry per returned sequence. Streaming: the tokens generated since the previous response; otherwise
   // (one final response) every generated token. Beam search: best first. End ids and stop sequences that
   // ended a sequence are included.

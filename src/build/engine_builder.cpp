@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "build/target_kernels.h"
 #include "core/error.h"
 #include "core/finite.h"
 #include "core/fs_util.h"
+#include "core/progress.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/carried_files.h"
@@ -121,6 +123,12 @@ void build_engine(const BuildOptions& o) {
         }
         std::copy(e.bytes.begin(), e.bytes.end(), dst);
       });
+    }
+    std::optional<ProgressBar> bar;
+    if (o.progress) {
+      bar.emplace(info.model.mapping.world_size() > 1 ? fmt::format("build rank {}", rank) : "build",
+                  int64_t(src.specs().size()));
+      w.on_progress([&](size_t done, size_t) { bar->update(int64_t(done)); });
     }
     w.write(out.file(rank_file_name(rank)));
   }

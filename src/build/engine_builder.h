@@ -31,6 +31,7 @@ struct BuildOptions {
   std::optional<DType> dtype;  // cuda compute dtype (float16 | bfloat16)
   EngineLimits limits;
   bool batch_invariant = false;  // EngineInfo::batch_invariant (cpu: always so; accepted and recorded)
+  bool progress = true;          // a progress bar per rank file on stderr, when it is a terminal
   // Planner for non-cpu targets, given the engine (model, limits) and the requested dtype. Empty: the target
   // is not available in this build.
   std::function<TargetPlan(const EngineInfo&, std::optional<DType>)> plan;

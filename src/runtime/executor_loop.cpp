@@ -313,6 +313,10 @@ Response Executor::Impl::progress_response(SequenceGroup& g, bool final) {
   Response resp;
   resp.request_id = g.id;
   resp.is_final = final;
+  if (g.ever_admitted && !g.queue_time_sent) {
+    resp.queue_time_s = std::chrono::duration<double>(g.first_admitted - g.enqueued).count();
+    g.queue_time_sent = true;
+  }
   const int32_t n = g.beam ? r.num_return_sequences : g.num_seqs_max;
   for (int32_t i = 0; i < n; ++i) {
     if (g.beam || i >= int32_t(g.seqs.size())) {  // nothing to show yet (beams report only when done)

@@ -214,6 +214,10 @@ StepPlan Scheduler::schedule() {
     waiting_.pop_front();
     insert_by_arrival(running_, g);
     g->admitted = true;
+    if (!g->ever_admitted) {
+      g->ever_admitted = true;
+      g->first_admitted = std::chrono::steady_clock::now();
+    }
     if (cfg_.policy == SchedulerPolicy::GuaranteedNoEvict) committed_ += g->worst_case_blocks;
     reused_blocks_ += matched;
     commit(work);

@@ -41,6 +41,9 @@ struct SequenceGroup {
   int64_t worst_case_blocks = 0;  // KV blocks the group can hold at most (guaranteed_no_evict reserves this)
   bool forked = false;
   bool admitted = false;          // in the scheduler's running list (holding KV blocks)
+  // Queue time: from enqueue to the first admission, reported in the request's first response.
+  std::chrono::steady_clock::time_point enqueued, first_admitted;
+  bool ever_admitted = false, queue_time_sent = false;
   std::vector<Sequence> seqs;    // running sequences (finished sampled sequences stay, marked finished)
   std::unique_ptr<BeamSearch> beam;
   int64_t preemptions = 0;

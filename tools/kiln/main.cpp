@@ -14,9 +14,9 @@ int main(int argc, char** argv) {
   kiln::cli::register_tokenize(app);
   kiln::cli::register_bench(app);
   kiln::cli::register_quantize(app);
-  auto* eval = app.add_subcommand("eval", "evaluate an engine");
-  eval->require_subcommand(1);
-  kiln::cli::register_eval_perplexity(*eval);
+  kiln::cli::register_eval(app);
+  kiln::cli::register_eval_perplexity(*kiln::cli::eval_group(app));
+  kiln::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
