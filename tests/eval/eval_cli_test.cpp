@@ -94,6 +94,10 @@ TEST(EvalCli, SummarizeComparesWithAnEngineOrSavedPredictions) {
   EXPECT_NE(r.out.find("+0.0000"), std::string::npos) << r.out;
   const auto j = read_json_file(t / "r.json");
   EXPECT_EQ(j["compare_with"]["figures"], j["figures"]);  // the same engine: the same summaries
+  // An earlier report's predictions.
+  r = run_kiln(summarize_cmd("--compare-with " + (t / "r.json") + " --json-out " + (t / "r1.json")));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(read_json_file(t / "r1.json")["compare_with"]["figures"], j["figures"]);
   // Saved predictions: the first two replaced by the references themselves, which must score higher.
   std::ofstream p(t / "p.jsonl");
   std::ifstream f(fx().dataset);
