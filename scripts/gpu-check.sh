@@ -6,7 +6,8 @@
 #
 # Needs a prebuilt build folder (KILN_BUILD, default build; binaries in $KILN_BUILD/bin: test_backend_cuda,
 # kiln, kiln_gpu_bench), nvidia-smi, compute-sanitizer, and python3 with torch + transformers for the peer.
-# PHASES selects parts and their order (default: "tests memcheck bench peer"; also "baseline": an earlier commit's
+# PHASES selects parts and their order (default: "tests memcheck bench peer"; also "serve": kiln serve + kiln bench
+# --url against in-process kiln bench (bench/gpu/serve_compare.py); "baseline": an earlier commit's
 # binaries (BASE_BIN) on the same machine, "ttft": TTFT and the prefill profile only, "profile": the decode
 # profiles); PEER_COMPILE=0 skips torch.compile runs, PEERS (names) selects peer runs;
 # MEMCHECK_FILTER narrows the memcheck run (a gtest filter). Each JSON holds the GPU name, the commit, the
@@ -173,6 +174,31 @@ phase_peer() {
     peer peer_decode_1b_compile 300 --shape llama-3.2-1b --mode compile --workload decode --input-len 128 --output-len 256
     peer peer_decode_8b_compile 300 --shape llama-3.1-8b --mode compile --workload decode --input-len 128 --output-len 256
   fi
+}
+
+# kiln serve on the 8B engine, measured over HTTP with kiln bench --url, then the same kiln bench arguments in
+# process (after the server has exited, so that both have the GPU alone): 2,000 x 128/128 at once (output tok/s
+# within 3%) and one request at a time (TTFT p50 at most 1 ms higher). serve_vs_inprocess.json compares them.
+phase_serve() {
+  engine_8b
+  local tp="--num-requests 2000 --input-len 128 --output-len 128"
+  local low="--num-requests 50 --concurrency 1 --input-len 128 --output-len 32"
+  rm -f "$WORK/serve.port"
+  "$BIN/kiln" serve --engine "$E8" --port 0 --port-file "$WORK/serve.port" --model-name kiln-8b --max-queued 4096 \
+    >"$OUT/serve.log" 2>&1 &
+  local pid=$! i
+  for i in $(seq 600); do [ -f "$WORK/serve.port" ] || ! kill -0 $pid 2>/dev/null && break; sleep 0.5; done
+  if [ -f "$WORK/serve.port" ]; then
+    local url=http://127.0.0.1:$(cat "$WORK/serve.port")
+    record serve_ttft_8b 300 kiln_bench --engine "$E8" --url "$url" --model-name kiln-8b $low
+    record serve_throughput_8b 600 kiln_bench --engine "$E8" --url "$url" --model-name kiln-8b $tp
+  fi
+  kill -TERM $pid 2>/dev/null
+  wait $pid
+  echo "kiln serve exited $?" >>"$OUT/serve.log"
+  record inproc_ttft_8b 300 kiln_bench --engine "$E8" $low
+  record inproc_throughput_8b 600 kiln_bench --engine "$E8" $tp
+  python3 "$ROOT/bench/gpu/serve_compare.py" "$OUT" | tee "$OUT/serve_vs_inprocess.json"
 }
 
 for phase in $PHASES; do

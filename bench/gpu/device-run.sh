@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # On a lent GPU machine (the device tool runs this in the repository root, with .gpu-carry carried): unpacks the
-# prebuilt binaries of bench/gpu/pack.sh into build-gpu/bin, runs scripts/gpu-check.sh into a folder, and packs
-# that folder (one JSON per run) into $OUT/results.tar.gz (the tool returns at most 8 files).
+# prebuilt binaries of bench/gpu/pack.sh into build-gpu/bin (and build-base/bin), runs scripts/gpu-check.sh into a
+# folder, and packs that folder (one JSON per run) into $OUT/results.tar.gz (the tool returns at most 8 files).
 set -uo pipefail
 ROOT=$(pwd)
+# bin/: this commit's binaries; base/ (BASE=COMMIT bench/gpu/pack.sh): an earlier commit's, for the baseline phase.
 if [ -f .gpu-carry/bin.tar.xz ]; then
-  mkdir -p build-gpu/bin && tar -xJf .gpu-carry/bin.tar.xz -C build-gpu/bin || exit 1
-fi
-# An earlier commit's binaries for the baseline phase (BASE=COMMIT bench/gpu/pack.sh), when carried.
-if [ -f .gpu-carry/base.tar.xz ]; then
-  mkdir -p build-base/bin && tar -xJf .gpu-carry/base.tar.xz -C build-base/bin && export BASE_BIN=$ROOT/build-base/bin
+  rm -rf .gpu-carry/unpacked && mkdir -p .gpu-carry/unpacked build-gpu &&
+    tar -xJf .gpu-carry/bin.tar.xz -C .gpu-carry/unpacked || exit 1
+  rm -rf build-gpu/bin && mv .gpu-carry/unpacked/bin build-gpu/bin
+  if [ -d .gpu-carry/unpacked/base ]; then
+    rm -rf build-base && mkdir -p build-base && mv .gpu-carry/unpacked/base build-base/bin &&
+      export BASE_BIN=$ROOT/build-base/bin
+  fi
 fi
 # The test binaries find fixtures through the source path compiled into them (/work/main).
 [ -e /work/main ] || { mkdir -p /work && ln -s "$ROOT" /work/main; }

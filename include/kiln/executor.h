@@ -17,6 +17,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,7 +73,13 @@ struct Stats {
   int64_t total_step_tokens = 0;
   double mean_tokens_per_step = 0;
   int64_t completed_requests = 0;  // final responses sent (any reason)
+  int64_t kept_responses = 0;      // responses held for await_responses, not yet taken
+  int64_t await_wakeups = 0;       // times a waiting await_responses was woken (cumulative)
 };
+
+// Receives every response of one request, in order, on the executor's loop thread: it must return quickly (hand
+// the response to another thread) and must not call await_responses. The last call has is_final set.
+using ResponseCallback = std::function<void(Response)>;
 
 class Executor {
  public:
@@ -87,12 +94,22 @@ class Executor {
   // Checks the request against the engine's limits and the KV pool, then queues it (FCFS).
   // Throws kiln::Error with a message naming the field or limit; the executor keeps serving the others.
   RequestId enqueue(const Request& r);
+  // The same, with the responses delivered to `on_response` instead of await_responses.
+  RequestId enqueue(const Request& r, ResponseCallback on_response);
+
+  // Everything enqueue checks, without queuing: throws kiln::Error as enqueue would (callers that submit several
+  // requests together check them all first, so that a bad one stops the batch before any of it runs).
+  void check(const Request& r) const;
   // Stops a request: its final response has finish reason `cancelled` (with the tokens generated so far) and
   // its KV blocks are freed. False when the id is unknown or its final response was already produced.
   bool cancel(RequestId id);
+  // The caller will not read this request's responses: cancels it if it is still running and drops its responses,
+  // those ready and those still to come (await_responses never returns them; a callback is not called again).
+  void release(RequestId id);
   // Block until at least one response is ready (or the timeout passes; unset: no timeout) and return all
   // ready responses, in the order produced: of any request, or of one request. For an id that was never issued
-  // or whose final response was already returned, the second form returns an empty list at once.
+  // or whose final response was already returned, the second form returns an empty list at once. A response
+  // wakes only the callers waiting for its request and those waiting for any.
   std::vector<Response> await_responses(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   std::vector<Response> await_responses(RequestId id, std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   Stats stats() const;

@@ -50,6 +50,9 @@ class Tokenizer {
   // other special tokens of tokenizer_config.json. Throws kiln::Error when there is no template, when the
   // template uses something the interpreter does not support, or when it calls raise_exception().
   std::string apply_chat_template(const std::vector<ChatMessage>& msgs, bool add_generation_prompt) const;
+  // The same with another template (kiln serve --chat-template), in this tokenizer's context (special tokens).
+  std::string apply_chat_template(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
+                                  const std::string& template_source) const;
 
   const tok::TokenizerImpl& impl() const { return *impl_; }
 

@@ -15,8 +15,7 @@ chosen from, j < N) is row P-1+j. The error of a row is the test's metric (tests
 ||x - x32|| / ||x32|| over the vocabulary, x32 being the same model's float32 row on the GPU; a dtype's error is
 the worst row over every case. The float32 run is also compared with the goldens themselves (made on a CPU): it
 must agree within the cpu test's 1e-4, or the goldens and this run do not describe the same model and the script
-fails without writing anything for that model. tiny-code's goldens were computed with bf16-rounded RoPE
-frequencies (ROUNDED_ROPE): its three runs round inv_freq so too, as its C++ engines are converted.
+fails without writing anything for that model.
 
 Deterministic: no sampling; deterministic algorithms (warn only where torch has none), TF32 off, errors written
 with 4 significant digits.
@@ -35,10 +34,6 @@ from transformers import AutoModelForCausalLM  # noqa: E402
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 LOW = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 F32_AGREEMENT = 1e-4  # the float32 GPU run against the goldens: the cpu fixture test's tolerance
-# Models whose goldens were computed with RoPE frequencies rounded to bf16 (an in-memory bf16 cast): the runs here
-# round inv_freq the same way, as the C++ tests build their engines with --rope-freq-dtype checkpoint
-# (golden_rope_freq_rounded in tests/common/test_util.h keeps the same list).
-ROUNDED_ROPE = {"tiny-code"}
 
 
 class ModelError(Exception):
@@ -82,19 +77,8 @@ def golden_cases(d):
 
 
 def load(d, dtype, dev):
-    """A fresh from_pretrained in `dtype` on `dev`; for ROUNDED_ROPE models, RoPE's inv_freq rounded to bf16."""
-    m = AutoModelForCausalLM.from_pretrained(d, dtype=dtype).to(dev).eval()
-    if os.path.basename(os.path.normpath(d)) in ROUNDED_ROPE:
-        rounded = 0
-        with torch.no_grad():
-            for mod in m.modules():
-                f = getattr(mod, "inv_freq", None)
-                if isinstance(f, torch.Tensor):
-                    f.copy_(f.to(torch.bfloat16).to(f.dtype))
-                    rounded += 1
-        if not rounded:
-            raise ModelError(f"{d}: no RoPE inv_freq buffer to round")
-    return m
+    """A fresh from_pretrained in `dtype` on `dev` (RoPE's inv_freq in float32, as every golden was made)."""
+    return AutoModelForCausalLM.from_pretrained(d, dtype=dtype).to(dev).eval()
 
 
 def forward_rows(model, tokens, rows, dev):
@@ -142,9 +126,7 @@ def measure(d, dev):
     out["cases"] = result_cases
     out["made_with"] = {"script": "scripts/dev/dtype_error.py", "torch": torch.__version__,
                         "transformers": transformers.__version__, "gpu": torch.cuda.get_device_name(dev),
-                        "attn_implementation": attn,
-                        "rope_inv_freq": "bf16-rounded, as the goldens" if os.path.basename(d) in ROUNDED_ROPE
-                        else "float32"}
+                        "attn_implementation": attn, "rope_inv_freq": "float32"}
     return out
 
 

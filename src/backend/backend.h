@@ -36,7 +36,8 @@ struct StepMeta {
 
 // KV cache pool: [num_layers, num_blocks, 2 (k, v), num_kv_heads, tokens_per_block, head_dim] of `dtype`: the
 // compute dtype, or F8_E4M3 / I8 for a quantized cache (kv_cache_quant_algo FP8 / INT8), whose values are
-// dequantized as q * scales[layer, 0 (k) or 1 (v)]. No backend reads a quantized cache yet (ops refuse it).
+// dequantized as q * scales[layer, 0 (k) or 1 (v)] and written as q = quantize(x / scale) with the rounding of
+// src/core/quant_math.h (the cpu backend reads and writes one; cuda refuses it).
 struct KvCacheDesc {
   Tensor pool;
   DType dtype = DType::F32;  // pool.dtype
@@ -66,8 +67,8 @@ struct NormParams {
 
 // out = x @ weight^T (+ bias). weight is [N, K] as stored by the engine.
 // A quantized weight (quant.quantized(); src/model/weights.h has the formats and the formula) keeps its data in
-// `weight` (F8_E4M3 or I8 [N, K], I4X2 [N, K / 2]) and its parameters beside it; no backend has a quantized GEMM
-// yet, so every backend refuses one.
+// `weight` (F8_E4M3 or I8 [N, K], I4X2 [N, K / 2]) and its parameters beside it. The cpu backend runs every
+// scheme (src/backend/cpu/quant_linear.h has the arithmetic); cuda has no quantized GEMM yet and refuses one.
 struct LinearParams {
   Tensor x;       // [T, K]
   Tensor weight;  // [N, K] (float or quantized data)
@@ -115,13 +116,21 @@ struct ActivationParams {
 };
 
 // Mixtral-style MoE FFN: router logits -> softmax -> top-k -> renormalize -> sum_k w_k * expert_k(x).
+// A quantized MoE weight's parameters (src/model/weights.h, lead dimension [E]); granularity None and empty tensors
+// for float experts.
+struct ExpertQuant {
+  QuantScheme quant;
+  Tensor weight_scale, weight_zero, input_scale, pre_quant_scale;
+};
+
 struct MoeParams {
   Tensor x;        // [T, H]
   Tensor router;   // [E, H]
-  Tensor gate_up;  // [E, 2I, H]
-  Tensor down;     // [E, H, I]
+  Tensor gate_up;  // [E, 2I, H] (float or quantized data)
+  Tensor down;     // [E, H, I] (float or quantized data)
   int64_t top_k = 2;
   Tensor out;      // [T, H]
+  ExpertQuant gate_up_quant = {}, down_quant = {};
 };
 
 // out[r] = x[rows[r]]

@@ -77,6 +77,9 @@ void build_engine(const BuildOptions& o) {
   // Refusals before anything is planned or written: more than one rank, a quantization without kernels.
   require_one_rank(info.model.mapping, what);
   require_quant_kernels(o.target, info.model.quant, what);
+  if (synthetic && info.model.quant.any())
+    fail("{} has a quantization: synthetic engines have random float weights (quantize a checkpoint with kiln "
+         "quantize instead)", what);
   info.target = o.target;
   info.limits = o.limits;
   info.synthetic = synthetic;

@@ -32,9 +32,10 @@ std::string kv_kernel(KvCacheQuantAlgo a) {
   return "";
 }
 
-// The kernels each target has. Today: none quantized, on every target.
-bool has_gemm(const std::string& target, QuantAlgo a) { return a == QuantAlgo::None; }
-bool has_kv(const std::string& target, KvCacheQuantAlgo a) { return a == KvCacheQuantAlgo::None; }
+// The kernels each target has. cpu: every quantized GEMM and KV cache (the reference, src/backend/cpu/quant_linear.h);
+// cuda: none quantized yet.
+bool has_gemm(const std::string& target, QuantAlgo a) { return a == QuantAlgo::None || target == "cpu"; }
+bool has_kv(const std::string& target, KvCacheQuantAlgo a) { return a == KvCacheQuantAlgo::None || target == "cpu"; }
 
 }  // namespace
 

@@ -84,6 +84,7 @@ std::vector<HfPart> gpt2_parts(const ModelConfig& c, const std::string& kiln_nam
 std::vector<Recipe> hf_recipes(const ModelConfig& c) {
   std::vector<Recipe> out;
   for (auto& w : expected_weights(c)) {
+    if (w.quant) continue;  // quantized data and parameters: the importer's (src/convert/hf_quant.h)
     Recipe r{w.name, w.shape, {}};
     r.parts = c.architecture == "GPT2LMHeadModel" ? gpt2_parts(c, w.name) : llama_parts(c, w.name);
     out.push_back(std::move(r));

@@ -21,6 +21,7 @@ struct Recipe {
   std::vector<HfPart> parts;
 };
 
+// The float tensors of c (quantized ones, when c.quant quantizes some, come from src/convert/hf_quant.h).
 std::vector<Recipe> hf_recipes(const ModelConfig& c);
 
 }  // namespace kiln

@@ -30,7 +30,7 @@ class Engine {
   const EngineLimits& limits() const { return info_.limits; }
   const Mapping& mapping() const { return info_.model.mapping; }  // with this process's rank
   const std::string& dir() const { return dir_; }
-  Backend& backend() { return *backend_; }
+  Backend& backend() const { return *backend_; }
   const Tensor& weight(const std::string& name) const;  // throws naming the tensor
   bool has_weight(const std::string& name) const { return weights_.count(name) != 0; }
 

@@ -89,7 +89,8 @@ Executor::Impl::Impl(Engine& engine, std::unique_ptr<Engine> owned, const Execut
   limits_.tokens_per_block = cfg_.tokens_per_block;
 
   runner_ = std::make_unique<ModelRunner>(
-      engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block));
+      engine_, allocate_kv_cache(engine_.backend(), engine_.model(), num_blocks, cfg_.tokens_per_block,
+                                 kv_cache_scales(engine_)));
   sampler_ = std::make_unique<BackendSampler>(engine_.backend());
   blocks_ = std::make_unique<BlockManager>(int32_t(num_blocks), cfg_.tokens_per_block);
   sched_ = std::make_unique<Scheduler>(sc, *blocks_);
@@ -107,39 +108,55 @@ Executor::Impl::~Impl() {
   {
     std::lock_guard lk(mu_);
     stop_ = true;
+    any_cv_.notify_all();
+    for (auto& [id, cv] : id_waiters_) cv->notify_all();
   }
   work_cv_.notify_all();
-  response_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
-RequestId Executor::Impl::enqueue(const Request& r) {
+namespace {
+
+BeamSearchParams beam_params(const Request& r, const std::vector<int32_t>& end_ids) {
+  BeamSearchParams bp;
+  bp.num_beams = r.beam_width;
+  bp.num_return = r.num_return_sequences;
+  bp.max_new_tokens = r.max_new_tokens;
+  bp.length_penalty = r.sampling.length_penalty;
+  bp.early_stopping = r.sampling.early_stopping;
+  bp.end_ids = end_ids;
+  bp.stop_sequences = r.stop_sequences;
+  return bp;
+}
+
+}  // namespace
+
+int64_t Executor::Impl::check(const Request& r) const {
   const int32_t nseq = request_num_seqs(r);
   const int64_t worst = sched_->worst_case_blocks(std::max(nseq, 1), int64_t(r.input_ids.size()), r.max_new_tokens);
   check_request(r, limits_, worst);
+  if (r.beam_width > 1) {
+    const std::vector<int32_t> end_ids = effective_end_ids(r, engine_.model().eos_token_ids);
+    const BeamSearch beam(beam_params(r, end_ids));
+    if (beam.candidates_per_row(vocab_) > kMaxTopLogProbs)
+      fail("beam_width {} with {} end ids needs {} candidates per beam; at most {}", r.beam_width, end_ids.size(),
+           beam.candidates_per_row(vocab_), kMaxTopLogProbs);
+  }
+  return worst;
+}
+
+RequestId Executor::Impl::enqueue(const Request& r, ResponseCallback cb) {
+  const int64_t worst = check(r);
   auto g = std::make_unique<SequenceGroup>();
   g->req = r;
   g->prompt_len = int32_t(r.input_ids.size());
   g->end_ids = effective_end_ids(r, engine_.model().eos_token_ids);
-  g->num_seqs_max = nseq;
+  g->num_seqs_max = request_num_seqs(r);
   g->worst_case_blocks = worst;
   Sequence s;
   s.tokens = r.input_ids;
   g->seqs.push_back(std::move(s));
-  if (r.beam_width > 1) {
-    BeamSearchParams bp;
-    bp.num_beams = r.beam_width;
-    bp.num_return = r.num_return_sequences;
-    bp.max_new_tokens = r.max_new_tokens;
-    bp.length_penalty = r.sampling.length_penalty;
-    bp.early_stopping = r.sampling.early_stopping;
-    bp.end_ids = g->end_ids;
-    bp.stop_sequences = r.stop_sequences;
-    g->beam = std::make_unique<BeamSearch>(std::move(bp));
-    if (g->beam->candidates_per_row(vocab_) > kMaxTopLogProbs)
-      fail("beam_width {} with {} end ids needs {} candidates per beam; at most {}", r.beam_width, g->end_ids.size(),
-           g->beam->candidates_per_row(vocab_), kMaxTopLogProbs);
-  }
+  if (r.beam_width > 1) g->beam = std::make_unique<BeamSearch>(beam_params(r, g->end_ids));
   RequestId id;
   {
     std::lock_guard lk(mu_);
@@ -154,6 +171,7 @@ RequestId Executor::Impl::enqueue(const Request& r) {
     g->seed = r.sampling.seed ? *r.sampling.seed : x ^ (x >> 31);
     incoming_.push_back(std::move(g));
     live_.insert(id);
+    if (cb) callbacks_.emplace(id, std::make_shared<ResponseCallback>(std::move(cb)));
     ++stats_.queued_requests;
   }
   work_cv_.notify_one();
@@ -170,47 +188,97 @@ bool Executor::Impl::cancel(RequestId id) {
   return true;
 }
 
+void Executor::Impl::release(RequestId id) {
+  {
+    std::lock_guard lk(mu_);
+    drop_ready_locked(id);
+    callbacks_.erase(id);
+    if (!live_.count(id)) return;
+    released_.insert(id);
+    cancels_.push_back(id);
+  }
+  work_cv_.notify_one();
+}
+
+size_t Executor::Impl::drop_ready_locked(RequestId id) {
+  auto it = ready_.find(id);
+  if (it == ready_.end()) return 0;
+  const size_t n = it->second.size();
+  ready_.erase(it);
+  stats_.kept_responses -= int64_t(n);
+  return n;
+}
+
 std::vector<Response> Executor::Impl::await(const RequestId* id, std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lk(mu_);
+  // An id that is not live (never issued, or its final response already taken) has nothing more to wait for.
   auto ready = [&] {
     if (stop_) return true;
-    if (!id) return !ready_.empty();
-    // An id that is not live (never issued, or its final response already taken) has nothing more to wait for.
-    return !live_.count(*id) ||
-           std::any_of(ready_.begin(), ready_.end(), [&](const Response& r) { return r.request_id == *id; });
+    if (!id) return stats_.kept_responses > 0;
+    return !live_.count(*id) || ready_.count(*id) > 0;
   };
-  if (timeout)
-    response_cv_.wait_for(lk, *timeout, ready);
-  else
-    response_cv_.wait(lk, ready);
+  if (!ready()) {
+    std::condition_variable own;
+    std::condition_variable& cv = id ? own : any_cv_;
+    auto reg = id ? id_waiters_.emplace(*id, &own) : id_waiters_.end();
+    if (!id) ++any_waiters_;
+    const auto deadline = timeout ? std::chrono::steady_clock::now() + *timeout
+                                  : std::chrono::steady_clock::time_point::max();
+    while (!ready()) {
+      if (timeout) {
+        if (cv.wait_until(lk, deadline) == std::cv_status::timeout) break;
+      } else {
+        cv.wait(lk);
+      }
+      ++stats_.await_wakeups;
+    }
+    if (id) id_waiters_.erase(reg);
+    else --any_waiters_;
+  }
   std::vector<Response> out;
   if (!id) {
-    out.assign(std::make_move_iterator(ready_.begin()), std::make_move_iterator(ready_.end()));
+    std::vector<Ready> all;
+    for (auto& [rid, q] : ready_)
+      for (auto& x : q) all.push_back(std::move(x));
     ready_.clear();
+    stats_.kept_responses = 0;
+    std::sort(all.begin(), all.end(), [](const Ready& a, const Ready& b) { return a.seq < b.seq; });
+    for (auto& x : all) out.push_back(std::move(x.r));
     return out;
   }
-  for (auto it = ready_.begin(); it != ready_.end();) {
-    if (it->request_id == *id) {
-      out.push_back(std::move(*it));
-      it = ready_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  auto it = ready_.find(*id);
+  if (it == ready_.end()) return out;
+  for (auto& x : it->second) out.push_back(std::move(x.r));
+  drop_ready_locked(*id);
   return out;
 }
 
 void Executor::Impl::emit(Response r) {
+  std::shared_ptr<ResponseCallback> cb;
   {
     std::lock_guard lk(mu_);
+    const RequestId id = r.request_id;
     if (r.is_final) {
-      live_.erase(r.request_id);
+      live_.erase(id);
       ++stats_.completed_requests;
     }
-    ready_.push_back(std::move(r));
     fill_stats_locked();  // whoever sees a final response sees its blocks freed
+    if (auto c = callbacks_.find(id); c != callbacks_.end()) {
+      cb = c->second;
+      if (r.is_final) callbacks_.erase(c);
+    } else if (released_.count(id)) {  // nobody will read it
+      if (r.is_final) released_.erase(id);
+      return;
+    } else {
+      ready_[id].push_back({next_seq_++, std::move(r)});
+      ++stats_.kept_responses;
+      auto [b, e] = id_waiters_.equal_range(id);
+      for (; b != e; ++b) b->second->notify_one();
+      if (any_waiters_) any_cv_.notify_all();
+      return;
+    }
   }
-  response_cv_.notify_all();
+  (*cb)(std::move(r));
 }
 
 Executor::Executor(const std::string& engine_dir, const ExecutorConfig& cfg) {
@@ -224,8 +292,14 @@ Executor::Executor(Engine& engine, const ExecutorConfig& cfg)
 
 Executor::~Executor() = default;
 
-RequestId Executor::enqueue(const Request& r) { return impl_->enqueue(r); }
+RequestId Executor::enqueue(const Request& r) { return impl_->enqueue(r, nullptr); }
+RequestId Executor::enqueue(const Request& r, ResponseCallback on_response) {
+  if (!on_response) fail("Executor::enqueue: the response callback is empty");
+  return impl_->enqueue(r, std::move(on_response));
+}
+void Executor::check(const Request& r) const { impl_->check(r); }
 bool Executor::cancel(RequestId id) { return impl_->cancel(id); }
+void Executor::release(RequestId id) { impl_->release(id); }
 
 std::vector<Response> Executor::await_responses(std::optional<std::chrono::milliseconds> timeout) {
   return impl_->await(nullptr, timeout);

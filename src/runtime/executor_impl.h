@@ -37,8 +37,10 @@ struct Executor::Impl {
   ~Impl();
 
   // caller side
-  RequestId enqueue(const Request& r);
+  int64_t check(const Request& r) const;  // what enqueue checks; returns the request's worst-case KV blocks
+  RequestId enqueue(const Request& r, ResponseCallback cb);
   bool cancel(RequestId id);
+  void release(RequestId id);
   std::vector<Response> await(const RequestId* id, std::optional<std::chrono::milliseconds> timeout);
 
   // loop side
@@ -96,15 +98,27 @@ struct Executor::Impl {
 
   // shared with callers, under mu_
   mutable std::mutex mu_;
-  std::condition_variable work_cv_;      // wakes the loop
-  std::condition_variable response_cv_;  // wakes await_responses
+  std::condition_variable work_cv_;  // wakes the loop
+  // await_responses for any request waits on any_cv_; for one request on its own condition variable, registered
+  // in id_waiters_ while it waits, so that a response wakes only those who want it.
+  std::condition_variable any_cv_;
+  int any_waiters_ = 0;
+  std::unordered_multimap<RequestId, std::condition_variable*> id_waiters_;
   bool stop_ = false;
   RequestId next_id_ = 1;
   std::vector<std::unique_ptr<SequenceGroup>> incoming_;
   std::vector<RequestId> cancels_;
   std::unordered_set<RequestId> live_;  // enqueued, final response not yet produced
-  std::deque<Response> ready_;
+  struct Ready {
+    uint64_t seq = 0;  // order of production, across requests
+    Response r;
+  };
+  std::unordered_map<RequestId, std::deque<Ready>> ready_;  // responses for await_responses, per request
+  uint64_t next_seq_ = 0;
+  std::unordered_map<RequestId, std::shared_ptr<ResponseCallback>> callbacks_;  // requests enqueued with one
+  std::unordered_set<RequestId> released_;  // live requests whose responses are dropped
   Stats stats_;
+  size_t drop_ready_locked(RequestId id);  // removes the request's ready responses; returns how many
 
   // loop thread only
   std::unordered_map<RequestId, std::unique_ptr<SequenceGroup>> groups_;

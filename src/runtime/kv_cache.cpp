@@ -1,10 +1,16 @@
 #include "runtime/kv_cache.h"
 
+#include <cmath>
+#include <vector>
+
 #include "core/error.h"
+#include "model/weights.h"
+#include "runtime/engine.h"
 
 namespace kiln {
 
-size_t kv_block_bytes(const ModelConfig& m, DType dtype, int64_t tpb) {
+size_t kv_block_bytes(const ModelConfig& m, DType compute, int64_t tpb) {
+  const DType dtype = kv_cache_dtype(m.quant, compute);
   return size_t(m.num_layers) * 2 * size_t(m.num_kv_heads) * size_t(tpb) * size_t(m.head_dim) * dtype_size(dtype);
 }
 
@@ -30,6 +36,24 @@ KvCacheDesc allocate_kv_cache(Backend& be, const ModelConfig& m, int64_t num_blo
   d.pool = be.alloc(d.dtype, {m.num_layers, num_blocks, 2, m.num_kv_heads, tpb, m.head_dim});
   be.fill_zero(d.pool);
   return d;
+}
+
+Tensor kv_cache_scales(const Engine& e) {
+  const ModelConfig& m = e.model();
+  if (m.quant.kv_cache_quant_algo == KvCacheQuantAlgo::None) return Tensor();
+  Backend& be = e.backend();
+  std::vector<float> host(size_t(m.num_layers) * 2);  // [layers, 2]
+  for (int64_t l = 0; l < m.num_layers; ++l) {
+    const Tensor& s = e.weight(layer_name(l, "attention.kv_cache_scale"));
+    be.download(&host[size_t(l) * 2], s, 8);
+    for (int i = 0; i < 2; ++i)
+      if (!(host[size_t(l) * 2 + i] > 0.0f) || !std::isfinite(host[size_t(l) * 2 + i]))
+        fail("engine: {}[{}] = {}: a KV-cache scale must be positive and finite",
+             layer_name(l, "attention.kv_cache_scale"), i, host[size_t(l) * 2 + i]);
+  }
+  Tensor t = be.alloc(DType::F32, {m.num_layers, 2});
+  be.upload(t, host.data(), host.size() * 4);
+  return t;
 }
 
 }  // namespace kiln

@@ -10,7 +10,10 @@
 namespace kiln {
 
 ModelRunner::ModelRunner(Engine& engine, KvCacheDesc cache)
-    : engine_(engine), be_(engine.backend()), cfg_(engine.model()), cache_(std::move(cache)) {}
+    : engine_(engine), be_(engine.backend()), cfg_(engine.model()), cache_(std::move(cache)) {
+  for (const LinearSpec& l : linear_layers(cfg_))
+    if (l.scheme.quantized()) quant_[l.module] = l.scheme;
+}
 
 void ModelRunner::ensure_capacity(int64_t T, int64_t S, int64_t R) {
   const DType dt = be_.compute_dtype();
@@ -132,7 +135,7 @@ Tensor ModelRunner::run_step(const std::vector<SeqStep>& seqs, bool ids_from_sam
   // A decode-only step replays the graph recorded for its batch size (all metadata was uploaded above, into
   // buffers at fixed addresses). The first step of a batch size runs directly (lazy initializations happen
   // outside any recording), the second records the graph.
-  const bool graph = be_.supports_step_graphs() && max_new == 1 && R == S;
+  const bool graph = be_.supports_step_graphs() && max_new == 1 && R == S && !observer_;
   bool identity = R == T;
   for (int64_t i = 0; identity && i < R; ++i) identity = rows[size_t(i)] == i;
   const int64_t key = 4 * S + (greedy ? 2 : 0) + (ids_from_sample ? 1 : 0);
@@ -162,6 +165,13 @@ void ModelRunner::run_layers(int64_t T, int64_t R, const Tensor& ids_t, const Te
                              bool greedy) {
   plan_ = StepOps();
   build_ops(plan_, T, R, ids_t, rows_t, rows_identity, greedy);
+  if (observer_) {
+    for (const StepOp& op : plan_.ops) {
+      run_op(be_, op.params);
+      observer_(op);
+    }
+    return;
+  }
   plan_fusions(plan_, be_);
   be_.run(plan_);
 }
@@ -171,6 +181,30 @@ void ModelRunner::build_ops(StepOps& ops, int64_t T, int64_t R, const Tensor& id
   const ModelConfig& c = cfg_;
   auto W = [&](const std::string& n) { return engine_.weight(n); };
   auto Wopt = [&](const std::string& n) { return engine_.has_weight(n) ? engine_.weight(n) : Tensor(); };
+  // A linear layer `module` (its weight, quantization parameters and bias) from x into out.
+  auto linear = [&](const std::string& module, const Tensor& x, const Tensor& out) {
+    LinearParams lp{x, W(module + ".weight"), Wopt(module + ".bias"), out};
+    auto it = quant_.find(module);
+    if (it != quant_.end()) {
+      lp.quant = it->second;
+      lp.weight_scale = W(module + ".weight_scale");
+      lp.weight_zero = Wopt(module + ".weight_zero");
+      lp.input_scale = Wopt(module + ".input_scale");
+      lp.pre_quant_scale = Wopt(module + ".pre_quant_scale");
+    }
+    return lp;
+  };
+  auto expert_quant = [&](const std::string& module) {
+    ExpertQuant q;
+    auto it = quant_.find(module);
+    if (it == quant_.end()) return q;
+    q.quant = it->second;
+    q.weight_scale = W(module + ".weight_scale");
+    q.weight_zero = Wopt(module + ".weight_zero");
+    q.input_scale = Wopt(module + ".input_scale");
+    q.pre_quant_scale = Wopt(module + ".pre_quant_scale");
+    return q;
+  };
   Tensor residual = residual_.rows(0, T), normed = normed_.rows(0, T), qkv = qkv_.rows(0, T);
   Tensor attn = attn_.rows(0, T), proj = proj_.rows(0, T), mlp_in = mlp_in_.rows(0, T);
   Tensor mlp_act = mlp_act_.rows(0, T), mlp_out = mlp_out_.rows(0, T);
@@ -183,7 +217,7 @@ void ModelRunner::build_ops(StepOps& ops, int64_t T, int64_t R, const Tensor& id
     ops.add(NormParams{c.norm, c.norm_eps, pending, residual, W(L("input_norm.weight")), Wopt(L("input_norm.bias")),
                        normed},
             "norm(input)");
-    ops.add(LinearParams{normed, W(L("attention.qkv.weight")), Wopt(L("attention.qkv.bias")), qkv}, "linear(qkv)");
+    ops.add(linear(L("attention.qkv"), normed, qkv), "linear(qkv)");
     RopeKvParams rp;
     rp.qkv = qkv;
     rp.q_norm = Wopt(L("attention.q_norm.weight"));
@@ -210,21 +244,21 @@ void ModelRunner::build_ops(StepOps& ops, int64_t T, int64_t R, const Tensor& id
     ap.cache = cache_;
     ap.layer = l;
     ops.add(ap, "attention");
-    ops.add(LinearParams{attn, W(L("attention.dense.weight")), Wopt(L("attention.dense.bias")), proj}, "linear(dense)");
+    ops.add(linear(L("attention.dense"), attn, proj), "linear(dense)");
     ops.add(NormParams{c.norm, c.norm_eps, proj, residual, W(L("post_norm.weight")), Wopt(L("post_norm.bias")), normed},
             "norm(post)");
     if (c.num_experts > 0) {
       ops.add(MoeParams{normed, W(L("moe.router.weight")), W(L("moe.gate_up.weight")), W(L("moe.down.weight")),
-                        c.experts_top_k, mlp_out},
+                        c.experts_top_k, mlp_out, expert_quant(L("moe.gate_up")), expert_quant(L("moe.down"))},
               "moe");
     } else if (c.activation == Activation::SiluGated) {
-      ops.add(LinearParams{normed, W(L("mlp.gate_up.weight")), Wopt(L("mlp.gate_up.bias")), mlp_in}, "linear(gate_up)");
+      ops.add(linear(L("mlp.gate_up"), normed, mlp_in), "linear(gate_up)");
       ops.add(ActivationParams{ActKind::SiluGated, mlp_in, mlp_act}, "silu_gated");
-      ops.add(LinearParams{mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out}, "linear(down)");
+      ops.add(linear(L("mlp.down"), mlp_act, mlp_out), "linear(down)");
     } else {
-      ops.add(LinearParams{normed, W(L("mlp.fc.weight")), Wopt(L("mlp.fc.bias")), mlp_in}, "linear(fc)");
+      ops.add(linear(L("mlp.fc"), normed, mlp_in), "linear(fc)");
       ops.add(ActivationParams{ActKind::GeluTanh, mlp_in, mlp_act}, "gelu");
-      ops.add(LinearParams{mlp_act, W(L("mlp.down.weight")), Wopt(L("mlp.down.bias")), mlp_out}, "linear(down)");
+      ops.add(linear(L("mlp.down"), mlp_act, mlp_out), "linear(down)");
     }
     pending = mlp_out;
   }
@@ -237,7 +271,8 @@ void ModelRunner::build_ops(StepOps& ops, int64_t T, int64_t R, const Tensor& id
   } else {
     ops.add(GatherRowsParams{normed, rows_t.rows(0, R), selected}, "gather_rows");
   }
-  ops.add(LinearParams{selected, c.tie_embeddings ? W("embed.weight") : W("lm_head.weight"), Tensor(), logits},
+  ops.add(c.tie_embeddings ? LinearParams{selected, W("embed.weight"), Tensor(), logits}
+                            : linear("lm_head", selected, logits),
           "linear(lm_head)");
   if (greedy) ops.add(ArgmaxParams{logits, sampled_.rows(0, R)}, "argmax");
 }

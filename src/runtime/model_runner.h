@@ -2,8 +2,10 @@
 // One step runs a packed batch: some sequences in their context phase (a prompt chunk), some generating.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -37,6 +39,10 @@ class ModelRunner {
   // The op list of the latest step that ran its ops (not a graph replay), with its fusions.
   const StepOps& last_plan() const { return plan_; }
   Engine& engine() { return engine_; }
+  // Calibration (src/quantize): with an observer set, a step runs its ops one by one, unfused and without step
+  // graphs, and calls the observer after each op with the op's params (its inputs still intact: no op overwrites
+  // its input, except rope_kv, whose qkv then holds the rotated k and v as written to the cache). Empty: none.
+  void set_op_observer(std::function<void(const StepOp&)> observer) { observer_ = std::move(observer); }
 
  private:
   void ensure_capacity(int64_t tokens, int64_t seqs, int64_t rows);
@@ -52,6 +58,7 @@ class ModelRunner {
   Tensor ids_buf_, rows_buf_, pos_buf_, seq_buf_, offsets_buf_, cached_buf_, tables_buf_, slots_buf_;
   Tensor sampled_;  // I32 [cap_rows_]: step_greedy's choices
   StepMeta meta_;
+  std::map<std::string, QuantScheme> quant_;  // the quantized linear layers by module name (src/model/weights.h)
   // Decode-only steps (one new token per sequence) recorded per batch size, on backends with step graphs
   // (null: seen once, recorded at the next), keyed by 4 * batch size + 2 * greedy + ids_from_sample. They hold
   // the addresses of the buffers above, so any reallocation drops them.
@@ -64,6 +71,7 @@ class ModelRunner {
   void build_ops(StepOps& ops, int64_t T, int64_t R, const Tensor& ids, const Tensor& rows, bool rows_identity,
                  bool greedy) const;
   StepOps plan_;
+  std::function<void(const StepOp&)> observer_;
 };
 
 }  // namespace kiln

@@ -250,6 +250,11 @@ bool Tokenizer::has_chat_template() const { return impl_->chat_template.has_valu
 
 std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& msgs, bool add_generation_prompt) const {
   if (!impl_->chat_template) fail("{} has no chat template (tokenizer_config.json \"chat_template\")", impl_->source);
+  return apply_chat_template(msgs, add_generation_prompt, *impl_->chat_template);
+}
+
+std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
+                                           const std::string& template_source) const {
   nlohmann::json ctx = impl_->template_context;
   nlohmann::json messages = nlohmann::json::array();
   for (const ChatMessage& m : msgs) messages.push_back({{"role", m.role}, {"content", m.content}});
@@ -257,7 +262,7 @@ std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& msgs,
   ctx["add_generation_prompt"] = add_generation_prompt;
   ctx["tools"] = nullptr;
   ctx["documents"] = nullptr;
-  return tok::render_chat_template(*impl_->chat_template, ctx);
+  return tok::render_chat_template(template_source, ctx);
 }
 
 IncrementalDecoder::IncrementalDecoder(const Tokenizer& tok, bool skip_special_tokens)

@@ -192,7 +192,6 @@ inline const std::string& cuda_engine(const std::string& model, const std::strin
     c.model_dir = model_dir(model);
     c.output_dir = b->dir / "ckpt";
     c.progress = false;
-    c.rope_freq_checkpoint_dtype = golden_rope_freq_rounded(model);  // as the model's goldens were made
     convert_checkpoint(c);
     BuildOptions o;
     o.checkpoint_dir = c.output_dir;

@@ -66,7 +66,7 @@ TEST_P(BuildRefusal, NamesTheMissingKernelAndWritesNothing) {
   ModelConfig c = tiny_config(r.kind);
   c.quant = r.q;
   write_checkpoint(tmp / "ck", c);
-  for (const std::string target : {"cpu", "cuda"}) {
+  for (const std::string target : {"cuda"}) {
     BuildOptions o;
     o.checkpoint_dir = tmp / "ck";
     o.output_dir = tmp / "engine";
@@ -82,6 +82,12 @@ TEST_P(BuildRefusal, NamesTheMissingKernelAndWritesNothing) {
     EXPECT_FALSE(planned) << target;
     EXPECT_EQ(leftovers(tmp.path()), "") << target;
   }
+  // The cpu target has every quantized kernel (its reference ones): it builds the checkpoint.
+  BuildOptions o;
+  o.checkpoint_dir = tmp / "ck";
+  o.output_dir = tmp / "engine";
+  EXPECT_EQ(error_of([&] { build_engine(o); }), "");
+  EXPECT_TRUE(fs::exists(tmp / "engine/engine.json"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, BuildRefusal, ::testing::ValuesIn(refusals()),
@@ -95,9 +101,9 @@ TEST(BuildRefusal, SyntheticQuantizedConfig) {
   BuildOptions o;
   o.synthetic_config = tmp / "config.json";
   o.output_dir = tmp / "engine";
-  EXPECT_EQ(error_of([&] { build_engine(o); }), "--synthetic " + o.synthetic_config +
-                                                     " has quant_algo W8A16: the cpu target has no int8 weight-only "
-                                                     "(W8A16) GEMM kernel yet");
+  EXPECT_EQ(error_of([&] { build_engine(o); }),
+            "--synthetic " + o.synthetic_config + " has a quantization: synthetic engines have random float weights "
+                                                  "(quantize a checkpoint with kiln quantize instead)");
   EXPECT_FALSE(fs::exists(o.output_dir));
 }
 
@@ -197,12 +203,13 @@ TEST(EngineTensor, QuantizedDataIsCopiedNeverWidened) {
   EXPECT_EQ(std::memcmp(same.bytes.data(), half.data(), 4), 0);
 }
 
-TEST(TargetKernels, NoTargetHasAQuantizedKernelYet) {
+TEST(TargetKernels, CpuHasEveryQuantizedKernelCudaNoneYet) {
   EXPECT_EQ(missing_quant_kernels("cpu", QuantConfig{}), "");
+  EXPECT_EQ(missing_quant_kernels("cpu", quant(QuantAlgo::W4A16_GPTQ, 8, KvCacheQuantAlgo::INT8)), "");
   EXPECT_EQ(missing_quant_kernels("cuda", QuantConfig{}), "");
   EXPECT_EQ(missing_quant_kernels("cuda", quant(QuantAlgo::FP8)), "the cuda target has no FP8 GEMM kernel yet");
-  EXPECT_EQ(error_of([] { require_quant_kernels("cpu", quant(QuantAlgo::FP8), "checkpoint ck"); }),
-            "checkpoint ck has quant_algo FP8: the cpu target has no FP8 GEMM kernel yet");
+  EXPECT_EQ(error_of([] { require_quant_kernels("cuda", quant(QuantAlgo::FP8), "checkpoint ck"); }),
+            "checkpoint ck has quant_algo FP8: the cuda target has no FP8 GEMM kernel yet");
 }
 
 }  // namespace

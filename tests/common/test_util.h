@@ -34,14 +34,6 @@ inline std::string model_dir(const std::string& name) {
   return source_dir() + "/tests/data/models/" + name;
 }
 
-// Whether `model`'s goldens were computed with RoPE frequencies rounded to bf16 (transformers after an in-memory
-// bf16 cast), which kiln reproduces with `kiln convert --rope-freq-dtype checkpoint`. Every reference in tests/data
-// comes from a fresh from_pretrained (float32 frequencies, kiln convert's default) except tiny-code's: its goldens in
-// ../shared/fixtures were not regenerated with the other models' (with float32 frequencies kiln's fp32 logits differ
-// from them by up to 7.6e-4 per row and its log-probs by 3e-4; with rounded ones, by less than 1e-4).
-// scripts/dev/dtype_error.py keeps the same list.
-inline bool golden_rope_freq_rounded(const std::string& model) { return model == "tiny-code"; }
-
 // A fresh directory under the system temp dir, removed at destruction.
 class TempDir {
  public:

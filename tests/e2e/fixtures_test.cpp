@@ -24,10 +24,7 @@ const std::string& engine_for(const std::string& model, const std::string& dtype
     e = std::make_unique<Engine>();
     std::string ck = e->dir / "ckpt";
     e->engine = e->dir / "engine";
-    // RoPE frequencies as the references were made: float32 (kiln convert's default) after a fresh from_pretrained,
-    // bf16-rounded for tiny-code's (see golden_rope_freq_rounded).
-    const std::string rope = golden_rope_freq_rounded(model) ? " --rope-freq-dtype checkpoint" : "";
-    auto c = run_kiln("convert --model " + model_dir(model) + " --output " + ck + rope +
+    auto c = run_kiln("convert --model " + model_dir(model) + " --output " + ck +
                       (dtype.empty() ? "" : " --dtype " + dtype));
     EXPECT_EQ(c.exit_code, 0) << c.out;
     auto b = run_kiln("build --checkpoint " + ck + " --output " + e->engine + " --target cpu");

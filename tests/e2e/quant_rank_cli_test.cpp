@@ -71,8 +71,8 @@ TEST(QuantRankCli, ConvertRefusesAQuantizedHuggingFaceCheckpoint) {
   j["quantization_config"] = {{"quant_method", "fp8"}, {"activation_scheme", "static"}};
   write_json_file(hf + "/config.json", j);
   expect_refusal(run_kiln("convert --model " + hf + " --output " + (tmp / "ck")),
-                 hf + "/config.json: quantization_config (quant_method \"fp8\"): kiln reads float Hugging Face "
-                      "checkpoints only; quantized ones are not supported yet",
+                 hf + "/config.json: quantization_config.quant_method 'fp8': kiln imports gptq, awq (GEMM), "
+                      "compressed-tensors (FP8) and modelopt (FP8) checkpoints",
                  tmp.path(), {"hf"});
 }
 
@@ -93,7 +93,8 @@ TEST(QuantRankCli, BuildRefusesAQuantAlgo) {
   // A float checkpoint whose config.json says FP8 (before: built as if it were float).
   const std::string ck = converted(tmp, [](auto& j) { j["quantization"]["quant_algo"] = "FP8"; });
   const std::string build = "build --checkpoint " + ck + " --output " + (tmp / "engine");
-  expect_refusal(run_kiln(build), "checkpoint " + ck + " has quant_algo FP8: the cpu target has no FP8 GEMM kernel yet",
+  expect_refusal(run_kiln(build), ck + "/rank0.safetensors: tensor 'layers.0.attention.qkv.weight' has dtype BF16, expected "
+                                       "F8_E4M3 (quant_algo FP8)",
                  tmp.path(), {"ck"});
   expect_refusal(run_kiln(build + " --target cuda"),
                  "checkpoint " + ck + " has quant_algo FP8: the cuda target has no FP8 GEMM kernel yet", tmp.path(),
@@ -112,8 +113,8 @@ TEST(QuantRankCli, BuildRefusesEachQuantizedCheckpointType) {
   ModelConfig c = tiny_config("llama");
   c.quant = quant(QuantAlgo::W4A16_AWQ, 4, KvCacheQuantAlgo::FP8);
   write_checkpoint(tmp / "ck", c);
-  expect_refusal(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "engine")),
-                 "checkpoint " + (tmp / "ck") + " has quant_algo W4A16_AWQ and kv_cache_quant_algo FP8: the cpu target "
+  expect_refusal(run_kiln("build --checkpoint " + (tmp / "ck") + " --output " + (tmp / "engine") + " --target cuda"),
+                 "checkpoint " + (tmp / "ck") + " has quant_algo W4A16_AWQ and kv_cache_quant_algo FP8: the cuda target "
                                                 "has no int4 AWQ (W4A16_AWQ) GEMM kernel and no FP8 KV-cache attention "
                                                 "kernel yet",
                  tmp.path(), {"ck"});

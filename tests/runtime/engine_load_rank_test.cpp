@@ -82,13 +82,25 @@ TEST(EngineLoadRanks, MoreThanOneRankIsRefused) {
 TEST(EngineLoadRanks, QuantizationWithoutKernelsIsRefused) {
   TempDir tmp;
   const std::string engine = tiny_engine(tmp);
-  const std::string fp8 = edited(tmp, engine, "fp8", [](auto& j) { j["model"]["quantization"]["quant_algo"] = "FP8"; });
+  // The cuda target has no quantized kernel yet: refused before any backend is made.
+  const std::string fp8 = edited(tmp, engine, "fp8", [](auto& j) {
+    j["target"] = "cuda";
+    j["gpu_arch"] = "sm_90";
+    j["model"]["quantization"]["quant_algo"] = "FP8";
+  });
   EXPECT_EQ(error_of([&] { Engine::load(fp8, 1); }),
-            "engine " + fp8 + " has quant_algo FP8: the cpu target has no FP8 GEMM kernel yet");
-  const std::string kv =
-      edited(tmp, engine, "kv", [](auto& j) { j["model"]["quantization"]["kv_cache_quant_algo"] = "INT8"; });
+            "engine " + fp8 + " has quant_algo FP8: the cuda target has no FP8 GEMM kernel yet");
+  const std::string kv = edited(tmp, engine, "kv", [](auto& j) {
+    j["target"] = "cuda";
+    j["gpu_arch"] = "sm_90";
+    j["model"]["quantization"]["kv_cache_quant_algo"] = "INT8";
+  });
   EXPECT_EQ(error_of([&] { Engine::load(kv, 1); }),
-            "engine " + kv + " has kv_cache_quant_algo INT8: the cpu target has no INT8 KV-cache attention kernel yet");
+            "engine " + kv + " has kv_cache_quant_algo INT8: the cuda target has no INT8 KV-cache attention kernel yet");
+  // The cpu target runs them: this edited engine gets as far as its weight file, whose weights are float.
+  const std::string cpu8 =
+      edited(tmp, engine, "cpu8", [](auto& j) { j["model"]["quantization"]["quant_algo"] = "FP8"; });
+  EXPECT_NE(error_of([&] { Engine::load(cpu8, 1); }).find("expected F8_E4M3 (quant_algo FP8)"), std::string::npos);
   const std::string bad =
       edited(tmp, engine, "bad", [](auto& j) { j["model"]["quantization"]["quant_algo"] = "NVFP4"; });
   EXPECT_NE(error_of([&] { Engine::load(bad, 1); }).find("quantization.quant_algo 'NVFP4': unknown"),
@@ -113,33 +125,28 @@ TEST(KvCache, DtypeAndScalesFollowTheQuantization) {
   EXPECT_EQ(q.scales.data, scales.data);
   m.quant.kv_cache_quant_algo = KvCacheQuantAlgo::INT8;
   EXPECT_EQ(allocate_kv_cache(*be, m, 4, 8, scales).pool.dtype, DType::I8);
-  // ... but no cpu op reads a quantized cache yet.
+  // The cpu ops read and write it (tests/backend/cpu_quant_kv_test.cpp); a cache without its scales is refused.
   StepMeta meta;
   AttentionParams a;
   a.meta = &meta;
   a.cache = q;
-  EXPECT_EQ(
-      error_of([&] { be->attention(a); }),
-      "cpu backend: attention over a float8_e4m3fn KV cache: the cpu target has no quantized KV-cache kernel yet");
-  RopeKvParams r;
-  r.meta = &meta;
-  r.cache = q;
-  EXPECT_NE(error_of([&] { be->rope_kv(r); }).find("rope_kv over a float8_e4m3fn KV cache"), std::string::npos);
+  a.cache.scales = Tensor();
+  EXPECT_EQ(error_of([&] { be->attention(a); }),
+            "cpu backend: attention over a float8_e4m3fn KV cache without F32 scales [2, 2]");
   m.quant.kv_cache_quant_algo = KvCacheQuantAlgo::None;
   EXPECT_NE(error_of([&] { allocate_kv_cache(*be, m, 4, 8, scales); }).find("scales [2, 2] for a float cache"),
             std::string::npos);
 }
 
-TEST(CpuBackendQuant, RefusesQuantizedWeights) {
+TEST(CpuBackendQuant, KeepsQuantizedWeightsAndRefusesThemWithoutAScheme) {
   auto be = make_backend("cpu", 1);
   LinearParams p;
   p.x = be->alloc(DType::F32, {1, 4});
   p.weight = be->alloc(DType::I8, {2, 4});
   p.out = be->alloc(DType::F32, {1, 2});
-  p.quant.granularity = QuantGranularity::PerChannel;
-  p.weight_scale = be->alloc(DType::F32, {2});
-  EXPECT_EQ(error_of([&] { be->linear(p); }), "cpu backend: linear over int8 weights: the cpu target has no quantized "
-                                              "GEMM kernel yet");
+  EXPECT_EQ(error_of([&] { be->linear(p); }), "linear: a int8 weight without a quantization scheme");
+  p.quant = linear_quant_scheme(quant(QuantAlgo::W8A16));
+  EXPECT_EQ(error_of([&] { be->linear(p); }), "linear: weight_scale must be float32 [2], not missing");
   const uint8_t bytes[4] = {0x38, 0x38, 0x38, 0x38};
   TensorView v;
   v.name = "layers.0.mlp.down.weight";
@@ -147,9 +154,9 @@ TEST(CpuBackendQuant, RefusesQuantizedWeights) {
   v.shape = {2, 2};
   v.data = bytes;
   v.nbytes = 4;
-  EXPECT_EQ(error_of([&] { be->load_weight(weight_view(v)); }),
-            "cpu backend: weight 'layers.0.mlp.down.weight' is float8_e4m3fn: the cpu target has no kernel for "
-            "quantized weights yet");
+  const Tensor t = be->load_weight(weight_view(v));
+  EXPECT_EQ(t.dtype, DType::F8_E4M3) << "quantized data stays as stored";
+  EXPECT_EQ(std::memcmp(t.data, bytes, 4), 0);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "common/test_util.h"
 #include "executor_scenarios.h"
 
 namespace kiln::test {
@@ -44,7 +45,9 @@ TEST(ExecutorLimits, OverLimitRequestsAreRejectedWhileOthersRun) {
   ASSERT_GT(o.responses, 0);
 
   auto expect_rejected = [&](Request r, const std::string& what) {
+    const std::string checked = error_of([&] { ex.check(r); });  // check() refuses it as enqueue does
     const std::string msg = rejection(ex, r);
+    EXPECT_EQ(checked, msg);
     EXPECT_NE(msg.find(what), std::string::npos) << "message: '" << msg << "', expected it to mention '" << what << "'";
   };
   expect_rejected(basic_request(33, 4), "exceeds the engine's max_input_len 32");
@@ -104,6 +107,10 @@ TEST(ExecutorLimits, OverLimitRequestsAreRejectedWhileOthersRun) {
   }
   EXPECT_EQ(o.ids, ref.ids);
   EXPECT_EQ(o.reasons, ref.reasons);
+  const int64_t completed = ex.stats().completed_requests;
+  EXPECT_EQ(error_of([&] { ex.check(basic_request(5, 6)); }), "");  // accepted, and nothing queued
+  EXPECT_EQ(ex.stats().queued_requests + ex.stats().running_requests, 0);
+  EXPECT_EQ(ex.stats().completed_requests, completed);
   Outcome after = run_one(ex, basic_request(5, 6));
   EXPECT_EQ(after.ids[0].size(), 6u);
 }

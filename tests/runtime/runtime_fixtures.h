@@ -58,7 +58,6 @@ inline const std::string& engine_dir(const std::string& model, const TestEngineL
     co.output_dir = b->dir / "ckpt";
     if (lim.target == "cpu") co.dtype = DType::F32;
     co.progress = false;
-    co.rope_freq_checkpoint_dtype = golden_rope_freq_rounded(model);  // as the model's goldens were made
     convert_checkpoint(co);
     BuildOptions bo;
     bo.checkpoint_dir = co.output_dir;

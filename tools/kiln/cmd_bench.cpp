@@ -23,6 +23,7 @@
 #include "kiln/tokenizer.h"
 #include "model/weights.h"
 #include "runtime/engine.h"
+#include "serve/http_bench.h"
 
 namespace kiln::cli {
 
@@ -32,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
   std::string engine_dir, dataset, json_out;
+  std::string url, model_name, api_key;  // --url: the same benchmark against a kiln serve (or OpenAI-compatible) server
   int64_t num_requests = 64;
   double input_len = 128, input_len_std = 0, output_len = 128, output_len_std = 0;
   double request_rate = 0;  // requests per second (Poisson arrivals); 0: all at once
@@ -99,7 +101,7 @@ void check_workload_flags(const BenchOptions& o) {
     fail("--num-requests {}: must be in [1, {}]", o.num_requests, kMaxBenchRequests);
 }
 
-std::vector<Request> workload(const BenchOptions& o, const Engine& e, const Tokenizer* tok) {
+std::vector<Request> workload(const BenchOptions& o, const EngineInfo& e, const Tokenizer* tok) {
   Request base;
   base.max_new_tokens = int32_t(o.output_len);
   o.sampling.apply(base);
@@ -119,14 +121,14 @@ std::vector<Request> workload(const BenchOptions& o, const Engine& e, const Toke
     if (reqs.empty()) fail("--dataset {}: no requests", o.dataset);
     return reqs;
   }
-  const auto& lim = e.limits();
+  const auto& lim = e.limits;
   const double per_prompt = std::min(o.input_len + 3 * o.input_len_std, double(lim.max_input_len));
   if (double(o.num_requests) * per_prompt > double(kMaxBenchPromptTokens))
     fail("--num-requests {} x --input-len {} (+3 x --input-len-std, at most the engine's max_input_len): {:.0f} "
          "prompt tokens is more than the {} a synthetic workload may hold",
          o.num_requests, o.input_len, double(o.num_requests) * per_prompt, kMaxBenchPromptTokens);
   std::mt19937_64 rng(o.seed);
-  std::uniform_int_distribution<int32_t> token(0, int32_t(e.model().vocab_size - 1));
+  std::uniform_int_distribution<int32_t> token(0, int32_t(e.model.vocab_size - 1));
   for (int64_t i = 0; i < o.num_requests; ++i) {
     Request r = base;
     const int64_t P = normal_length(rng, o.input_len, o.input_len_std, 1, std::min(lim.max_input_len, lim.max_seq_len - 1));
@@ -151,57 +153,41 @@ double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 
 // Bytes of weights one decode step reads: every weight matrix once (the embedding table only where it is the tied
 // lm_head; one row of it otherwise); and bytes of K and V per cached token. For bandwidth figures.
-double weight_bytes_per_step(const Engine& e) {
-  const ModelConfig& m = e.model();
+double weight_bytes_per_step(const EngineInfo& e) {
+  const ModelConfig& m = e.model;
   double b = 0;
   for (auto& w : expected_weights(m)) {
     if ((w.name == "embed.weight" && !m.tie_embeddings) || w.name == "pos_embed.weight") continue;
     double n = 1;
     for (auto d : w.shape) n *= double(d);
-    b += n * double(dtype_size(e.info().compute_dtype));
+    b += n * double(dtype_size(e.compute_dtype));
   }
   return b;
 }
-double kv_bytes_per_token(const Engine& e) {
-  const ModelConfig& m = e.model();
-  return double(m.num_layers) * 2 * double(m.num_kv_heads * m.head_dim) * double(dtype_size(e.info().compute_dtype));
+double kv_bytes_per_token(const EngineInfo& e) {
+  const ModelConfig& m = e.model;
+  return double(m.num_layers) * 2 * double(m.num_kv_heads * m.head_dim) * double(dtype_size(e.compute_dtype));
 }
 
 void print_row(const char* name, const Summary& s) {
   std::printf("  %-22s %10.2f %10.2f %10.2f %10.2f\n", name, s.mean, s.p50, s.p90, s.p99);
 }
 
-void bench(const BenchOptions& o) {
-  namespace fs = std::filesystem;
-  check_workload_flags(o);
-  check_runtime_flags(o.runtime, o.threads);
-  if (!o.json_out.empty()) check_output_file(o.json_out, "--json-out");
-  auto engine = Engine::load(o.engine_dir, o.threads);
-  std::unique_ptr<Tokenizer> tok;
-  if (fs::exists(fs::path(o.engine_dir) / "tokenizer.json") || fs::exists(fs::path(o.engine_dir) / "vocab.json"))
-    tok = Tokenizer::load(o.engine_dir);
-  std::vector<Request> reqs = workload(o, *engine, tok.get());
+// Every request through an Executor in this process; returns its statistics.
+Stats run_in_process(Engine& engine, const BenchOptions& o, const std::vector<Request>& reqs,
+                     const std::vector<double>& arrival, std::vector<Timing>& tm, Clock::time_point* start,
+                     Clock::time_point* end_out) {
+  Executor ex(engine, executor_config(o.runtime, o.threads));
   const size_t n = reqs.size();
-  for (auto& r : reqs) r.streaming = r.beam_width == 1;
-  // Arrival offsets (seconds from the start): exponential gaps at the request rate (a Poisson process).
-  std::vector<double> arrival(n, 0.0);
-  if (o.request_rate > 0) {
-    std::mt19937_64 rng(o.seed ^ 0x5eedULL);
-    std::exponential_distribution<double> gap(o.request_rate);
-    double t = 0;
-    for (auto& a : arrival) a = (t += gap(rng));
-  }
-
-  Executor ex(*engine, executor_config(o.runtime, o.threads));
-  std::vector<Timing> tm(n);
   std::map<RequestId, size_t> index;
   ProgressBar bar("bench", int64_t(n));
   size_t next = 0, done = 0, inflight = 0;
-  const Clock::time_point start = Clock::now();
-  Clock::time_point end = start;
+  *start = Clock::now();
+  Clock::time_point& end = *end_out;
+  end = *start;
   auto room = [&] { return o.concurrency == 0 || int64_t(inflight) < o.concurrency; };
   while (done < n) {
-    const double now_s = std::chrono::duration<double>(Clock::now() - start).count();
+    const double now_s = std::chrono::duration<double>(Clock::now() - *start).count();
     for (; next < n && arrival[next] <= now_s && room(); ++next) {
       tm[next].enqueued = Clock::now();
       try {
@@ -238,6 +224,91 @@ void bench(const BenchOptions& o) {
   }
   bar.finish();
 
+  return ex.stats();
+}
+
+// The same requests as streamed /v1/completions to the server at --url (synthetic prompts as token ids).
+void run_over_http(const BenchOptions& o, const EngineInfo& info, const std::vector<Request>& reqs,
+                   const std::vector<double>& arrival, std::vector<Timing>& tm, Clock::time_point* start,
+                   Clock::time_point* end) {
+  serve::HttpBenchConfig hc;
+  serve::parse_http_url(o.url, &hc.host, &hc.port);
+  hc.api_key = o.api_key;
+  hc.concurrency = o.concurrency;
+  hc.arrival_s = arrival;
+  const std::string model = o.model_name.empty()
+                                ? std::filesystem::path(o.engine_dir).lexically_normal().filename().string()
+                                : o.model_name;
+  std::vector<std::string> bodies;
+  for (const Request& r : reqs) {
+    if (r.beam_width > 1 || r.num_return_sequences > 1 || !r.bad_words.empty() || !r.stop_sequences.empty())
+      fail("--url: beam search, several sequences, bad words and stop sequences are not sent over HTTP");
+    const SamplingParams& s = r.sampling;
+    nlohmann::json b = {{"model", model}, {"prompt", r.input_ids}, {"max_tokens", r.max_new_tokens},
+                        {"stream", true}, {"stream_options", {{"include_usage", true}}},
+                        {"temperature", s.temperature}, {"top_p", s.top_p}, {"top_k", s.top_k}, {"min_p", s.min_p},
+                        {"repetition_penalty", s.repetition_penalty}, {"presence_penalty", s.presence_penalty},
+                        {"frequency_penalty", s.frequency_penalty}};
+    if (s.seed) b["seed"] = *s.seed;
+    if (s.ignore_eos || (r.end_id && *r.end_id < 0)) b["ignore_eos"] = true;
+    else if (r.end_id) b["stop_token_ids"] = {*r.end_id};
+    bodies.push_back(dump_json(b));
+  }
+  (void)info;
+  ProgressBar bar("bench", int64_t(reqs.size()));
+  auto got = serve::run_http_bench(hc, bodies, start, end, [&](size_t done) { bar.update(int64_t(done)); });
+  bar.finish();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Timing& m = tm[i];
+    m.enqueued = got[i].sent;
+    m.first = got[i].first;
+    m.last = got[i].last;
+    m.started = got[i].started;
+    m.tokens = got[i].tokens;
+    m.gaps_ms = std::move(got[i].gaps_ms);
+    m.error = got[i].error;
+  }
+}
+
+void bench(const BenchOptions& o) {
+  namespace fs = std::filesystem;
+  check_workload_flags(o);
+  check_runtime_flags(o.runtime, o.threads);
+  if (!o.json_out.empty()) check_output_file(o.json_out, "--json-out");
+  // Over HTTP (--url) the server holds the engine: only its engine.json is read here, for the workload.
+  std::unique_ptr<Engine> engine;
+  EngineInfo info;
+  if (o.url.empty()) {
+    engine = Engine::load(o.engine_dir, o.threads);
+    info = engine->info();
+  } else {
+    const std::string path = (fs::path(o.engine_dir) / "engine.json").string();
+    info = engine_info_from_json(read_json_file(path), path);
+  }
+  std::unique_ptr<Tokenizer> tok;
+  if (fs::exists(fs::path(o.engine_dir) / "tokenizer.json") || fs::exists(fs::path(o.engine_dir) / "vocab.json"))
+    tok = Tokenizer::load(o.engine_dir);
+  std::vector<Request> reqs = workload(o, info, tok.get());
+  const size_t n = reqs.size();
+  for (auto& r : reqs) r.streaming = r.beam_width == 1;
+  // Arrival offsets (seconds from the start): exponential gaps at the request rate (a Poisson process).
+  std::vector<double> arrival(n, 0.0);
+  if (o.request_rate > 0) {
+    std::mt19937_64 rng(o.seed ^ 0x5eedULL);
+    std::exponential_distribution<double> gap(o.request_rate);
+    double t = 0;
+    for (auto& a : arrival) a = (t += gap(rng));
+  }
+
+  std::vector<Timing> tm(n);
+  Clock::time_point start, end;
+  Stats st;
+  if (o.url.empty()) {
+    st = run_in_process(*engine, o, reqs, arrival, tm, &start, &end);
+  } else {
+    run_over_http(o, info, reqs, arrival, tm, &start, &end);
+  }
+
   std::vector<double> ttft, tpot, itl, e2e;
   int64_t out_tokens = 0, in_tokens = 0, failed = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -254,10 +325,8 @@ void bench(const BenchOptions& o) {
     if (m.started && per_seq > 1 && reqs[i].streaming) tpot.push_back(ms(m.last - m.first) / double(per_seq - 1));
     itl.insert(itl.end(), m.gaps_ms.begin(), m.gaps_ms.end());
   }
-  const Stats st = ex.stats();
   const double secs = std::max(1e-9, std::chrono::duration<double>(end - start).count());
   const Summary s_ttft = summarize(ttft), s_tpot = summarize(tpot), s_itl = summarize(itl), s_e2e = summarize(e2e);
-  const EngineInfo& info = engine->info();
   const std::string rate = o.request_rate > 0 ? fmt::format("{:g}/s (Poisson)", o.request_rate) : "unlimited";
   const std::string conc = o.concurrency > 0 ? std::to_string(o.concurrency) : "unlimited";
   std::printf("kiln bench: %s (%s), %zu requests", info.model.architecture.c_str(), info.target.c_str(), n);
@@ -275,11 +344,15 @@ void bench(const BenchOptions& o) {
   print_row("time per output token", s_tpot);
   print_row("inter-token latency", s_itl);
   print_row("end-to-end latency", s_e2e);
-  std::printf("  KV blocks: peak %lld of %lld (%lld tokens each); preemptions %lld; reused prefix blocks %lld\n",
-              (long long)st.kv_blocks_peak, (long long)st.kv_blocks_total, (long long)st.tokens_per_block,
-              (long long)st.preemptions, (long long)st.reused_blocks);
-  std::printf("  steps %lld, mean tokens per step %.1f%s\n", (long long)st.steps, st.mean_tokens_per_step,
-              failed ? fmt::format(", {} failed requests", failed).c_str() : "");
+  if (o.url.empty()) {
+    std::printf("  KV blocks: peak %lld of %lld (%lld tokens each); preemptions %lld; reused prefix blocks %lld\n",
+                (long long)st.kv_blocks_peak, (long long)st.kv_blocks_total, (long long)st.tokens_per_block,
+                (long long)st.preemptions, (long long)st.reused_blocks);
+    std::printf("  steps %lld, mean tokens per step %.1f\n", (long long)st.steps, st.mean_tokens_per_step);
+  } else {
+    std::printf("  over HTTP: %s (the executor's statistics are the server's /metrics)\n", o.url.c_str());
+  }
+  if (failed) std::printf("  %lld failed requests\n", (long long)failed);
 
   if (!o.json_out.empty()) {
     nlohmann::json j;
@@ -287,8 +360,8 @@ void bench(const BenchOptions& o) {
                    {"target", info.target},        {"compute_dtype", dtype_name(info.compute_dtype)},
                    {"max_batch_size", info.limits.max_batch_size}, {"max_num_tokens", info.limits.max_num_tokens},
                    {"max_seq_len", info.limits.max_seq_len},
-                   {"weight_bytes_per_decode_step", weight_bytes_per_step(*engine)},
-                   {"kv_bytes_per_token", kv_bytes_per_token(*engine)}};
+                   {"weight_bytes_per_decode_step", weight_bytes_per_step(info)},
+                   {"kv_bytes_per_token", kv_bytes_per_token(info)}};
     std::string cpu;
     std::ifstream cpuinfo("/proc/cpuinfo");
     for (std::string l; cpu.empty() && std::getline(cpuinfo, l);)
@@ -328,6 +401,12 @@ void bench(const BenchOptions& o) {
                     {"reused_blocks", st.reused_blocks},
                     {"steps", st.steps},
                     {"mean_tokens_per_step", st.mean_tokens_per_step}};
+    if (!o.url.empty()) {  // the executor ran in the server
+      j["url"] = o.url;
+      for (const char* k : {"kv_blocks_peak", "preemptions", "reused_blocks", "steps", "mean_tokens_per_step"})
+        j["results"].erase(k);
+      j["runtime"].erase("kv_blocks_total");
+    }
     write_json_file(o.json_out, j);
   }
   if (failed) fail("{} of {} requests failed", failed, n);
@@ -349,6 +428,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--concurrency", o->concurrency, "requests in flight at most (default 0: no limit)");
   cmd->add_option("--workload-seed", o->seed, "seed of the synthetic prompts, lengths and arrivals (default 0)");
   cmd->add_option("--json-out", o->json_out, "write the results here as JSON");
+  cmd->add_option("--url", o->url, "benchmark the server at http://HOST:PORT over HTTP (streamed /v1/completions; "
+                  "--engine names the engine it serves, for the workload)");
+  cmd->add_option("--model-name", o->model_name, "with --url: the served model's name (default: the engine folder's)");
+  cmd->add_option("--api-key", o->api_key, "with --url: sent as Authorization: Bearer KEY");
   cmd->add_option("--threads", o->threads, "cpu threads (default: all cores)");
   add_runtime_options(cmd, o->runtime);
   add_sampling_options(cmd, o->sampling);

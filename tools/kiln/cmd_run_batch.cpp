@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/json_file.h"
+#include "io/json_value.h"
 #include "kiln/tokenizer.h"
 #include "runtime/engine.h"
 #include "runtime/kv_cache.h"
@@ -122,30 +123,10 @@ void set_end_ids(Request& r, const std::vector<int32_t>& ids) {
 
 namespace {
 
-// A value quoted in an error message: its JSON text, cut short (a request line may be megabytes long).
-std::string brief(const nlohmann::json& v) {
-  std::string s = dump_json(v);
-  return s.size() <= 60 ? s : s.substr(0, 57) + "...";
-}
-
-// An integer JSON value as T when it is one and T holds it (nlohmann's get<T> would take 2.5 as 2, wrap
-// 99999999999 into an int32 and -1 into 2^64 - 1).
+std::string brief(const nlohmann::json& v) { return brief_json(v); }
 template <typename T>
 bool as_integer(const nlohmann::json& v, T* out) {
-  using L = std::numeric_limits<T>;
-  if (v.is_number_unsigned()) {
-    const uint64_t u = v.get<uint64_t>();
-    if (u > uint64_t(L::max())) return false;
-    *out = T(u);
-    return true;
-  }
-  if (!v.is_number_integer()) return false;
-  const int64_t i = v.get<int64_t>();
-  if (i < 0 && std::is_unsigned_v<T>) return false;
-  if constexpr (std::is_signed_v<T>)
-    if (i < int64_t(L::min()) || i > int64_t(L::max())) return false;
-  *out = T(i);
-  return true;
+  return json_as_integer(v, out);
 }
 
 // A field's value as T, refusing what nlohmann would convert silently: see as_integer; a number beyond float's range
@@ -162,7 +143,8 @@ T field(const nlohmann::json& j, const char* name, const char* type) {
          std::numeric_limits<T>::max(), brief(v));
   } else {
     static_assert(std::is_floating_point_v<T>);
-    if (v.is_number() && !(std::fabs(v.get<double>()) > double(std::numeric_limits<T>::max()))) return T(v.get<double>());
+    float x;
+    if (json_as_float(v, &x)) return T(x);
   }
   fail("field '{}': expected {}, got {}", name, type, brief(v));
 }

@@ -17,9 +17,12 @@ void register_eval(CLI::App& app);  // kiln eval summarize, mmlu, compare (cmd_e
 inline CLI::App* eval_group(CLI::App& app) {
   for (CLI::App* sub : app.get_subcommands({}))
     if (sub->get_name() == "eval") return sub;
-  CLI::App* ev = app.add_subcommand("eval", "accuracy of an engine: ROUGE, MMLU, report comparison");
+  CLI::App* ev = app.add_subcommand("eval", "accuracy of an engine: perplexity, ROUGE, MMLU, report comparison");
   ev->require_subcommand(1);
   return ev;
 }
+void register_serve(CLI::App& app);
+void register_quantize(CLI::App& app);
+void register_eval_perplexity(CLI::App& eval);  // kiln eval perplexity
 
 }  // namespace kiln::cli

@@ -13,7 +13,10 @@ int main(int argc, char** argv) {
   kiln::cli::register_run(app);
   kiln::cli::register_tokenize(app);
   kiln::cli::register_bench(app);
+  kiln::cli::register_quantize(app);
   kiln::cli::register_eval(app);
+  kiln::cli::register_eval_perplexity(*kiln::cli::eval_group(app));
+  kiln::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

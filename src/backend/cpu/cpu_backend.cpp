@@ -1,6 +1,5 @@
 #include "backend/cpu/cpu_backend.h"
 
-#include <cblas.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,51 +9,56 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/cpu_gemm.h"
+#include "backend/cpu/quant_linear.h"
 #include "backend/cpu/sampling.h"
 #include "core/error.h"
+#include "core/quant_math.h"
 #include "model/rope.h"
 
 namespace kiln {
 
 namespace {
 
-// out [M, N] = x [M, K] @ w [N, K]^T, with every row's result independent of M (batch-invariant), so a seeded
-// request samples the same tokens alone and in a busy batch.
-//
-// OpenBLAS picks a kernel by problem size: its general path computes each element with the same K-ordered
-// accumulation whatever M is, but below a size it switches to "small matrix" kernels that round differently
-// (on SkylakeX: when N * M <= 1200). So rows go through sgemm only in calls of a multiple of kGemmRows rows,
-// the tail zero-padded, which keeps wide layers (N >= kWideN) on the general path for every M; narrow ones
-// (an MoE router) always run in calls of exactly kGemmRows rows, whichever kernel that picks.
-// tests/backend/cpu_gemm_invariance_test.cpp checks this against the installed OpenBLAS.
-constexpr int64_t kGemmRows = 16, kWideN = 128;
+// The KV cache of one layer: F32, or F8_E4M3 / I8 values with a k scale and a v scale (x = q * scale; written as
+// q = quantize(x / scale), src/core/quant_math.h).
+struct CacheLayer {
+  DType dtype = DType::F32;
+  uint8_t* base = nullptr;  // [blocks, 2, nkv, tpb, hd] elements of dtype
+  float scale[2] = {1.0f, 1.0f};
 
-void sgemm_nt(const float* x, int64_t M, const float* w, int64_t N, int64_t K, float* out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.0f, x, int(K), w, int(K), 0.0f, out,
-              int(N));
-}
-
-void row_invariant_gemm(const float* x, int64_t M, const float* w, int64_t N, int64_t K, float* out) {
-  const int64_t full = M / kGemmRows * kGemmRows;
-  if (N >= kWideN) {
-    if (full > 0) sgemm_nt(x, full, w, N, K, out);
-  } else {
-    for (int64_t r = 0; r < full; r += kGemmRows) sgemm_nt(x + r * K, kGemmRows, w, N, K, out + r * N);
+  CacheLayer(const KvCacheDesc& c, int64_t layer, const char* op) : dtype(c.pool.dtype) {
+    if (dtype != DType::F32 && dtype != DType::F8_E4M3 && dtype != DType::I8)
+      fail("cpu backend: {} over a {} KV cache (the cpu target reads float32, fp8 e4m3 or int8 caches)", op,
+           dtype_name(dtype));
+    if (dtype != DType::F32) {
+      if (c.scales.dtype != DType::F32 || c.scales.shape != std::vector<int64_t>{c.num_layers, 2})
+        fail("cpu backend: {} over a {} KV cache without F32 scales [{}, 2]", op, dtype_name(dtype), c.num_layers);
+      scale[0] = c.scales.ptr<float>()[layer * 2];
+      scale[1] = c.scales.ptr<float>()[layer * 2 + 1];
+    }
+    base = static_cast<uint8_t*>(c.pool.data) + size_t(layer * c.layer_stride()) * dtype_size(dtype);
   }
-  if (full == M) return;
-  const int64_t rest = M - full;
-  std::vector<float> xs(size_t(kGemmRows * K), 0.0f), ys(size_t(kGemmRows * N));  // [16, K], [16, N]
-  std::memcpy(xs.data(), x + full * K, size_t(rest * K) * 4);
-  sgemm_nt(xs.data(), kGemmRows, w, N, K, ys.data());
-  std::memcpy(out + full * N, ys.data(), size_t(rest * N) * 4);
-}
-
-// The cpu backend computes in fp32 and has no kernel for a quantized (fp8/int8) KV cache yet.
-void require_f32_cache(const KvCacheDesc& c, const char* op) {
-  if (c.pool.dtype != DType::F32)
-    fail("cpu backend: {} over a {} KV cache: the cpu target has no quantized KV-cache kernel yet", op,
-         dtype_name(c.pool.dtype));
-}
+  // n values at element offset `at`, kv 0 (k) or 1 (v).
+  void store(int64_t at, const float* x, int64_t n, int kv) const {
+    if (dtype == DType::F32) {
+      std::memcpy(reinterpret_cast<float*>(base) + at, x, size_t(n) * 4);
+    } else if (dtype == DType::F8_E4M3) {
+      for (int64_t i = 0; i < n; ++i) base[at + i] = quantize_fp8(x[i] / scale[kv]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) reinterpret_cast<int8_t*>(base)[at + i] = quantize_int8(x[i] / scale[kv]);
+    }
+  }
+  void load(int64_t at, float* x, int64_t n, int kv) const {
+    if (dtype == DType::F32) {
+      std::memcpy(x, reinterpret_cast<const float*>(base) + at, size_t(n) * 4);
+    } else if (dtype == DType::F8_E4M3) {
+      for (int64_t i = 0; i < n; ++i) x[i] = f8e4m3_to_f32(base[at + i]) * scale[kv];
+    } else {
+      for (int64_t i = 0; i < n; ++i) x[i] = float(reinterpret_cast<const int8_t*>(base)[at + i]) * scale[kv];
+    }
+  }
+};
 
 }  // namespace
 
@@ -91,9 +95,13 @@ size_t CpuBackend::free_memory() const {
 }
 
 Tensor CpuBackend::load_weight(const WeightView& v) {
+  if (v.dtype == DType::F8_E4M3 || v.dtype == DType::I8 || v.dtype == DType::I4X2) {  // quantized: kept as stored
+    Tensor t = alloc(v.dtype, v.shape);
+    std::memcpy(t.data, v.data, t.nbytes());
+    return t;
+  }
   if (!is_float(v.dtype))
-    fail("cpu backend: weight '{}' is {}: the cpu target has no kernel for quantized weights yet", v.name,
-         dtype_name(v.dtype));
+    fail("cpu backend: weight '{}' is {}: not a weight type the cpu target reads", v.name, dtype_name(v.dtype));
   Tensor t = alloc(DType::F32, v.shape);
   convert_to_f32(v.dtype, v.data, t.ptr<float>(), size_t(v.numel()));
   return t;
@@ -146,13 +154,18 @@ void CpuBackend::norm(const NormParams& p) {
 }
 
 void CpuBackend::linear(const LinearParams& p) {
-  if (p.quant.quantized() || p.weight.dtype != DType::F32)
-    fail("cpu backend: linear over {} weights: the cpu target has no quantized GEMM kernel yet",
-         dtype_name(p.weight.dtype));
   const int64_t T = p.x.dim(0), K = p.x.dim(1), N = p.weight.dim(0);
-  if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
   float* out = p.out.ptr<float>();
-  row_invariant_gemm(p.x.ptr<float>(), T, p.weight.ptr<float>(), N, K, out);
+  if (p.quant.quantized()) {
+    const CpuQuantMatrix w = cpu_quant_matrix(p.quant, p.weight, p.weight_scale, p.weight_zero, p.input_scale,
+                                              p.pre_quant_scale, 0, "linear");
+    if (w.K != K) fail("linear: x is {} but the quantized weight has {} inputs", p.x.shape_str(), w.K);
+    cpu_quant_linear(pool_, p.x.ptr<float>(), T, w, out);
+  } else {
+    if (p.weight.dtype != DType::F32) fail("linear: a {} weight without a quantization scheme", dtype_name(p.weight.dtype));
+    if (p.weight.dim(1) != K) fail("linear: x is {} but weight is {}", p.x.shape_str(), p.weight.shape_str());
+    row_invariant_gemm(p.x.ptr<float>(), T, p.weight.ptr<float>(), N, K, out);
+  }
   if (!p.bias.empty()) {
     const float* b = p.bias.ptr<float>();
     for (int64_t t = 0; t < T; ++t)
@@ -161,12 +174,11 @@ void CpuBackend::linear(const LinearParams& p) {
 }
 
 void CpuBackend::rope_kv(const RopeKvParams& p) {
-  require_f32_cache(p.cache, "rope_kv");
+  const CacheLayer cache(p.cache, p.layer, "rope_kv");
   const StepMeta& m = *p.meta;
   const int64_t T = m.num_tokens, nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim, half = hd / 2;
   const int64_t row = (nh + 2 * nkv) * hd, bs = p.cache.tokens_per_block;
   std::vector<float> inv_freq = p.apply_rope ? rope_inv_freq(p.rope, hd) : std::vector<float>();
-  float* layer_base = p.cache.pool.ptr<float>() + p.layer * p.cache.layer_stride();
   pool_.parallel_for(T, [&](int64_t b, int64_t e) {
     std::vector<float> cs(static_cast<size_t>(hd));
     for (int64_t t = b; t < e; ++t) {
@@ -200,27 +212,25 @@ void CpuBackend::rope_kv(const RopeKvParams& p) {
       }
       const int32_t slot = m.slot_mapping.ptr<int32_t>()[t];
       const int64_t blk = slot / bs, off = slot % bs;
-      float* kb = layer_base + blk * 2 * nkv * bs * hd;
-      float* vb = kb + nkv * bs * hd;
+      const int64_t kb = blk * 2 * nkv * bs * hd, vb = kb + nkv * bs * hd;  // element offsets in the layer
       for (int64_t h = 0; h < nkv; ++h) {
-        std::memcpy(kb + (h * bs + off) * hd, k + h * hd, size_t(hd) * 4);
-        std::memcpy(vb + (h * bs + off) * hd, v + h * hd, size_t(hd) * 4);
+        cache.store(kb + (h * bs + off) * hd, k + h * hd, hd, 0);
+        cache.store(vb + (h * bs + off) * hd, v + h * hd, hd, 1);
       }
     }
   });
 }
 
 void CpuBackend::attention(const AttentionParams& p) {
-  require_f32_cache(p.cache, "attention");
+  const CacheLayer cache(p.cache, p.layer, "attention");
   const StepMeta& m = *p.meta;
   const int64_t T = m.num_tokens, nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim;
   const int64_t row = (nh + 2 * nkv) * hd, bs = p.cache.tokens_per_block, group = nh / nkv;
-  const float* layer_base = p.cache.pool.ptr<float>() + p.layer * p.cache.layer_stride();
   const int32_t* seq_of = m.token_seq.ptr<int32_t>();
   const int32_t* positions = m.positions.ptr<int32_t>();
   const int32_t* tables = m.block_tables.ptr<int32_t>();
   pool_.parallel_for(T * nh, [&](int64_t b, int64_t e) {
-    std::vector<float> scores;
+    std::vector<float> scores, kv(static_cast<size_t>(hd));  // kv [hd]: one dequantized key or value
     for (int64_t i = b; i < e; ++i) {
       const int64_t t = i / nh, h = i % nh, kvh = h / group;
       const int32_t s = seq_of[t], pos = positions[t];
@@ -232,7 +242,7 @@ void CpuBackend::attention(const AttentionParams& p) {
       float mx = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
         const int64_t kp = first + j;
-        const float* kv = layer_base + int64_t(table[kp / bs]) * 2 * nkv * bs * hd + (kvh * bs + kp % bs) * hd;
+        cache.load(int64_t(table[kp / bs]) * 2 * nkv * bs * hd + (kvh * bs + kp % bs) * hd, kv.data(), hd, 0);
         float d = 0;
         for (int64_t x = 0; x < hd; ++x) d += q[x] * kv[x];
         scores[j] = d * p.scale;
@@ -244,9 +254,10 @@ void CpuBackend::attention(const AttentionParams& p) {
       std::fill(o, o + hd, 0.f);
       for (int64_t j = 0; j < n; ++j) {
         const int64_t kp = first + j;
-        const float* vv = layer_base + int64_t(table[kp / bs]) * 2 * nkv * bs * hd + nkv * bs * hd + (kvh * bs + kp % bs) * hd;
+        cache.load(int64_t(table[kp / bs]) * 2 * nkv * bs * hd + nkv * bs * hd + (kvh * bs + kp % bs) * hd, kv.data(),
+                   hd, 1);
         const float w = float(scores[j] / sum);
-        for (int64_t x = 0; x < hd; ++x) o[x] += w * vv[x];
+        for (int64_t x = 0; x < hd; ++x) o[x] += w * kv[x];
       }
     }
   });
@@ -273,7 +284,7 @@ void CpuBackend::activation(const ActivationParams& p) {
 }
 
 void CpuBackend::moe(const MoeParams& p) {
-  const int64_t T = p.x.dim(0), H = p.x.dim(1), E = p.router.dim(0), I = p.down.dim(2), K = p.top_k;
+  const int64_t T = p.x.dim(0), H = p.x.dim(1), E = p.router.dim(0), I = p.gate_up.dim(1) / 2, K = p.top_k;
   const float* x = p.x.ptr<float>();
   std::vector<float> logits(static_cast<size_t>(T * E));  // [T, E]
   row_invariant_gemm(x, T, p.router.ptr<float>(), E, H, logits.data());
@@ -294,6 +305,19 @@ void CpuBackend::moe(const MoeParams& p) {
   }
   float* out = p.out.ptr<float>();
   std::memset(out, 0, size_t(T * H) * 4);
+  // out [n, N] = x [n, K] through expert e's matrix of w ([E, N, K], float or quantized).
+  auto expert_gemm = [&](const Tensor& w, const ExpertQuant& q, int64_t e, const float* in, int64_t n, float* o,
+                         const char* what) {
+    if (q.quant.quantized()) {
+      cpu_quant_linear(pool_, in, n,
+                       cpu_quant_matrix(q.quant, w, q.weight_scale, q.weight_zero, q.input_scale, q.pre_quant_scale, e,
+                                        what),
+                       o);
+    } else {
+      if (w.dtype != DType::F32) fail("{}: a {} weight without a quantization scheme", what, dtype_name(w.dtype));
+      row_invariant_gemm(in, n, w.ptr<float>() + e * w.dim(1) * w.dim(2), w.dim(1), w.dim(2), o);
+    }
+  };
   std::vector<float> xs, gu, act, y;
   for (int64_t e = 0; e < E; ++e) {
     auto& toks = by_expert[e];
@@ -304,13 +328,13 @@ void CpuBackend::moe(const MoeParams& p) {
     act.resize(size_t(n * I));     // [n, I]
     y.resize(size_t(n * H));       // [n, H]
     for (int64_t r = 0; r < n; ++r) std::memcpy(&xs[r * H], x + toks[r].first * H, size_t(H) * 4);
-    row_invariant_gemm(xs.data(), n, p.gate_up.ptr<float>() + e * 2 * I * H, 2 * I, H, gu.data());
+    expert_gemm(p.gate_up, p.gate_up_quant, e, xs.data(), n, gu.data(), "moe gate_up");
     for (int64_t r = 0; r < n; ++r)
       for (int64_t i = 0; i < I; ++i) {
         float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
         act[r * I + i] = g / (1.0f + std::exp(-g)) * u;
       }
-    row_invariant_gemm(act.data(), n, p.down.ptr<float>() + e * H * I, H, I, y.data());
+    expert_gemm(p.down, p.down_quant, e, act.data(), n, y.data(), "moe down");
     for (int64_t r = 0; r < n; ++r)
       for (int64_t h = 0; h < H; ++h) out[toks[r].first * H + h] += toks[r].second * y[r * H + h];
   }
