@@ -8,7 +8,9 @@ fragment tells the real line apart when it scores each candidate as the fragment
 --method continuation --continuation-format plain): tiny-code scores far above chance (25%) so. Answering with a
 letter (the standard prompt) asks more of a model than tiny-code has: it scores about chance that way.
 
-Usage: python3 scripts/dev/make_code_mmlu.py [OUT_DIR] [--stdlib /usr/lib/python3.11]
+Usage: python3 scripts/dev/make_code_mmlu.py [OUT_DIR] [--stdlib /usr/lib/python3.11] [--question-prefix TEXT]
+  tests/data/eval/code_mmlu_v1 is the same set with --question-prefix $'Which line comes next in this Python code?\n'
+  (the set of the first reference run, tests/data/eval/mmlu_reference_v1.json).
 Deterministic (seeded); rerun it to check the committed files.
 """
 import argparse
@@ -52,7 +54,7 @@ def in_docstring_flags(lines):
     return flags
 
 
-def questions_from_file(path, rng, want):
+def questions_from_file(path, rng, want, prefix):
     with open(path, encoding="utf-8") as f:
         lines = [l.rstrip("\n").rstrip() for l in f]
     doc = in_docstring_flags(lines)
@@ -84,7 +86,7 @@ def questions_from_file(path, rng, want):
         options = [real] + distractors
         rng.shuffle(options)
         answer = LETTERS[options.index(real)]
-        out.append([fragment] + options + [answer])
+        out.append([prefix + fragment] + options + [answer])
     return out
 
 
@@ -92,6 +94,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out_dir", nargs="?", default="tests/data/eval/code_mmlu")
     ap.add_argument("--stdlib", default="/usr/lib/python3.11")
+    ap.add_argument("--question-prefix", default="", help="text before each code fragment")
     args = ap.parse_args()
     for split in ("dev", "test"):
         os.makedirs(os.path.join(args.out_dir, split), exist_ok=True)
@@ -100,7 +103,7 @@ def main():
         rows = []
         per_file = (NUM_DEV + NUM_TEST + len(files) - 1) // len(files) + 2
         for rel in files:
-            rows += questions_from_file(os.path.join(args.stdlib, rel), rng, per_file)
+            rows += questions_from_file(os.path.join(args.stdlib, rel), rng, per_file, args.question_prefix)
         rng.shuffle(rows)
         if len(rows) < NUM_DEV + NUM_TEST:
             raise SystemExit(f"{subject}: only {len(rows)} questions")

@@ -109,6 +109,23 @@ std::vector<std::string> generate_summaries(Executor& ex, const Tokenizer& tok,
 
 std::vector<std::string> read_predictions(const std::string& path, size_t count) {
   std::vector<std::string> out;
+  // A report of kiln eval summarize (--json-out): its predictions.
+  nlohmann::json whole;
+  try {
+    whole = parse_json(read_text_file(path));
+  } catch (const Error&) {
+  }
+  if (whole.is_object() && whole.contains("predictions")) {
+    const auto& p = whole["predictions"];
+    for (size_t i = 0; p.is_array() && i < p.size() && out.size() < count; ++i) {
+      if (!p[i].is_string()) fail("{}: predictions[{}] is not a string", path, i);
+      out.push_back(p[i].get<std::string>());
+    }
+    if (out.size() < count)
+      fail("--compare-with {}: {} predictions for {} records (one per record, in dataset order)", path, out.size(),
+           count);
+    return out;
+  }
   for (auto& [n, j] : read_jsonl(path)) {
     if (out.size() == count) break;
     const std::string where = fmt::format("{}:{}", path, n);

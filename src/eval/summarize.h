@@ -36,7 +36,8 @@ std::vector<std::string> generate_summaries(Executor& ex, const Tokenizer& tok,
                                             const std::string& dataset_name);
 
 // Saved outputs: JSONL, one line per record in dataset order, the text in "prediction" (or "text", as
-// `kiln run --output-file` writes). It must hold at least `count` lines; the first `count` are used.
+// `kiln run --output-file` writes); or a report of kiln eval summarize (--json-out), its "predictions". It must
+// hold at least `count`; the first `count` are used.
 std::vector<std::string> read_predictions(const std::string& path, size_t count);
 
 }  // namespace kiln::eval

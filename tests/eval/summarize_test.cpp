@@ -69,6 +69,11 @@ TEST(SummarizePredictions, PredictionOrTextFieldAndCount) {
   EXPECT_EQ(read_predictions(p, 1), (std::vector<std::string>{"a"}));
   EXPECT_EQ(error_of([&] { read_predictions(p, 3); }),
             "--compare-with " + p + ": 2 predictions for 3 records (one line per record, in dataset order)");
+  const std::string report =
+      write(d, "r.json", "{\n  \"eval\": \"summarize\",\n  \"predictions\": [\"x\", \"y\"]\n}\n");
+  EXPECT_EQ(read_predictions(report, 2), (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(error_of([&] { read_predictions(report, 3); }),
+            "--compare-with " + report + ": 2 predictions for 3 records (one per record, in dataset order)");
   const std::string bad = write(d, "q.jsonl", "{\"summary\": \"a\"}\n");
   EXPECT_EQ(error_of([&] { read_predictions(bad, 1); }), bad + ":1: no field \"prediction\" (or \"text\")");
 }
