@@ -216,12 +216,8 @@ class LLM:
                                     f"{prompts!r}")
         return [self._prompt(p, f"prompt {i}") for i, p in enumerate(prompts)], False
 
-    def generate(self, prompts: Union[Prompt, Sequence[Prompt]],
-                 sampling_params: Union[None, SamplingParams, Sequence[SamplingParams]] = None
-                 ) -> List[RequestOutput]:
-        """Generates for one prompt or a list (text, or token ids), all in flight at once; returns one
-        RequestOutput per prompt, in order. ``sampling_params``: one for all, or one per prompt."""
-        batch, _ = self._batch(prompts)
+    def _run_all(self, batch, sampling_params) -> List[RequestOutput]:
+        """Submits every (text, ids) of `batch` at once and waits for all; cancels the rest if one wait fails."""
         handles = self._submit_all(batch, self._params(sampling_params, len(batch)), streaming=False)
         try:
             return [h.result() for h in handles]
@@ -229,6 +225,14 @@ class LLM:
             for h in handles:
                 h.cancel()
             raise
+
+    def generate(self, prompts: Union[Prompt, Sequence[Prompt]],
+                 sampling_params: Union[None, SamplingParams, Sequence[SamplingParams]] = None
+                 ) -> List[RequestOutput]:
+        """Generates for one prompt or a list (text, or token ids), all in flight at once; returns one
+        RequestOutput per prompt, in order. ``sampling_params``: one for all, or one per prompt."""
+        batch, _ = self._batch(prompts)
+        return self._run_all(batch, sampling_params)
 
     def _chat_prompts(self, messages: Any, add_generation_prompt: bool) -> Tuple[List[Tuple[str, List[int]]], bool]:
         if self._tokenizer is None or not self._tokenizer.has_chat_template:
@@ -257,13 +261,7 @@ class LLM:
         """Generates replies to one conversation (``[{"role": "user", "content": ...}, ...]``) or a list of them,
         rendered through the tokenizer's chat template (as ``kiln run --chat``)."""
         batch, _ = self._chat_prompts(messages, add_generation_prompt)
-        handles = self._submit_all(list(batch), self._params(sampling_params, len(batch)), streaming=False)
-        try:
-            return [h.result() for h in handles]
-        except BaseException:
-            for h in handles:
-                h.cancel()
-            raise
+        return self._run_all(list(batch), sampling_params)
 
     def submit(self, prompt: Prompt, sampling_params: Optional[SamplingParams] = None, *,
                stream: bool = False) -> GenerationRequest:

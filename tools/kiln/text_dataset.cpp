@@ -9,6 +9,31 @@
 
 namespace kiln::cli {
 
+namespace {
+
+bool is_jsonl(const std::string& path) {
+  return path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
+}
+
+// Calls `fn(json, line_number)` for each non-blank line of `in`, parsed as JSON (a line that is not JSON fails,
+// naming the flag, file and line); stops early when `fn` returns false.
+template <typename Fn>
+void for_each_jsonl_line(std::istream& in, const std::string& path, const std::string& flag, Fn&& fn) {
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line, nullptr, true, false);
+    } catch (const std::exception& e) {
+      fail("{} {}:{}: not JSON ({})", flag, path, n, e.what());
+    }
+    if (!fn(j, n)) return;
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> read_text_dataset(const std::string& path, const std::string& flag) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) fail("{} {}: no such file", flag, path);
@@ -19,47 +44,30 @@ std::vector<std::string> read_text_dataset(const std::string& path, const std::s
   ss << in.rdbuf();
   const std::string all = ss.str();
   std::vector<std::string> docs;
-  const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
-  if (!jsonl) {
+  if (!is_jsonl(path)) {
     if (all.find_first_not_of(" \t\r\n") != std::string::npos) docs.push_back(all);
   } else {
     std::istringstream lines(all);
-    std::string line;
-    for (int64_t n = 1; std::getline(lines, line); ++n) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line, nullptr, true, false);
-      } catch (const std::exception& e) {
-        fail("{} {}:{}: not JSON ({})", flag, path, n, e.what());
-      }
+    for_each_jsonl_line(lines, path, flag, [&](const nlohmann::json& j, int64_t n) {
       if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
         fail("{} {}:{}: expected an object with a string \"text\"", flag, path, n);
       std::string t = j["text"].get<std::string>();
       if (!t.empty()) docs.push_back(std::move(t));
-    }
+      return true;
+    });
   }
   if (docs.empty()) fail("{} {}: empty (no text)", flag, path);
   return docs;
 }
 
 std::optional<std::vector<int32_t>> read_token_dataset(const std::string& path, const std::string& flag) {
-  const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
-  if (!jsonl) return std::nullopt;
+  if (!is_jsonl(path)) return std::nullopt;
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;  // read_text_dataset names what is wrong
   std::vector<int32_t> ids;
-  std::string line;
   bool first = true;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line, nullptr, true, false);
-    } catch (const std::exception& e) {
-      fail("{} {}:{}: not JSON ({})", flag, path, n, e.what());
-    }
-    if (first && !(j.is_object() && j.contains("input_ids"))) return std::nullopt;
+  for_each_jsonl_line(in, path, flag, [&](const nlohmann::json& j, int64_t n) {
+    if (first && !(j.is_object() && j.contains("input_ids"))) return false;
     first = false;
     if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array())
       fail("{} {}:{}: expected an object with a list \"input_ids\" (as the first line)", flag, path, n);
@@ -68,7 +76,8 @@ std::optional<std::vector<int32_t>> read_token_dataset(const std::string& path, 
         fail("{} {}:{}: input_ids holds {}, not a token id", flag, path, n, v.dump());
       ids.push_back(int32_t(v.get<int64_t>()));
     }
-  }
+    return true;
+  });
   if (first) return std::nullopt;
   return ids;
 }
