@@ -181,6 +181,10 @@ phase_peer() {
 # within 3%) and one request at a time (TTFT p50 at most 1 ms higher). serve_vs_inprocess.json compares them.
 phase_serve() {
   engine_8b
+  # The synthetic engine has no tokenizer: a byte-level one of its vocabulary's size, so the server detokenizes every
+  # generated token as it would Llama 3's.
+  python3 "$ROOT/bench/gpu/synthetic_tokenizer.py" \
+    "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$CFG8B")" "$E8"
   local tp="--num-requests 2000 --input-len 128 --output-len 128"
   local low="--num-requests 50 --concurrency 1 --input-len 128 --output-len 32"
   rm -f "$WORK/serve.port"
