@@ -33,23 +33,27 @@ struct Case {
   std::string name, model, flags;
 };
 
-// scripts/dev/make_quant_checkpoints.sh's list, less the cases this reference cannot judge yet: its GPU run
-// (02:18 UTC) predates the AWQ clipping search (the *-int4_awq checkpoints it saw are no longer what kiln makes),
-// failed mixtral-fp8_rowwise (the script's MoE), and recorded no rounding margins, without which llama-fp8 and
-// tiny-code-fp8 are compared past a rounding tie (see above). A second run with those fixes was requested.
+// scripts/dev/make_quant_checkpoints.sh's list: every format on llama and qwen2, three on mixtral, fp8 and int4_awq
+// on tiny-code (references of two GPU runs, see versions.json's note).
 std::vector<Case> cases() {
   return {
+      {"llama-fp8", "llama", "--qformat fp8 --kv-cache-dtype fp8"},
       {"llama-fp8_rowwise", "llama", "--qformat fp8_rowwise"},
       {"llama-int8_sq", "llama", "--qformat int8_sq --kv-cache-dtype int8"},
       {"llama-int8_wo", "llama", "--qformat int8_wo"},
       {"llama-int4_wo", "llama", "--qformat int4_wo"},
+      {"llama-int4_awq", "llama", "--qformat int4_awq"},
       {"qwen2-fp8", "qwen2", "--qformat fp8"},
       {"qwen2-fp8_rowwise", "qwen2", "--qformat fp8_rowwise --kv-cache-dtype fp8"},
       {"qwen2-int8_sq", "qwen2", "--qformat int8_sq"},
       {"qwen2-int8_wo", "qwen2", "--qformat int8_wo --kv-cache-dtype int8"},
       {"qwen2-int4_wo", "qwen2", "--qformat int4_wo --group-size 8"},
+      {"qwen2-int4_awq", "qwen2", "--qformat int4_awq --group-size 8"},
+      {"mixtral-fp8_rowwise", "mixtral", "--qformat fp8_rowwise"},
       {"mixtral-int8_wo", "mixtral", "--qformat int8_wo --kv-cache-dtype int8"},
       {"mixtral-int4_wo", "mixtral", "--qformat int4_wo --group-size 32 --kv-cache-dtype fp8"},
+      {"tiny-code-fp8", "tiny-code", "--qformat fp8 --kv-cache-dtype fp8"},
+      {"tiny-code-int4_awq", "tiny-code", "--qformat int4_awq --kv-cache-dtype int8"},
   };
 }
 
