@@ -9,8 +9,8 @@ fragment tells the real line apart when it scores each candidate as the fragment
 letter (the standard prompt) asks more of a model than tiny-code has: it scores about chance that way.
 
 Usage: python3 scripts/dev/make_code_mmlu.py [OUT_DIR] [--stdlib /usr/lib/python3.11] [--question-prefix TEXT]
-  tests/data/eval/code_mmlu_v1 is the same set with --question-prefix $'Which line comes next in this Python code?\n'
-  (the set of the first reference run, tests/data/eval/mmlu_reference_v1.json).
+  --question-prefix TEXT puts TEXT before each question's code (the first reference run used
+  $'Which line comes next in this Python code?\n'; tests/data/eval/code_mmlu has none).
 Deterministic (seeded); rerun it to check the committed files.
 """
 import argparse
