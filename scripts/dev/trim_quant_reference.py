@@ -2,7 +2,9 @@
 """Copies scripts/dev/quant_reference.py's output into tests/data/quant/reference, keeping only ROWS logits rows of
 each sequence, so the tracked data stays small: the last ROWS before the first position whose rounding margin is
 below --margin (tests/e2e/quant_reference_test.cpp's kTieMargin; every position when the file has no margins), from
-first_row_i on: NAME.safetensors (tokens_i int32 [P], logits_i float32 [ROWS, V], first_row_i, margins_i) and
+first_row_i on: NAME.safetensors (tokens_i int32 [P], logits_i float32 [ROWS, V], first_row_i, margins_i), and,
+where the source has the float64 run, the last TAIL rows of both runs (tail_logits_i, tail_logits64_i float32
+[TAIL, V]: transformers' float32 logits and its float64 forward's, for the test's comparison past the ties), and
 versions.json.
 
     python3 scripts/dev/trim_quant_reference.py /work/gpu-out/quant tests/data/quant/reference [--rows 8]
@@ -42,6 +44,7 @@ def main():
     ap.add_argument("dst")
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--margin", type=float, default=4e-6)
+    ap.add_argument("--tail-rows", type=int, default=8)
     a = ap.parse_args()
     os.makedirs(a.dst, exist_ok=True)
     for f in sorted(os.listdir(a.src)):
@@ -61,6 +64,13 @@ def main():
                 start = max(0, end - a.rows)
                 out[name] = (dtype, [end - start, v], b[start * v * 4:end * v * 4])
                 out["first_row_" + i] = ("I32", [1], struct.pack("<i", start))
+                if "logits64_" + i in t:  # the last TAIL rows of both runs: transformers' own float32 error
+                    tail = min(a.tail_rows, rows)
+                    b64 = t["logits64_" + i][2]
+                    out["tail_logits_" + i] = (dtype, [tail, v], b[(rows - tail) * v * 4:])
+                    out["tail_logits64_" + i] = (dtype, [tail, v], b64[(rows - tail) * v * 4:])
+            elif name.startswith("logits64_"):
+                pass
             elif not name.startswith("first_unsafe_"):
                 out[name] = (dtype, shape, b)
         write(os.path.join(a.dst, f), out)
