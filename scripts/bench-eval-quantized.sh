@@ -19,12 +19,8 @@ else
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
 fi
-[ -f "$work/calib.jsonl" ] || python3 - "$work/calib.jsonl" <<'PY'
-import glob, json, sys
-with open(sys.argv[1], "w") as f:
-    for p in sorted(glob.glob("/usr/lib/python3.11/*.py")):
-        f.write(json.dumps({"text": open(p, encoding="utf-8", errors="replace").read()}) + "\n")
-PY
+# Calibration text: the standard library's modules in name order, one JSONL document each.
+[ -f "$work/calib.jsonl" ] || python3 "$root/scripts/dev/stdlib_calib.py" "$work/calib.jsonl"
 calib=(--calib-dataset "$work/calib.jsonl" --calib-size "$calib_size" --calib-max-seq-length 512)
 rows=(
   "bf16|"

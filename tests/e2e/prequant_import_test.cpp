@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "common/param_name.h"
 #include "common/test_util.h"
 #include "core/dtype.h"
 #include "io/json_file.h"
@@ -154,12 +155,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, PrequantFp8,
                          ::testing::Values(Fp8Case{"fp8-ct-tensor", "FP8", true},
                                            Fp8Case{"fp8-ct-channel", "FP8_PER_CHANNEL_PER_TOKEN", false},
                                            Fp8Case{"fp8-modelopt", "FP8", true}),
-                         [](const auto& info) {
-                           std::string n = info.param.name;
-                           for (auto& ch : n)
-                             if (ch == '-') ch = '_';
-                           return n;
-                         });
+                         DashToUnderscore());
 
 }  // namespace
 }  // namespace kiln::test

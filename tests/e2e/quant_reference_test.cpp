@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "common/param_name.h"
 #include "common/test_util.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -139,12 +140,7 @@ TEST_P(QuantReference, CpuEngineMatchesTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, QuantReference, ::testing::ValuesIn(cases()),
-                         [](const auto& info) {
-                           std::string n = info.param.name;
-                           for (auto& ch : n)
-                             if (ch == '-') ch = '_';
-                           return n;
-                         });
+                         DashToUnderscore());
 
 }  // namespace
 }  // namespace kiln::test
